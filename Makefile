@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (README): `make run` and `make test`. Both set up .venv first.
+# The install order matters: torch from its pinned build, then sam2 against that torch without
+# build isolation and without its CUDA extension (DESIGN.md, last section), then this package.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+
+.PHONY: setup run dry-run test test-all lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	SAM2_BUILD_CUDA=0 $(BIN)/pip install --quiet --no-build-isolation "sam2==1.1.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+dry-run: setup
+	$(BIN)/snakemake -n
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check ccl tests workflow/scripts bench
+	$(BIN)/snakemake --lint
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,27 @@
+# CCL-LGS workflow: a table of contents. Each stage is one file under workflow/rules/;
+# all logic lives in the `ccl` package. See README.md and docs/contracts.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/scene.smk"
+include: "workflow/rules/masks.smk"
+include: "workflow/rules/tracks.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/codebook.smk"
+include: "workflow/rules/splat.smk"
+include: "workflow/rules/eval.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_TARGETS,

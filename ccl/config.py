@@ -1,0 +1,108 @@
+"""Config: the schema in workflow/schemas/ is the one source of keys and defaults.
+
+Each stage owns a frozen dataclass whose field names are the keys of its section of config.yaml and
+whose defaults equal the schema's (tests/test_config.py holds them equal). `section(Cls, mapping)`
+builds one from a config section and names unknown keys, so a typo in config.yaml is an error, not a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
+
+
+def section(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str = "config") -> T:
+    """Build the frozen dataclass `cls` from one config section; unknown keys raise ValueError."""
+    mapping = dict(mapping or {})
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(names)}"
+        )
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()}
+    return cls(**kwargs)
+
+
+def as_params(cfg: Any) -> dict[str, Any]:
+    """A stage config as a plain dict (tuples as lists) for HDF5 attributes and JSON headers."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "config") -> dict[str, Any]:
+    """Validate against the schema and fill its defaults, as Snakemake's `validate` does.
+
+    Returns a new dict; raises ValueError naming the source file, the offending key path and the rule
+    it broke.
+    """
+    import jsonschema
+    import yaml
+    from jsonschema import Draft202012Validator, validators
+    from referencing import Registry, Resource
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["$id"] = SCHEMA_PATH.resolve().as_uri()
+
+    def retrieve(uri: str) -> Resource:
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        return Resource.from_contents(yaml.safe_load(Path(url2pathname(urlparse(uri).path)).read_text()))
+
+    registry = Registry(retrieve=retrieve)
+    base = Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema_):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema_)
+
+    validator_cls = validators.extend(base, {"properties": set_defaults})
+    config = copy.deepcopy(config)
+    try:
+        validator_cls(schema, registry=registry).validate(config)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"{source}: invalid config at '{where}': {e.message}") from None
+    return config
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a config YAML (default: the repository's config.yaml), apply overrides, validate."""
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    with path.open() as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a config must be a mapping of keys, got {type(config).__name__}")
+    if overrides:
+        config = deep_update(config, overrides)
+    return validate_config(config, source=path)
+
+
+def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

@@ -1,0 +1,48 @@
+# Helpers shared by every stage: scene lookup, path helpers, wildcard constraints, and the list of
+# terminal outputs that `rule all` asks for (each stage file appends what it finishes with).
+import re
+from pathlib import Path
+
+SCENES = list(config["scenes"])
+SYNTHETIC_SCENES = [s for s, e in config["scenes"].items() if e["source"] == "synthetic"]
+SCALES = list(config["scales"])
+VARIANTS = list(config["variants"])
+ALL_TARGETS = []
+
+
+def _alternatives(names):
+    # An empty alternation would match the empty string: use a pattern that matches nothing.
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+wildcard_constraints:
+    scene=_alternatives(SCENES),
+    scale="sp|wp|all",
+    variant="full|base|pull|push",
+
+
+def scene_entry(wildcards):
+    return config["scenes"][wildcards.scene]
+
+
+def scene_source_dir(wildcards):
+    """The folder `ccl.scene.load_scene` reads: built for synthetic scenes, the user's for real ones."""
+    entry = scene_entry(wildcards)
+    if entry["source"] == "synthetic":
+        return f"results/{wildcards.scene}/scene"
+    return entry["path"]
+
+
+def synthetic_scene_input(wildcards):
+    """Synthetic scenes depend on the rule that builds them; real scenes on nothing Snakemake makes."""
+    if scene_entry(wildcards)["source"] == "synthetic":
+        return rules.synthetic_scene.output.scene_dir
+    return []
+
+
+def log_path(stage, *parts):
+    return f"logs/{stage}/" + "_".join(parts) + ".log"
+
+
+def bench_path(stage, *parts):
+    return f"benchmarks/{stage}/" + "_".join(parts) + ".tsv"

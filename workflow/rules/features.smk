@@ -1,0 +1,1 @@
+# The features stage's rules (filled in by its issue; see docs/contracts.md).

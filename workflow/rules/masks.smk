@@ -1,0 +1,1 @@
+# The masks stage's rules (filled in by its issue; see docs/contracts.md).

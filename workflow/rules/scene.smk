@@ -1,0 +1,40 @@
+# Scenes: build the embedded synthetic scene, and check every scene (synthetic or the user's) once,
+# writing a manifest that every later stage depends on, so bad input stops the run before any work.
+
+
+rule synthetic_scene:
+    output:
+        scene_dir=directory("results/{scene}/scene"),
+    params:
+        synthetic=config["synthetic"],
+        seed=config["seed"],
+    log:
+        "logs/synthetic_scene/{scene}.log",
+    benchmark:
+        "benchmarks/synthetic_scene/{scene}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/synthetic_scene.py"
+
+
+rule scene_manifest:
+    input:
+        synthetic_scene_input,
+    output:
+        manifest="results/{scene}/scene.json",
+    params:
+        entry=scene_entry,
+        source_dir=scene_source_dir,
+        scene_load=config["scene_load"],
+    log:
+        "logs/scene_manifest/{scene}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/scene_manifest.py"
+
+
+ALL_TARGETS.extend(expand(rules.scene_manifest.output.manifest, scene=SCENES))

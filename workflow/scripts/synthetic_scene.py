@@ -1,0 +1,9 @@
+# Build the embedded synthetic scene (ccl.synthetic.make_scene) into the rule's output folder.
+from ccl.runlog import script_logging
+
+with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+    from ccl.config import section
+    from ccl.synthetic import SyntheticConfig, make_scene
+
+    cfg = section(SyntheticConfig, snakemake.params.synthetic, where="config.yaml: synthetic")  # noqa: F821
+    make_scene(snakemake.output.scene_dir, cfg=cfg, seed=snakemake.params.seed)  # noqa: F821
