@@ -106,3 +106,26 @@ def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+# Config section → the frozen dataclass that mirrors it ("module:Class"). tests/test_config.py checks
+# that every section of the schema has one and that their defaults agree.
+SECTION_DATACLASSES: dict[str, str] = {
+    "synthetic": "ccl.synthetic:SyntheticConfig",
+    "scene_load": "ccl.scene:SceneLoadConfig",
+    "masks": "ccl.masks:MasksConfig",
+    "tracks": "ccl.tracks:TracksConfig",
+    "features": "ccl.features:FeaturesConfig",
+    "codebook": "ccl.codebook:CodebookConfig",
+    "rgb": "ccl.splat:RgbConfig",
+    "language": "ccl.splat:LanguageConfig",
+    "query": "ccl.query:QueryConfig",
+    "eval": "ccl.eval:EvalConfig",
+}
+
+
+def section_dataclass(name: str) -> type:
+    import importlib
+
+    module, cls = SECTION_DATACLASSES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
