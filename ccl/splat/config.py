@@ -1,0 +1,119 @@
+"""Config of the Gaussian fields: the `rgb` and `language` sections of config.yaml.
+
+Defaults equal workflow/schemas/stages/rgb.schema.yaml and language.schema.yaml (tests/test_config.py
+holds them equal). The defaults are those of the embedded synthetic scene (a CPU run of minutes);
+configs for real benchmarks set the 3DGS schedule (30k iterations, densification until 15k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRATEGIES = ("default", "mcmc")
+
+
+@dataclass(frozen=True)
+class RgbConfig:
+    """The colour field (3DGS): initialisation, loss, Adam learning rates, densification, checkpoints."""
+
+    iterations: int = 3000  # optimisation steps (one view each)
+    holdout_every: int = 8  # every k-th view (0, k, 2k, ...) is held out for PSNR; 0 = none
+    sh_degree: int = 1  # spherical-harmonics degree of the colours (0 = view-independent)
+    ssim_lambda: float = 0.2  # loss = (1 - λ)·L1 + λ·D-SSIM
+    init_opacity: float = 0.1  # opacity of the initial Gaussians
+    init_scale: float = 1.0  # initial scale = this × mean distance to the 3 nearest points
+    init_random_points: int = (
+        20000  # Gaussians drawn uniformly in the cameras' bounds if the scene has no points
+    )
+    lr_means: float = 1.6e-4  # × scene scale, decayed exponentially to lr_means_final_factor × that
+    lr_means_final_factor: float = 0.01
+    lr_scales: float = 5e-3  # on log scales
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2  # on opacity logits
+    lr_sh0: float = 2.5e-3  # SH degree-0 (base colour) coefficients
+    lr_shN: float = 1.25e-4  # higher SH coefficients (3DGS: lr_sh0 / 20)
+    strategy: str = "default"  # densification: "default" (3DGS: clone, split, prune) or "mcmc"
+    refine_start_iter: int = 500  # densify after this step
+    refine_stop_iter: int = 15000  # ... and until this one
+    refine_every: int = 100
+    reset_every: int = 3000  # opacity reset period ("default" strategy)
+    grow_grad2d: float = 2e-4  # mean screen-space gradient above which a Gaussian is cloned or split
+    grow_scale3d: float = 0.01  # × scene scale: clone below, split above
+    prune_opa: float = 0.005  # prune below this opacity ("default"); dead threshold ("mcmc")
+    prune_scale3d: float = 0.1  # × scene scale: prune larger Gaussians after the first opacity reset
+    cap_max: int = 1_000_000  # "mcmc": maximum number of Gaussians
+    mcmc_noise_lr: float = 5e5  # "mcmc": position noise, × the current means learning rate
+    opacity_reg: float = 0.0  # L1 weight on opacities (MCMC uses 0.01)
+    scale_reg: float = 0.0  # L1 weight on scales (MCMC uses 0.01)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1] behind the Gaussians
+    checkpoint_every: int = 500  # steps between resumable checkpoints (*.partial.safetensors)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key, the value and the allowed range."""
+        _check(
+            "rgb",
+            self,
+            [
+                ("iterations", self.iterations >= 1, ">= 1"),
+                ("holdout_every", self.holdout_every == 0 or self.holdout_every >= 2, "0 or >= 2"),
+                ("sh_degree", 0 <= self.sh_degree <= 3, "in [0, 3]"),
+                ("ssim_lambda", 0 <= self.ssim_lambda <= 1, "in [0, 1]"),
+                ("init_opacity", 0 < self.init_opacity < 1, "in (0, 1)"),
+                ("init_scale", self.init_scale > 0, "> 0"),
+                ("init_random_points", self.init_random_points >= 1, ">= 1"),
+                ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
+                ("refine_every", self.refine_every >= 1, ">= 1"),
+                ("reset_every", self.reset_every >= 1, ">= 1"),
+                ("cap_max", self.cap_max >= 1, ">= 1"),
+                (
+                    "background",
+                    len(self.background) == 3 and all(0 <= b <= 1 for b in self.background),
+                    "3 numbers in [0, 1]",
+                ),
+                ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
+            ]
+            + [(k, getattr(self, k) > 0, "> 0") for k in _LR_KEYS],
+        )
+
+
+_LR_KEYS = ("lr_means", "lr_means_final_factor", "lr_scales", "lr_quats", "lr_opacities", "lr_sh0", "lr_shN")
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """The language field of one scale: per-Gaussian features, the decoder, and how they are trained."""
+
+    iterations: int = 1500  # optimisation steps (one view each)
+    feature_dim: int = 8  # language feature per Gaussian
+    decoder_hidden: int = 64  # width of the decoder's hidden layer (feature_dim → hidden → n_classes)
+    lr: float = 1e-3  # Adam, decoder weights
+    lr_features: float = 1e-2  # Adam, per-Gaussian features
+    joint: bool = False  # train colour and language together from the scene's points (paper); else freeze rgb
+    language_weight: float = 1.0  # joint only: loss = colour loss + this × cross-entropy
+    holdout_every: int = 8  # every k-th view is held out (its accuracy is reported apart); 0 = none
+    checkpoint_every: int = 500  # steps between resumable checkpoints (*.partial.safetensors)
+
+    def validate(self) -> None:
+        _check(
+            "language",
+            self,
+            [
+                ("iterations", self.iterations >= 1, ">= 1"),
+                ("feature_dim", self.feature_dim >= 1, ">= 1"),
+                ("decoder_hidden", self.decoder_hidden >= 1, ">= 1"),
+                ("lr", self.lr > 0, "> 0"),
+                ("lr_features", self.lr_features > 0, "> 0"),
+                ("language_weight", self.language_weight > 0, "> 0"),
+                ("holdout_every", self.holdout_every == 0 or self.holdout_every >= 2, "0 or >= 2"),
+                ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
+            ],
+        )
+
+
+def _check(section_name: str, cfg: object, checks: list[tuple[str, bool, str]]) -> None:
+    for key, ok, allowed in checks:
+        if not ok:
+            raise ValueError(
+                f"{section_name}.{key} = {getattr(cfg, key)!r} is out of range: expected {allowed}; "
+                f"fix the `{section_name}` section of config.yaml"
+            )

@@ -1,0 +1,255 @@
+"""`rasterize`: the one entry of ccl's Gaussian rasterizer (gsplat on CUDA, ccl's own tile kernel on CPU).
+
+Backends (all with gsplat 1.5.3's conventions, see projection.py and _reference.py):
+
+- ``"gsplat"``: a thin wrapper over `gsplat.rasterization` (CUDA only: gsplat has no CPU path);
+- ``"cpu"``: ccl's tile-based, depth-sorted EWA rasterizer: projection in PyTorch, tile compositing in a
+  small C++ kernel with an analytic backward (falls back to a PyTorch tile loop if it cannot be built);
+- ``"reference"``: dense brute force (every Gaussian x every pixel), the oracle of the tests;
+- ``"auto"``: ``"gsplat"`` when the inputs are on CUDA, else ``"cpu"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+Backend = Literal["auto", "cpu", "gsplat", "reference"]
+BACKENDS = ("auto", "cpu", "gsplat", "reference")
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """What `rasterize` returns for C cameras of H x W pixels."""
+
+    colors: Tensor  # [C, H, W, D] rendered channels (D = colors.shape[-1] of the input), background added
+    alpha: Tensor  # [C, H, W, 1] accumulated opacity, 1 - final transmittance
+    depth: Tensor  # [C, H, W, 1] expected camera z: sum(w_i z_i) / max(alpha, 1e-10) (gsplat's "ED"); 0 where empty
+    means2d: Tensor  # [C, N, 2] projected centres in pixels; in the graph, so .retain_grad() works for densification
+    radii: Tensor  # [C, N, 2] int32 projected box half-sizes in pixels; 0 = culled in that camera
+
+    def strategy_info(self) -> dict[str, Any]:
+        """The `info` dict gsplat's DefaultStrategy / MCMCStrategy hooks read (unpacked layout)."""
+        c, h, w = self.colors.shape[:3]
+        return {
+            "means2d": self.means2d,
+            "radii": self.radii,
+            "width": w,
+            "height": h,
+            "n_cameras": c,
+            "gaussian_ids": None,
+        }
+
+
+def rasterize(
+    means: Tensor,  # [N, 3] world positions
+    quats: Tensor,  # [N, 4] rotations, wxyz, any non-zero norm
+    scales: Tensor,  # [N, 3] positive linear scales (exp of the log-scales you optimise)
+    opacities: Tensor,  # [N] in [0, 1] (sigmoid of the logits you optimise)
+    colors: Tensor,  # [N, D] any channel count: 3 colour, 8 feature, 3 + 8 stacked, ...
+    viewmats: Tensor,  # [C, 4, 4] world-to-camera (OpenCV: x right, y down, z forward)
+    Ks: Tensor,  # [C, 3, 3] pinhole intrinsics in pixels
+    width: int,
+    height: int,
+    *,
+    backgrounds: Tensor | None = None,  # [C, D] added as T_final * background
+    backend: Backend = "auto",
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    tile_size: int = 16,
+) -> RenderOutput:
+    """Render N 3D Gaussians with D channels into C pinhole cameras, front to back by camera z.
+
+    Differentiable w.r.t. means, quats, scales, opacities, colors and backgrounds (not the cameras on
+    the "cpu" backend's kernel path beyond what autograd reaches through the projection: viewmats and
+    Ks do get gradients through the PyTorch projection). float32 or float64 on the CPU (the C++ kernel
+    runs either); gsplat needs float32 CUDA tensors. Raises ValueError naming the parameter on bad input
+    (non-finite values, non-positive scales, opacities outside [0, 1], zero quaternions, non-positive
+    focal lengths, shape/device/dtype mismatches).
+    """
+    check_inputs(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+        backgrounds=backgrounds, backend=backend, near_plane=near_plane, far_plane=far_plane,
+        eps2d=eps2d, tile_size=tile_size,
+    )  # fmt: skip
+    if backend == "auto":
+        backend = "gsplat" if means.is_cuda else "cpu"
+    if backend == "gsplat":
+        from ccl.splat._gsplat import rasterize_gsplat
+
+        return rasterize_gsplat(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            backgrounds=backgrounds, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
+            tile_size=tile_size,
+        )  # fmt: skip
+    if backend == "cpu" and means.device.type != "cpu":
+        raise ValueError(
+            f"rasterize: backend='cpu' needs CPU tensors, got device {means.device}; "
+            "use backend='auto' or 'gsplat' for CUDA tensors"
+        )
+    return _rasterize_torch(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+        backgrounds=backgrounds, compositor=_COMPOSITORS[backend], near_plane=near_plane,
+        far_plane=far_plane, eps2d=eps2d, tile_size=tile_size,
+    )  # fmt: skip
+
+
+def _composite_reference(
+    means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size
+):
+    """[C, ...] projected Gaussians -> (colors [C, H, W, K], alpha [C, H, W, 1]), dense per camera."""
+    import torch
+
+    from ccl.splat._reference import composite_dense
+
+    outs, alphas = [], []
+    for c in range(means2d.shape[0]):
+        bg = None if backgrounds is None else backgrounds[c]
+        o, a = composite_dense(
+            means2d[c], conics[c], opacities, colors[c], depths[c], radii[c], width, height, bg
+        )
+        outs.append(o)
+        alphas.append(a)
+    return torch.stack(outs), torch.stack(alphas)
+
+
+def _composite_cpu(means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size):
+    from ccl.splat._cpu_tiles import composite_tiles
+
+    return composite_tiles(
+        means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size=tile_size
+    )
+
+
+_COMPOSITORS: dict[str, Callable[..., Any]] = {
+    "reference": _composite_reference,
+    "cpu": _composite_cpu,
+    "auto": _composite_cpu,
+}
+
+
+def _rasterize_torch(
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
+    backgrounds, compositor, near_plane, far_plane, eps2d, tile_size,
+) -> RenderOutput:  # fmt: skip
+    import torch
+
+    from ccl.splat.projection import project_gaussians
+
+    proj = project_gaussians(
+        means, quats, scales, viewmats, Ks, width, height,
+        opacities=opacities, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+    )  # fmt: skip
+    n_cams = viewmats.shape[0]
+    d = colors.shape[-1]
+    # depth rides along as one more channel with background 0, as gsplat's "RGB+ED" render mode does
+    feats = torch.cat([colors.expand(n_cams, -1, -1), proj.depths[..., None]], dim=-1)  # [C, N, D+1]
+    bgs = None
+    if backgrounds is not None:
+        bgs = torch.cat([backgrounds, backgrounds.new_zeros(n_cams, 1)], dim=-1)  # [C, D+1]
+    out, alpha = compositor(
+        proj.means2d, proj.conics, opacities, feats, proj.depths, proj.radii, width, height, bgs, tile_size
+    )
+    depth = out[..., d:] / alpha.clamp(min=1e-10)
+    return RenderOutput(colors=out[..., :d], alpha=alpha, depth=depth, means2d=proj.means2d, radii=proj.radii)
+
+
+def check_inputs(
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
+    backgrounds=None, backend="auto", near_plane=0.01, far_plane=1e10, eps2d=0.3, tile_size=16,
+) -> None:  # fmt: skip
+    """Raise ValueError naming the parameter, what was expected and what was got; else return None."""
+    import torch
+
+    if backend not in BACKENDS:
+        raise ValueError(f"rasterize: backend must be one of {BACKENDS}, got {backend!r}")
+    named = {
+        "means": means, "quats": quats, "scales": scales, "opacities": opacities, "colors": colors,
+        "viewmats": viewmats, "Ks": Ks,
+    }  # fmt: skip
+    if backgrounds is not None:
+        named["backgrounds"] = backgrounds
+    for name, t in named.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"rasterize: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise ValueError(f"rasterize: {name} must be a floating-point tensor, got dtype {t.dtype}")
+    for name, v in (("width", width), ("height", height), ("tile_size", tile_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"rasterize: {name} must be a positive int, got {v!r}")
+    if not (0 < near_plane < far_plane):
+        raise ValueError(f"rasterize: need 0 < near_plane < far_plane, got {near_plane} and {far_plane}")
+    if not eps2d >= 0:
+        raise ValueError(f"rasterize: eps2d must be >= 0 (pixels^2), got {eps2d}")
+
+    if means.ndim != 2 or means.shape[-1] != 3:
+        raise ValueError(f"rasterize: means must have shape [N, 3], got {list(means.shape)}")
+    n = means.shape[0]
+    if colors.ndim != 2 or colors.shape[0] != n or colors.shape[1] < 1:
+        raise ValueError(f"rasterize: colors must have shape [N={n}, D>=1], got {list(colors.shape)}")
+    if viewmats.ndim != 3 or viewmats.shape[1:] != (4, 4):
+        raise ValueError(f"rasterize: viewmats must have shape [C, 4, 4], got {list(viewmats.shape)}")
+    c = viewmats.shape[0]
+    expected = {
+        "quats": (n, 4), "scales": (n, 3), "opacities": (n,), "Ks": (c, 3, 3),
+        "backgrounds": (c, colors.shape[1]),
+    }  # fmt: skip
+    for name, shape in expected.items():
+        if name in named and tuple(named[name].shape) != shape:
+            raise ValueError(
+                f"rasterize: {name} must have shape {list(shape)} (N={n} Gaussians, C={c} cameras, "
+                f"D={colors.shape[1]} channels), got {list(named[name].shape)}"
+            )
+    devices = {name: t.device for name, t in named.items()}
+    if len(set(devices.values())) > 1:
+        raise ValueError(f"rasterize: all tensors must be on one device, got {devices}")
+    dtypes = {name: t.dtype for name, t in named.items()}
+    if len(set(dtypes.values())) > 1:
+        raise ValueError(f"rasterize: all tensors must have one dtype, got {dtypes}")
+    if backend == "gsplat" and not means.is_cuda:
+        raise ValueError(
+            "rasterize: backend='gsplat' needs CUDA tensors (gsplat has no CPU path); "
+            "use backend='cpu' or 'auto' on the CPU"
+        )
+
+    # value checks: one device sync for all of them
+    with torch.no_grad():
+        checks = {
+            name: (~torch.isfinite(t)).reshape(t.shape[0], -1 if t.numel() else 1).any(dim=1).sum()
+            for name, t in named.items()
+        }
+        checks["scales<=0"] = (scales <= 0).any(dim=-1).sum()
+        checks["opacities"] = ((opacities < 0) | (opacities > 1)).sum()
+        checks["quats=0"] = (quats.abs().sum(dim=-1) == 0).sum()
+        checks["focal"] = ((Ks[:, 0, 0] <= 0) | (Ks[:, 1, 1] <= 0)).sum()
+        names = list(checks)
+        counts = torch.stack([v.to(torch.int64) for v in checks.values()]).tolist()
+    bad = dict(zip(names, counts, strict=True))
+    for name in named:
+        if bad[name]:
+            unit = "cameras" if name in ("viewmats", "Ks", "backgrounds") else "Gaussians"
+            raise ValueError(
+                f"rasterize: {name} has NaN or infinite values in {bad[name]} of "
+                f"{named[name].shape[0]} {unit}; fix or drop them before rendering"
+            )
+    if bad["scales<=0"]:
+        raise ValueError(
+            f"rasterize: scales must be > 0 (linear, not log), got {bad['scales<=0']} of {n} Gaussians "
+            "with a zero or negative scale; pass exp(log_scales)"
+        )
+    if bad["opacities"]:
+        raise ValueError(
+            f"rasterize: opacities must lie in [0, 1], got {bad['opacities']} of {n} outside; "
+            "pass sigmoid(logits)"
+        )
+    if bad["quats=0"]:
+        raise ValueError(f"rasterize: quats has {bad['quats=0']} of {n} all-zero quaternions (no rotation)")
+    if bad["focal"]:
+        raise ValueError(
+            f"rasterize: Ks has a non-positive focal length (fx or fy <= 0) in {bad['focal']} of {c} cameras"
+        )
