@@ -1,0 +1,353 @@
+"""`load_scene`: a scene folder (COLMAP model or NeRF transforms.json) → `Scene`, checked before any work.
+
+Both formats become a list of views (image file, size the model says, pinhole K, distortion, pose);
+`_build_cameras` then reads each image's header, checks its size against the model (allowing images
+stored downscaled by an integer factor, as 3DGS's images_2/ folders are) and applies
+`scene_load.downscale`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ccl.scene import ops
+from ccl.scene.colmap import read_model
+from ccl.scene.config import SceneLoadConfig
+from ccl.scene.ply import read_ply_points
+from ccl.scene.types import Camera, Distortion, Scene
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("colmap", "nerf", "synthetic")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".bmp", ".tif", ".tiff", ".webp")
+NERF_UNSUPPORTED_MODELS = ("OPENCV_FISHEYE", "FISHEYE", "EQUIRECTANGULAR", "FULL_OPENCV")
+
+
+@dataclass
+class _View:
+    """One image as the model describes it, before its file is checked."""
+
+    name: str
+    image_path: Path
+    model_wh: tuple[int, int] | None  # None: take the file's size (NeRF without w/h)
+    K: np.ndarray | None  # [3, 3] float64 at model_wh; None: from `fov` once the size is known
+    coeffs: np.ndarray | None  # [5] OpenCV distortion, None when pinhole
+    world_to_camera: np.ndarray  # [4, 4] float64, OpenCV convention
+    where: str  # "camera 3 in .../cameras.bin" or "frame 12 of .../transforms.json", for messages
+    fov: dict | None = None  # NeRF intrinsics still to resolve against the image size
+
+
+def load_scene(
+    path: str | Path,
+    *,
+    source: str,
+    cfg: SceneLoadConfig,
+    name: str | None = None,
+    images: str = "images",
+) -> Scene:
+    """Load a scene folder: `source` is "colmap" (images/ + sparse/0), "nerf" or "synthetic" (transforms.json).
+
+    Raises FileNotFoundError / ValueError naming the file, the problem and the fix for: a missing
+    folder, no images, an unsupported camera model, missing keys, an image whose size disagrees with
+    its camera. Reads image headers only, never pixels.
+    """
+    if source not in SOURCES:
+        raise ValueError(
+            f"scene source must be one of {SOURCES}, got {source!r} (key `source` in config.yaml)"
+        )
+    path = Path(path).expanduser().absolute()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: scene folder not found; check the scene's `path` in config.yaml "
+            "(relative paths are taken from the directory snakemake runs in)"
+        )
+    if source == "colmap":
+        root = path
+        views, xyz, rgb = _colmap_views(path, cfg=cfg, images=images)
+    else:
+        json_path = _find_transforms(path)
+        root = json_path.parent
+        views, xyz, rgb = _nerf_views(json_path)
+    cameras = _build_cameras(views, cfg=cfg)
+    scene = Scene(
+        name=name or root.name,
+        root=root,
+        cameras=tuple(sorted(cameras, key=lambda c: ops.natural_key(c.name))),
+        points_xyz=xyz,
+        points_rgb=rgb,
+    )
+    n_dist = sum(c.distortion is not None for c in scene.cameras)
+    log.info(
+        "scene %s (%s, %s): %d cameras at %dx%d (downscale %d, %d to undistort), %d sparse points",
+        scene.name, source, root, len(scene.cameras), scene.cameras[0].width, scene.cameras[0].height,
+        cfg.downscale, n_dist, len(xyz),
+    )  # fmt: skip
+    return scene
+
+
+# --- COLMAP -------------------------------------------------------------------------------------------
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix in IMAGE_EXTENSIONS and p.is_file()]
+
+
+def _colmap_views(
+    root: Path, *, cfg: SceneLoadConfig, images: str
+) -> tuple[list[_View], np.ndarray, np.ndarray]:
+    image_dir = root / images
+    if not image_dir.is_dir() or not _list_images(image_dir):
+        what = "does not exist" if not image_dir.is_dir() else "holds no image files"
+        raise FileNotFoundError(
+            f"{image_dir}: the scene's image folder {what}; a COLMAP scene folder holds {images}/ and "
+            f"{cfg.colmap_model}/: check the scene's `path`, or set its `images:` key to the image folder's name"
+        )
+    model_dir = root / cfg.colmap_model
+    model = read_model(model_dir)
+    cam_file = model.file("cameras")
+    for cam in model.cameras.values():
+        if cam.model not in ops.SUPPORTED_COLMAP_MODELS:
+            raise ValueError(
+                f"{cam_file}: camera {cam.camera_id} uses the {cam.model} model, which ccl.scene does not "
+                f"undistort (supported: {', '.join(ops.SUPPORTED_COLMAP_MODELS)}); undistort the scene first: "
+                f"`colmap image_undistorter --image_path {image_dir} --input_path {model_dir} "
+                "--output_path <new folder>` and point the scene's `path` at <new folder>"
+            )
+    views = []
+    for im in model.images.values():
+        cam = model.cameras.get(im.camera_id)
+        if cam is None:
+            raise ValueError(
+                f"{model.file('images')}: image {im.image_id} ({im.name}) refers to camera {im.camera_id}, "
+                f"which {cam_file} does not define (it has {sorted(model.cameras)}); the model is "
+                "incomplete: re-export it from COLMAP"
+            )
+        K, coeffs = ops.colmap_intrinsics(cam.model, cam.params)
+        w2c = ops.pose_matrix(ops.qvec_to_rotmat(im.qvec), im.tvec)
+        where = f"camera {cam.camera_id} ({cam.model}, {cam.width}x{cam.height}) in {cam_file}"
+        views.append(
+            _View(Path(im.name).stem, image_dir / im.name, (cam.width, cam.height), K, coeffs, w2c, where)
+        )
+    if not views:
+        raise ValueError(
+            f"{model.file('images')}: the model registers no images; re-run COLMAP's mapper on the scene"
+        )
+    views = _drop_missing(views, source_file=model.file("images"), image_dir=image_dir)
+    return views, model.points_xyz.astype(np.float32), model.points_rgb
+
+
+# --- NeRF / instant-ngp transforms.json ---------------------------------------------------------------
+
+
+def _find_transforms(path: Path) -> Path:
+    if path.is_file():
+        return path
+    json_path = path / "transforms.json"
+    if not json_path.is_file():
+        others = sorted(p.name for p in path.glob("transforms*.json"))
+        hint = (
+            f"it has {others}: point the scene's `path` at one of them (e.g. {path / others[0]})"
+            if others
+            else "a NeRF / instant-ngp scene folder holds transforms.json beside its images; "
+            "for a COLMAP folder (images/ + sparse/0) set `source: colmap`"
+        )
+        raise FileNotFoundError(f"{json_path}: not found; {hint}")
+    return json_path
+
+
+def _resolve_frame_image(base: Path, file_path: str) -> Path:
+    """file_path relative to the json's folder, with or without its extension (Blender: ./train/r_0)."""
+    p = Path(file_path)
+    p = p if p.is_absolute() else base / p
+    if p.is_file():
+        return p
+    for ext in IMAGE_EXTENSIONS:
+        q = p.with_name(p.name + ext)
+        if q.is_file():
+            return q
+    return p
+
+
+def _nerf_views(json_path: Path) -> tuple[list[_View], np.ndarray, np.ndarray]:
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e}); fix or regenerate the file") from None
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise ValueError(
+            f"{json_path}: no `frames` list (keys: {sorted(meta) if isinstance(meta, dict) else type(meta).__name__}); "
+            "a NeRF transforms.json holds `frames: [{file_path, transform_matrix}, ...]`"
+        )
+    model = str(meta.get("camera_model", "OPENCV")).upper()
+    base = json_path.parent
+    views = []
+    for i, fr in enumerate(frames):
+        if not isinstance(fr, dict):
+            raise ValueError(f"{json_path}: frame {i} is a {type(fr).__name__}, not an object; fix the file")
+
+        def get(key, fr=fr):
+            return fr.get(key, meta.get(key))
+
+        missing = [k for k in ("file_path", "transform_matrix") if k not in fr]
+        if get("fl_x") is None and get("camera_angle_x") is None:
+            missing.append("fl_x or camera_angle_x")
+        if missing:
+            raise ValueError(
+                f"{json_path}: frame {i}{_frame_label(fr)} lacks {', '.join(repr(k) for k in missing)}; every "
+                "frame needs file_path and transform_matrix, and the intrinsics (fl_x, or camera_angle_x) "
+                "must be given at the top level or in the frame: regenerate the file (colmap2nerf.py or "
+                "ns-process-data) or add the keys"
+            )
+        fr_model = str(fr.get("camera_model", model)).upper()
+        if fr_model in NERF_UNSUPPORTED_MODELS or get("is_fisheye") or float(get("k4") or 0.0) != 0.0:
+            raise ValueError(
+                f"{json_path}: frame {i}{_frame_label(fr)} uses a fisheye / {fr_model} camera, which "
+                "ccl.scene does not undistort; undistort the images first (e.g. COLMAP's "
+                "image_undistorter, then use the COLMAP folder with `source: colmap`)"
+            )
+        c2w = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        if c2w.shape not in ((4, 4), (3, 4)) or not np.isfinite(c2w).all():
+            raise ValueError(
+                f"{json_path}: frame {i}{_frame_label(fr)}: transform_matrix must be a finite 4x4 (or 3x4) "
+                f"camera-to-world matrix, got shape {c2w.shape}; fix the file"
+            )
+        w, h = get("w"), get("h")
+        model_wh = (int(w), int(h)) if w is not None and h is not None else None
+        fov = {k: get(k) for k in ("fl_x", "fl_y", "cx", "cy", "camera_angle_x", "camera_angle_y")}
+        coeffs = np.array([float(get(k) or 0.0) for k in ("k1", "k2", "p1", "p2", "k3")])
+        image_path = _resolve_frame_image(base, str(fr["file_path"]))
+        views.append(
+            _View(
+                name=image_path.stem,
+                image_path=image_path,
+                model_wh=model_wh,
+                K=None,
+                coeffs=coeffs if np.any(coeffs != 0.0) else None,
+                world_to_camera=ops.opengl_c2w_to_opencv_w2c(c2w),
+                where=f"frame {i} of {json_path}",
+                fov=fov,
+            )
+        )
+    views = _drop_missing(views, source_file=json_path, image_dir=base)
+    for v in views:
+        if v.model_wh is None:  # w, h absent: the image's own size (NeRF-synthetic's camera_angle_x only)
+            v.model_wh = _image_size(v.image_path)
+        v.K = _nerf_intrinsics(v.fov, *v.model_wh)
+    ply = meta.get("ply_file_path")
+    if ply:
+        ply_path = Path(ply) if Path(ply).is_absolute() else base / ply
+        if not ply_path.is_file():
+            raise FileNotFoundError(
+                f"{json_path}: ply_file_path names {ply_path}, which does not exist; restore the file or "
+                "remove the key (the Gaussians then start from random points)"
+            )
+        xyz, rgb = read_ply_points(ply_path)
+    else:
+        xyz, rgb = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    return views, xyz, rgb
+
+
+def _frame_label(fr: dict) -> str:
+    return f" ({fr['file_path']})" if "file_path" in fr else ""
+
+
+def _nerf_intrinsics(fov: dict, w: int, h: int) -> np.ndarray:
+    fx = fov["fl_x"] if fov["fl_x"] is not None else ops.focal_from_fov(float(fov["camera_angle_x"]), w)
+    if fov["fl_y"] is not None:
+        fy = fov["fl_y"]
+    elif fov["camera_angle_y"] is not None and fov["fl_x"] is None:
+        fy = ops.focal_from_fov(float(fov["camera_angle_y"]), h)
+    else:
+        fy = fx
+    cx = fov["cx"] if fov["cx"] is not None else w / 2.0
+    cy = fov["cy"] if fov["cy"] is not None else h / 2.0
+    return ops.intrinsics_matrix(float(fx), float(fy), float(cx), float(cy))
+
+
+# --- shared: missing files, image headers, sizes, downscale -------------------------------------------
+
+
+def _drop_missing(views: list[_View], *, source_file: Path, image_dir: Path) -> list[_View]:
+    present = [v for v in views if v.image_path.is_file()]
+    n_missing = len(views) - len(present)
+    if not present:
+        raise FileNotFoundError(
+            f"{source_file}: none of its {len(views)} images exist (first: {views[0].image_path}); the "
+            f"scene folder has no images: check the scene's `path` (and `images:` for COLMAP scenes), "
+            f"looked in {image_dir}"
+        )
+    if n_missing:
+        first = next(v for v in views if not v.image_path.is_file())
+        log.warning(
+            "%s: %d of %d images are missing and their frames are skipped (first: %s)",
+            source_file, n_missing, len(views), first.image_path,
+        )  # fmt: skip
+    names = [v.name for v in present]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(
+            f"{source_file}: several images share the file stem(s) {dup[:5]}; frame names are file stems "
+            "and must be unique: rename the images (and the model's references to them)"
+        )
+    return present
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(
+            f"{path}: cannot be read as an image ({e}); replace the file or remove its frame from the model"
+        ) from None
+
+
+def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
+    f = cfg.downscale
+    cameras, bad = [], []
+    for v in views:
+        assert v.model_wh is not None and v.K is not None
+        file_wh = _image_size(v.image_path)
+        s = ops.file_scale(v.model_wh, file_wh)
+        if s is None:
+            bad.append((v, file_wh))
+            continue
+        (mw, mh), (fw, fh) = v.model_wh, file_wh
+        K_file = ops.scale_intrinsics(v.K, fw / mw, fh / mh) if s > 1 else v.K
+        width, height = fw // f, fh // f
+        if width < 1 or height < 1:
+            raise ValueError(
+                f"config.yaml: scene_load.downscale = {f} shrinks {v.image_path} ({fw}x{fh}) to nothing; "
+                "use a smaller factor"
+            )
+        cameras.append(
+            Camera(
+                name=v.name,
+                image_path=v.image_path,
+                width=width,
+                height=height,
+                K=ops.scale_intrinsics(K_file, 1.0 / f, 1.0 / f),
+                world_to_camera=v.world_to_camera,
+                file_size_wh=file_wh,
+                distortion=None if v.coeffs is None else Distortion(K=K_file, coeffs=v.coeffs),
+            )
+        )
+    if bad:
+        v, (fw, fh) = bad[0]
+        mw, mh = v.model_wh
+        raise ValueError(
+            f"{v.image_path}: image is {fw}x{fh} but {v.where} says {mw}x{mh} (nor is it that size "
+            f"downscaled by an integer factor); {len(bad)} of {len(views)} images disagree. The images are "
+            "not the ones the model was made from: point the scene at the matching image folder "
+            "(`images:` for COLMAP scenes) or rebuild the model from these images"
+        )
+    return cameras

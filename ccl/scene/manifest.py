@@ -1,0 +1,141 @@
+"""The scene manifest (results/{scene}/scene.json): the scene checked once, which every later stage reads.
+
+`write_manifest` loads and checks a scene (bad input stops the workflow here, before any expensive
+stage) and records where it is and how it was read; `load_scene_from_manifest` reloads the same scene
+and refuses a manifest that no longer matches the folder or the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccl.io import atomic_write_json
+from ccl.scene.config import SceneLoadConfig
+from ccl.scene.load import load_scene
+from ccl.scene.types import Scene
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FrameEntry:
+    name: str
+    image_path: str  # absolute
+    width: int  # after downscale
+    height: int
+
+
+@dataclass(frozen=True)
+class SceneManifest:
+    path: Path  # the manifest file itself
+    name: str
+    source: str  # synthetic, colmap, nerf
+    root: Path  # absolute scene folder
+    images: str  # image folder inside root (COLMAP scenes)
+    colmap_model: str
+    protocol: str  # lerf_ovs, 3dovs, none
+    labels: Path | None  # absolute folder of LERF-OVS label JSONs, None if the scene has none
+    downscale: int
+    frames: tuple[FrameEntry, ...]
+    n_points: int
+
+
+def write_manifest(
+    out_path: str | os.PathLike,
+    *,
+    name: str,
+    entry: Mapping[str, Any],
+    source_dir: str | os.PathLike,
+    cfg: SceneLoadConfig,
+) -> Path:
+    """Load and check the scene `entry` (its config.yaml entry) read from `source_dir`; write the manifest.
+
+    The JSON is {format_version, name, source, root, images, colmap_model, protocol, labels, downscale,
+    frames: [{name, image_path, width, height}], n_points}.
+    """
+    source = entry["source"]
+    images = entry.get("images", "images")
+    labels = _labels_dir(name, entry, Path(source_dir))
+    scene = load_scene(source_dir, source=source, cfg=cfg, name=name, images=images)
+    if source == "synthetic" and labels is None and (scene.root / "labels").is_dir():
+        labels = (scene.root / "labels").absolute()
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "source": source,
+        "root": str(scene.root),
+        "images": images,
+        "colmap_model": cfg.colmap_model,
+        "protocol": entry.get("protocol", "lerf_ovs"),
+        "labels": None if labels is None else str(labels),
+        "downscale": cfg.downscale,
+        "frames": [
+            {"name": c.name, "image_path": str(c.image_path), "width": c.width, "height": c.height}
+            for c in scene.cameras
+        ],
+        "n_points": len(scene.points_xyz),
+    }
+    return atomic_write_json(out_path, doc)
+
+
+def _labels_dir(name: str, entry: Mapping[str, Any], source_dir: Path) -> Path | None:
+    labels = entry.get("labels")
+    if labels is None:
+        return None
+    path = Path(labels).expanduser().absolute()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path}: labels folder not found (scene {name!r}, key `labels` in config.yaml); fix the path, "
+            "or remove the key if the scene has no LERF-OVS labels (set `protocol: none` to skip evaluation)"
+        )
+    return path
+
+
+def read_manifest(manifest_path: str | os.PathLike) -> SceneManifest:
+    path = Path(manifest_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: scene manifest not found; run the scene_manifest rule first")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: manifest format_version {doc.get('format_version')!r}, this ccl writes {FORMAT_VERSION}; "
+            "delete it and rerun the scene_manifest rule"
+        )
+    return SceneManifest(
+        path=path,
+        name=doc["name"],
+        source=doc["source"],
+        root=Path(doc["root"]),
+        images=doc["images"],
+        colmap_model=doc["colmap_model"],
+        protocol=doc["protocol"],
+        labels=None if doc["labels"] is None else Path(doc["labels"]),
+        downscale=int(doc["downscale"]),
+        frames=tuple(FrameEntry(**fr) for fr in doc["frames"]),
+        n_points=int(doc["n_points"]),
+    )
+
+
+def load_scene_from_manifest(manifest_path: str | os.PathLike, *, cfg: SceneLoadConfig) -> Scene:
+    """The scene a manifest describes, loaded with `cfg`; refuses a manifest that no longer matches."""
+    m = read_manifest(manifest_path)
+    rerun = "rerun the scene_manifest rule (snakemake --forcerun scene_manifest)"
+    if m.downscale != cfg.downscale or (m.source == "colmap" and m.colmap_model != cfg.colmap_model):
+        raise ValueError(
+            f"{m.path}: written with scene_load downscale={m.downscale}, colmap_model={m.colmap_model!r}, "
+            f"but this stage has downscale={cfg.downscale}, colmap_model={cfg.colmap_model!r}; {rerun}"
+        )
+    scene = load_scene(m.root, source=m.source, cfg=cfg, name=m.name, images=m.images)
+    got = [(c.name, c.width, c.height) for c in scene.cameras]
+    want = [(f.name, f.width, f.height) for f in m.frames]
+    if got != want:
+        raise ValueError(
+            f"{m.path}: the scene folder {m.root} changed since the manifest was written "
+            f"({len(want)} frames then, {len(got)} now); {rerun}"
+        )
+    return scene
