@@ -14,10 +14,13 @@ never all pixels x all Gaussians.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 import torch
 from torch import Tensor
+
+from ccl.splat._cpu_kernel import load_kernel
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,49 @@ def _composite_tiles_torch(
     return out, 1.0 - t_final
 
 
+def _ptr(t: Tensor | None) -> ctypes.c_void_p | None:
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+class _TileComposite(torch.autograd.Function):
+    """C++ tile compositing; saves only its inputs and the binning, calls the kernel both ways."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, backgrounds, offsets, ids, dims):
+        lib = load_kernel()
+        sfx = "f64" if means2d.dtype == torch.float64 else "f32"
+        n_cams, _, k = colors.shape
+        width, height = int(dims[3]), int(dims[4])
+        out = means2d.new_empty(n_cams, height, width, k)
+        alpha = means2d.new_empty(n_cams, height, width, 1)
+        getattr(lib, f"ccl_splat_fwd_{sfx}")(
+            _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(backgrounds),
+            _ptr(offsets), _ptr(ids), _ptr(out), _ptr(alpha), ctypes.c_int(torch.get_num_threads()),
+        )  # fmt: skip
+        ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, offsets, ids, dims)
+        return out, alpha
+
+    @staticmethod
+    def backward(ctx, v_out, v_alpha):
+        means2d, conics, opacities, colors, backgrounds, offsets, ids, dims = ctx.saved_tensors
+        lib = load_kernel()
+        sfx = "f64" if means2d.dtype == torch.float64 else "f32"
+        v_out = torch.zeros_like(colors[:, :1, :1].expand(-1, 1, 1, -1)) if v_out is None else v_out
+        v_out = v_out.contiguous()
+        v_alpha = None if v_alpha is None else v_alpha.contiguous()
+        v_means2d = torch.zeros_like(means2d)
+        v_conics = torch.zeros_like(conics)
+        v_opac = torch.zeros_like(opacities)
+        v_colors = torch.zeros_like(colors)
+        v_bg = None if backgrounds is None else torch.zeros_like(backgrounds)
+        getattr(lib, f"ccl_splat_bwd_{sfx}")(
+            _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(backgrounds),
+            _ptr(offsets), _ptr(ids), _ptr(v_out), _ptr(v_alpha), _ptr(v_means2d), _ptr(v_conics),
+            _ptr(v_opac), _ptr(v_colors), _ptr(v_bg), ctypes.c_int(torch.get_num_threads()),
+        )  # fmt: skip
+        return v_means2d, v_conics, v_opac, v_colors, v_bg, None, None, None
+
+
 def composite_tiles(
     means2d: Tensor,  # [C, N, 2]
     conics: Tensor,  # [C, N, 3]
@@ -113,7 +159,15 @@ def composite_tiles(
     *,
     tile_size: int = 16,
 ) -> tuple[Tensor, Tensor]:
-    """-> (colors [C, H, W, K] with background, alpha [C, H, W, 1])."""
-    return _composite_tiles_torch(
-        means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size
-    )
+    """-> (colors [C, H, W, K] with background, alpha [C, H, W, 1]); the C++ kernel when it loads."""
+    args = (means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size)
+    if means2d.dtype not in (torch.float32, torch.float64) or load_kernel() is None:
+        return _composite_tiles_torch(*args)
+    n_cams, n, k = colors.shape
+    offsets, ids = bin_tiles(means2d, depths, radii, width, height, tile_size)
+    tx, ty = -(-width // tile_size), -(-height // tile_size)
+    dims = torch.tensor([n_cams, n, k, width, height, tile_size, tx, ty], dtype=torch.int64)
+    return _TileComposite.apply(
+        means2d.contiguous(), conics.contiguous(), opacities.contiguous(), colors.contiguous(),
+        None if backgrounds is None else backgrounds.contiguous(), offsets, ids, dims,
+    )  # fmt: skip

@@ -1,0 +1,253 @@
+"""The Gaussian parameters: a typed container, its initialisation, view-dependent colour, checks.
+
+Parameters are stored unconstrained, as 3DGS optimises them: log scales, opacity logits, unnormalised
+quaternions (w, x, y, z) and spherical-harmonics colour coefficients (colour = max(SH(dir) + 0.5, 0)).
+During training they live in a `torch.nn.ParameterDict` under gsplat's strategy names (`means`, `quats`,
+`scales`, `opacities`, `sh0`, `shN`, and `features` for a language field), so that gsplat's densification
+strategies can clone, split and prune them with their optimiser states.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (
+    1.0925484305920792,
+    -1.0925484305920792,
+    0.31539156525252005,
+    -1.0925484305920792,
+    0.5462742152960396,
+)
+SH_C3 = (
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
+)
+
+# file tensor name → strategy (ParameterDict) name; file names carry their units.
+FILE_TO_PARAM = {
+    "means": "means",
+    "quats": "quats",
+    "log_scales": "scales",
+    "opacity_logits": "opacities",
+    "sh0": "sh0",
+    "shN": "shN",
+}
+PARAM_TO_FILE = {v: k for k, v in FILE_TO_PARAM.items()}
+
+
+@dataclass
+class Gaussians:
+    """A set of G 3D Gaussians with SH colours (torch tensors, unconstrained parametrisation)."""
+
+    means: Any  # [G, 3] float32, world coordinates
+    quats: Any  # [G, 4] float32, (w, x, y, z), not necessarily normalised
+    log_scales: Any  # [G, 3] float32, log of the standard deviations along the rotated axes
+    opacity_logits: Any  # [G] float32, opacity = sigmoid
+    sh0: Any  # [G, 1, 3] float32, degree-0 SH coefficient per colour channel
+    shN: Any  # [G, K - 1, 3] float32, K = (sh_degree + 1)², higher coefficients (K - 1 = 0 for degree 0)
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def sh_degree(self) -> int:
+        return int(round(math.sqrt(self.shN.shape[1] + 1))) - 1
+
+    def tensors(self) -> dict[str, Any]:
+        """File tensor name → tensor."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to(self, device: Any) -> Gaussians:
+        return Gaussians(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def detach(self) -> Gaussians:
+        return Gaussians(**{f.name: getattr(self, f.name).detach().clone() for f in fields(self)})
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Any]) -> Gaussians:
+        return cls(**{f.name: tensors[f.name] for f in fields(cls)})
+
+    def param_dict(self, *, requires_grad: bool = True) -> Any:
+        """A `torch.nn.ParameterDict` under gsplat's strategy names (copies of the tensors)."""
+        import torch
+
+        return torch.nn.ParameterDict(
+            {
+                FILE_TO_PARAM[k]: torch.nn.Parameter(v.detach().clone(), requires_grad=requires_grad)
+                for k, v in self.tensors().items()
+            }
+        )
+
+    @classmethod
+    def from_param_dict(cls, params: Any) -> Gaussians:
+        return cls.from_tensors(
+            {PARAM_TO_FILE[k]: v.detach() for k, v in params.items() if k in PARAM_TO_FILE}
+        )
+
+
+def activated(params: Any) -> tuple[Any, Any, Any, Any]:
+    """(means, unit quats wxyz, scales, opacities) for the rasterizer, from a ParameterDict or mapping."""
+    import torch.nn.functional as F
+
+    return (
+        params["means"],
+        F.normalize(params["quats"], dim=-1),
+        params["scales"].exp(),
+        params["opacities"].sigmoid(),
+    )
+
+
+def sh_to_rgb(sh0: Any, shN: Any, means: Any, camera_center: Any) -> Any:
+    """View-dependent colour [G, 3] of every Gaussian seen from `camera_center` [3] (3DGS convention)."""
+    import torch
+
+    degree = int(round(math.sqrt(shN.shape[1] + 1))) - 1
+    rgb = SH_C0 * sh0[:, 0]
+    if degree > 0:
+        d = torch.nn.functional.normalize(means.detach() - camera_center, dim=-1)
+        x, y, z = d[:, 0:1], d[:, 1:2], d[:, 2:3]
+        sh = shN
+        rgb = rgb - SH_C1 * y * sh[:, 0] + SH_C1 * z * sh[:, 1] - SH_C1 * x * sh[:, 2]
+        if degree > 1:
+            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+            rgb = (
+                rgb
+                + SH_C2[0] * xy * sh[:, 3]
+                + SH_C2[1] * yz * sh[:, 4]
+                + SH_C2[2] * (2 * zz - xx - yy) * sh[:, 5]
+                + SH_C2[3] * xz * sh[:, 6]
+                + SH_C2[4] * (xx - yy) * sh[:, 7]
+            )
+            if degree > 2:
+                rgb = (
+                    rgb
+                    + SH_C3[0] * y * (3 * xx - yy) * sh[:, 8]
+                    + SH_C3[1] * xy * z * sh[:, 9]
+                    + SH_C3[2] * y * (4 * zz - xx - yy) * sh[:, 10]
+                    + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 11]
+                    + SH_C3[4] * x * (4 * zz - xx - yy) * sh[:, 12]
+                    + SH_C3[5] * z * (xx - yy) * sh[:, 13]
+                    + SH_C3[6] * x * (xx - 3 * yy) * sh[:, 14]
+                )
+    return (rgb + 0.5).clamp_min(0.0)
+
+
+def rgb_to_sh0(rgb: np.ndarray) -> np.ndarray:
+    """Colours in [0, 1] [G, 3] → degree-0 SH coefficients [G, 1, 3]."""
+    return ((np.asarray(rgb, dtype=np.float32) - 0.5) / SH_C0)[:, None, :]
+
+
+def knn_mean_distance(xyz: np.ndarray, k: int = 3, *, chunk_bytes: int = 1 << 28) -> np.ndarray:
+    """Root mean squared distance of every point to its k nearest neighbours [P] (3DGS's scale init).
+
+    Exact, by chunks of a dense distance matrix (memory bounded by `chunk_bytes`).
+    """
+    import torch
+
+    pts = torch.as_tensor(np.asarray(xyz, dtype=np.float32))
+    n = len(pts)
+    if n <= 1:
+        return np.ones(n, dtype=np.float32)
+    k = min(k, n - 1)
+    rows = max(1, chunk_bytes // (4 * n))
+    out = torch.empty(n)
+    for s in range(0, n, rows):
+        d2 = torch.cdist(pts[s : s + rows], pts).square()
+        d2[torch.arange(d2.shape[0]), torch.arange(s, s + d2.shape[0])] = float("inf")  # not itself
+        out[s : s + rows] = d2.topk(k, dim=1, largest=False).values.mean(dim=1).sqrt()
+    return out.numpy()
+
+
+def init_gaussians(
+    points_xyz: np.ndarray,
+    points_rgb: np.ndarray,
+    *,
+    sh_degree: int,
+    init_opacity: float,
+    init_scale: float,
+) -> Gaussians:
+    """Gaussians at the points: isotropic, scale = init_scale × RMS distance to the 3 nearest points.
+
+    `points_rgb` uint8 [P, 3]. Identity rotations, uniform opacity, view-independent initial colour.
+    """
+    import torch
+
+    xyz = np.asarray(points_xyz, dtype=np.float32)
+    dist = knn_mean_distance(xyz)
+    # coincident points would give log(0): floor at a thousandth of the median spacing
+    floor = max(float(np.median(dist)) * 1e-3, 1e-7) if len(dist) else 1e-7
+    log_scales = np.log(np.maximum(dist, floor) * init_scale)[:, None].repeat(3, axis=1)
+    g = len(xyz)
+    quats = np.zeros((g, 4), dtype=np.float32)
+    quats[:, 0] = 1.0
+    k = (sh_degree + 1) ** 2
+    return Gaussians(
+        means=torch.from_numpy(xyz.copy()),
+        quats=torch.from_numpy(quats),
+        log_scales=torch.from_numpy(log_scales.astype(np.float32)),
+        opacity_logits=torch.full((g,), math.log(init_opacity / (1 - init_opacity)), dtype=torch.float32),
+        sh0=torch.from_numpy(rgb_to_sh0(np.asarray(points_rgb, dtype=np.float32) / 255.0)),
+        shN=torch.zeros(g, k - 1, 3, dtype=torch.float32),
+    )
+
+
+def random_points_in_view(
+    centers: np.ndarray, forwards: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """n points uniform in the box spanned by the camera centres and what they look at; random colours.
+
+    `centers`, `forwards` [C, 3]: camera centres and viewing directions (world). The box holds the
+    centres and the points one scene radius in front of every camera, so it covers both an orbit around
+    an object and a forward-facing capture.
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    radius = max(float(np.linalg.norm(centers - centers.mean(0), axis=1).max()), 1e-3)
+    ahead = centers + np.asarray(forwards, dtype=np.float64) * radius
+    corners = np.concatenate([centers, ahead])
+    lo, hi = corners.min(0), corners.max(0)
+    xyz = rng.uniform(lo, hi, size=(n, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, size=(n, 3), dtype=np.uint8)
+    return xyz, rgb
+
+
+def scene_scale(centers: np.ndarray) -> float:
+    """3DGS's scene extent: 1.1 × the largest distance of a camera centre from their mean."""
+    centers = np.asarray(centers, dtype=np.float64)
+    return 1.1 * max(float(np.linalg.norm(centers - centers.mean(0), axis=1).max()), 1e-3)
+
+
+def check_finite_gaussians(g: Gaussians, *, where: str) -> None:
+    """Refuse non-finite parameters and zero scales, naming the tensor, how many and the first index."""
+    import torch
+
+    for name, t in g.tensors().items():
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            rows = bad.reshape(len(t), -1).any(dim=1)
+            first = int(rows.nonzero()[0, 0])
+            kind = "NaN" if torch.isnan(t).any() else "infinite"
+            raise ValueError(
+                f"{where}: tensor {name!r} holds {kind} values in {int(rows.sum())} of {len(t)} Gaussians "
+                f"(first: Gaussian {first}); the field is corrupt: retrain it (delete the file and rerun)"
+            )
+    scales = g.log_scales.exp()
+    if (scales <= 0).any():
+        first = int((scales <= 0).any(dim=1).nonzero()[0, 0])
+        raise ValueError(
+            f"{where}: Gaussian {first} has a zero scale (log_scales {g.log_scales[first].tolist()}); "
+            "scales must be positive: retrain the field"
+        )
+    if (g.quats.norm(dim=-1) == 0).any():
+        first = int((g.quats.norm(dim=-1) == 0).nonzero()[0, 0])
+        raise ValueError(f"{where}: Gaussian {first} has a zero quaternion; retrain the field")
