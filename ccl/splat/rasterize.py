@@ -224,7 +224,7 @@ def check_inputs(
             for name, t in named.items()
         }
         checks["scales<=0"] = (scales <= 0).any(dim=-1).sum()
-        checks["opacities"] = ((opacities < 0) | (opacities > 1)).sum()
+        checks["opacities_range"] = ((opacities < 0) | (opacities > 1)).sum()
         checks["quats=0"] = (quats.abs().sum(dim=-1) == 0).sum()
         checks["focal"] = ((Ks[:, 0, 0] <= 0) | (Ks[:, 1, 1] <= 0)).sum()
         names = list(checks)
@@ -242,9 +242,9 @@ def check_inputs(
             f"rasterize: scales must be > 0 (linear, not log), got {bad['scales<=0']} of {n} Gaussians "
             "with a zero or negative scale; pass exp(log_scales)"
         )
-    if bad["opacities"]:
+    if bad["opacities_range"]:
         raise ValueError(
-            f"rasterize: opacities must lie in [0, 1], got {bad['opacities']} of {n} outside; "
+            f"rasterize: opacities must lie in [0, 1], got {bad['opacities_range']} of {n} outside; "
             "pass sigmoid(logits)"
         )
     if bad["quats=0"]:
