@@ -93,15 +93,15 @@ def load_scene(
 # --- COLMAP -------------------------------------------------------------------------------------------
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.suffix in IMAGE_EXTENSIONS and p.is_file()]
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix in IMAGE_EXTENSIONS and p.is_file() for p in folder.rglob("*"))
 
 
 def _colmap_views(
     root: Path, *, cfg: SceneLoadConfig, images: str
 ) -> tuple[list[_View], np.ndarray, np.ndarray]:
     image_dir = root / images
-    if not image_dir.is_dir() or not _list_images(image_dir):
+    if not image_dir.is_dir() or not _has_images(image_dir):
         what = "does not exist" if not image_dir.is_dir() else "holds no image files"
         raise FileNotFoundError(
             f"{image_dir}: the scene's image folder {what}; a COLMAP scene folder holds {images}/ and "
@@ -111,6 +111,16 @@ def _colmap_views(
     model = read_model(model_dir)
     cam_file = model.file("cameras")
     for cam in model.cameras.values():
+        n_params = (
+            ops.COLMAP_MODELS[ops.COLMAP_MODEL_IDS[cam.model]][1]
+            if cam.model in ops.COLMAP_MODEL_IDS
+            else None
+        )
+        if n_params is not None and len(cam.params) != n_params:
+            raise ValueError(
+                f"{cam_file}: camera {cam.camera_id} ({cam.model}) has {len(cam.params)} parameters, the model "
+                f"has {n_params}; the file is corrupt: re-export the model from COLMAP"
+            )
         if cam.model not in ops.SUPPORTED_COLMAP_MODELS:
             raise ValueError(
                 f"{cam_file}: camera {cam.camera_id} uses the {cam.model} model, which ccl.scene does not "
@@ -205,22 +215,32 @@ def _nerf_views(json_path: Path) -> tuple[list[_View], np.ndarray, np.ndarray]:
                 "ns-process-data) or add the keys"
             )
         fr_model = str(fr.get("camera_model", model)).upper()
-        if fr_model in NERF_UNSUPPORTED_MODELS or get("is_fisheye") or float(get("k4") or 0.0) != 0.0:
+        if fr_model in NERF_UNSUPPORTED_MODELS or get("is_fisheye") or get("k4") not in (None, 0, 0.0):
             raise ValueError(
                 f"{json_path}: frame {i}{_frame_label(fr)} uses a fisheye / {fr_model} camera, which "
                 "ccl.scene does not undistort; undistort the images first (e.g. COLMAP's "
                 "image_undistorter, then use the COLMAP folder with `source: colmap`)"
             )
-        c2w = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        try:
+            c2w = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError):
+            c2w = np.full((0,), np.nan)
         if c2w.shape not in ((4, 4), (3, 4)) or not np.isfinite(c2w).all():
             raise ValueError(
                 f"{json_path}: frame {i}{_frame_label(fr)}: transform_matrix must be a finite 4x4 (or 3x4) "
                 f"camera-to-world matrix, got shape {c2w.shape}; fix the file"
             )
-        w, h = get("w"), get("h")
-        model_wh = (int(w), int(h)) if w is not None and h is not None else None
-        fov = {k: get(k) for k in ("fl_x", "fl_y", "cx", "cy", "camera_angle_x", "camera_angle_y")}
-        coeffs = np.array([float(get(k) or 0.0) for k in ("k1", "k2", "p1", "p2", "k3")])
+        try:
+            w, h = get("w"), get("h")
+            model_wh = (int(w), int(h)) if w is not None and h is not None else None
+            fov = {k: get(k) for k in ("fl_x", "fl_y", "cx", "cy", "camera_angle_x", "camera_angle_y")}
+            fov = {k: None if v is None else float(v) for k, v in fov.items()}
+            coeffs = np.array([float(get(k) or 0.0) for k in ("k1", "k2", "p1", "p2", "k3")])
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"{json_path}: frame {i}{_frame_label(fr)}: an intrinsics or distortion value is not a "
+                f"number ({e}); fix the file (w, h, fl_x, fl_y, cx, cy, camera_angle_x/y, k1, k2, p1, p2, k3)"
+            ) from None
         image_path = _resolve_frame_image(base, str(fr["file_path"]))
         views.append(
             _View(

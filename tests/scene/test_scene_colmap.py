@@ -255,3 +255,11 @@ def test_image_referring_to_an_undefined_camera(tmp_path):
     write_image(tmp_path / "images" / "a.png")
     with pytest.raises(ValueError, match=r"images\.txt.*image 1 \(a\.png\).*camera 7"):
         load_scene(tmp_path, source="colmap", cfg=CFG)
+
+
+def test_wrong_parameter_count_names_the_camera(tmp_path):
+    root = make_colmap_scene(tmp_path / "scene", model="PINHOLE", params=[70.0, 31.0, 25.0])
+    with pytest.raises(
+        ValueError, match=r"cameras\.txt: camera 1 \(PINHOLE\) has 3 parameters, the model has 4"
+    ):
+        load_scene(root, source="colmap", cfg=CFG)

@@ -206,3 +206,20 @@ def test_missing_ply_file(tmp_path):
     (root / "points3d.ply").unlink()
     with pytest.raises(FileNotFoundError, match=r"ply_file_path names .*points3d\.ply.*does not exist"):
         load_scene(root, source="nerf", cfg=CFG)
+
+
+def test_non_numeric_values_name_the_frame(tmp_path):
+    root = make_nerf_scene(tmp_path / "scene")
+
+    def edit(meta):
+        meta["frames"][2]["fl_x"] = "seventy"
+
+    _rewrite(root, edit)
+    with pytest.raises(ValueError, match=r"transforms\.json: frame 2 .*not a number"):
+        load_scene(root, source="nerf", cfg=CFG)
+    _rewrite(root, lambda meta: meta["frames"][2].pop("fl_x"))
+    _rewrite(root, lambda meta: meta["frames"][3].update(transform_matrix=[[1, 0], [0, 1]]))
+    with pytest.raises(
+        ValueError, match=r"transforms\.json: frame 3 .*transform_matrix must be a finite 4x4"
+    ):
+        load_scene(root, source="nerf", cfg=CFG)
