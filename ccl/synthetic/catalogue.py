@@ -35,7 +35,7 @@ def red_mug() -> ObjectSpec:
         PartSpec("body", [SubpartSpec("cup wall", [body]), SubpartSpec("coffee", [top])]),
         _one("handle", handle),
     ]
-    return ObjectSpec("red mug", parts, footprint=0.14)
+    return ObjectSpec("red mug", parts)
 
 
 def teddy_bear() -> ObjectSpec:
@@ -70,7 +70,7 @@ def teddy_bear() -> ObjectSpec:
             ],
         ),
     ]
-    return ObjectSpec("teddy bear", [PartSpec("head", head), PartSpec("body", body)], footprint=0.11)
+    return ObjectSpec("teddy bear", [PartSpec("head", head), PartSpec("body", body)])
 
 
 def green_apple() -> ObjectSpec:
@@ -84,7 +84,7 @@ def green_apple() -> ObjectSpec:
             "leaf", [prim("sphere", (0.024, 0, 0.142), (0.026, 0.011, 0.004), leaf, rot=rot_y(-0.3))]
         ),
     ]
-    return ObjectSpec("green apple", [_one("fruit", [fruit]), PartSpec("stem", stem)], footprint=0.08)
+    return ObjectSpec("green apple", [_one("fruit", [fruit]), PartSpec("stem", stem)])
 
 
 def blue_book() -> ObjectSpec:
@@ -96,7 +96,7 @@ def blue_book() -> ObjectSpec:
         SubpartSpec("spine", [prim("box", (-0.107, 0, 0.026), (0.004, 0.08, 0.026), cover)]),
     ]
     pages = prim("box", (0.002, 0, 0.026), (0.104, 0.076, 0.018), paper)
-    return ObjectSpec("blue book", [PartSpec("cover", covers), _one("pages", [pages])], footprint=0.14)
+    return ObjectSpec("blue book", [PartSpec("cover", covers), _one("pages", [pages])])
 
 
 def yellow_rubber_duck() -> ObjectSpec:
@@ -116,9 +116,7 @@ def yellow_rubber_duck() -> ObjectSpec:
             ],
         ),
     ]
-    return ObjectSpec(
-        "yellow rubber duck", [_one("body", [body, tail]), PartSpec("head", head)], footprint=0.10
-    )
+    return ObjectSpec("yellow rubber duck", [_one("body", [body, tail]), PartSpec("head", head)])
 
 
 def toy_elephant() -> ObjectSpec:
@@ -146,7 +144,7 @@ def toy_elephant() -> ObjectSpec:
             "trunk", [prim("cylinder", (0.145, 0, 0.1), (0.012, 0.012, 0.045), grey, rot=rot_y(0.35))]
         ),
     ]
-    return ObjectSpec("toy elephant", [PartSpec("body", body), PartSpec("head", head)], footprint=0.17)
+    return ObjectSpec("toy elephant", [PartSpec("body", body), PartSpec("head", head)])
 
 
 def tea_in_a_glass() -> ObjectSpec:
@@ -158,22 +156,19 @@ def tea_in_a_glass() -> ObjectSpec:
             _one("glass", [prim("cylinder", (0, 0, 0.075), (0.048, 0.048, 0.075), glass)]),
             _one("tea", [prim("cylinder", (0, 0, 0.052), (0.0505, 0.0505, 0.047), tea)]),
         ],
-        footprint=0.06,
     )
 
 
 def rubics_cube() -> ObjectSpec:
     stickers = Material((1.0, 1.0, 1.0), kind="rubik", specular=1.0)
-    return ObjectSpec(
-        "rubics cube", [_one("cube", [prim("box", (0, 0, 0.045), 0.045, stickers)])], footprint=0.07
-    )
+    return ObjectSpec("rubics cube", [_one("cube", [prim("box", (0, 0, 0.045), 0.045, stickers)])])
 
 
 # Catalogue order: the first `n_objects` are used (the most distinctive first).
 CATALOGUE = (
+    green_apple,
     red_mug,
     teddy_bear,
-    green_apple,
     blue_book,
     yellow_rubber_duck,
     toy_elephant,
@@ -181,24 +176,25 @@ CATALOGUE = (
     rubics_cube,
 )
 
-# Table slots (x, y): one at the centre, seven on a ring; spaced so footprints (<= 0.17) never touch.
-SLOTS = np.array(
-    [(0.0, 0.0)] + [(0.45 * np.cos(a), 0.45 * np.sin(a)) for a in np.arange(7) * 2 * np.pi / 7 + 0.3]
-)
-SLOT_JITTER = 0.015
+PLACE_RADIUS = 0.42  # object centres lie within this distance of the table centre
+PLACE_GAP = 0.02  # least clearance between two objects' footprints
 
 
 def place_objects(n_objects: int, rng: np.random.Generator) -> list[PlacedObject]:
-    """The first `n_objects` of the catalogue on the table, with global ids (objects 0..n-1 first)."""
+    """The first `n_objects` of the catalogue on the table, with global ids (objects 0..n-1 first).
+
+    Positions are drawn at random in a disc (largest footprint first) and redrawn until no two
+    footprints come closer than PLACE_GAP; each object also gets a random yaw.
+    """
     specs = [make() for make in CATALOGUE[:n_objects]]
-    slots = rng.permutation(len(SLOTS))[:n_objects]
+    yaws = rng.uniform(0, 2 * np.pi, n_objects)
+    rots = [rot_z(y) for y in yaws]
+    radii = np.array([spec.footprint(r) for spec, r in zip(specs, rots, strict=True)])
+    positions = _scatter(radii, rng)
     next_id = n_objects
     placed = []
-    for i, (spec, slot) in enumerate(zip(specs, slots, strict=True)):
-        yaw = float(rng.uniform(0, 2 * np.pi))
-        xy = SLOTS[slot] + rng.uniform(-SLOT_JITTER, SLOT_JITTER, 2)
-        position = np.array([xy[0], xy[1], 0.0])
-        rot = rot_z(yaw)
+    for i, spec in enumerate(specs):
+        position = np.array([positions[i, 0], positions[i, 1], 0.0])
         parts, prims = [], []
         for part in spec.parts:
             part_id = next_id
@@ -214,7 +210,9 @@ def place_objects(n_objects: int, rng: np.random.Generator) -> list[PlacedObject
                 subs.append((sub_id, sub.name))
                 for p in sub.prims:
                     prims.append(
-                        replace(p.placed(rot, position), object_index=i, part_id=part_id, subpart_id=sub_id)
+                        replace(
+                            p.placed(rots[i], position), object_index=i, part_id=part_id, subpart_id=sub_id
+                        )
                     )
             parts.append((part_id, part.name, subs))
         placed.append(
@@ -223,9 +221,35 @@ def place_objects(n_objects: int, rng: np.random.Generator) -> list[PlacedObject
                 category=spec.category,
                 category_id=i,
                 position=position,
-                yaw=yaw,
+                yaw=float(yaws[i]),
                 parts=parts,
                 prims=prims,
             )
         )
     return placed
+
+
+def _scatter(
+    radii: np.ndarray, rng: np.random.Generator, *, tries: int = 400, restarts: int = 200
+) -> np.ndarray:
+    """[n, 2] centres in the placement disc whose discs of `radii` (+ gap) do not overlap."""
+    order = np.argsort(-radii, kind="stable")
+    for _ in range(restarts):
+        pos = np.zeros((len(radii), 2))
+        done: list[int] = []
+        for i in order:
+            for _ in range(tries):
+                r = PLACE_RADIUS * np.sqrt(rng.uniform())
+                a = rng.uniform(0, 2 * np.pi)
+                p = np.array([r * np.cos(a), r * np.sin(a)])
+                if all(np.linalg.norm(p - pos[j]) >= radii[i] + radii[j] + PLACE_GAP for j in done):
+                    pos[i] = p
+                    done.append(i)
+                    break
+            else:
+                break
+        if len(done) == len(radii):
+            return pos
+    raise RuntimeError(
+        f"cannot place {len(radii)} objects of footprints {radii} in a disc of radius {PLACE_RADIUS}"
+    )

@@ -13,9 +13,9 @@ class SyntheticConfig:
     n_views: int = 30  # cameras on the orbit
     width: int = 160  # pixels
     height: int = 120  # pixels
-    fov_deg: float = 55.0  # horizontal field of view
-    orbit_radius: float = 1.5  # scene units from the table centre
-    orbit_height: float = 0.95  # scene units above the table
+    fov_deg: float = 50.0  # horizontal field of view
+    orbit_radius: float = 1.4  # scene units from the table centre
+    orbit_height: float = 0.85  # scene units above the table
     orbit_jitter: float = 0.04  # relative per-view jitter of radius and height
     n_objects: int = 8  # first n objects of the catalogue
     supersample: int = 2  # samples per pixel side for colours

@@ -92,7 +92,27 @@ class ObjectSpec:
 
     category: str
     parts: list[PartSpec]
-    footprint: float  # radius of its footprint on the table (placement keeps footprints apart)
+
+    def footprint(self, rot: np.ndarray) -> float:
+        """Radius about the z axis of the object's extent on the table once turned by `rot` [3, 3].
+
+        Each primitive's support in 16 horizontal directions: exact for boxes and cylinders' bounding
+        boxes, for ellipsoids their own support.
+        """
+        angles = np.arange(16) * np.pi / 8
+        dirs = np.stack([np.cos(angles), np.sin(angles), np.zeros(16)], axis=1)  # [16, 3]
+        reach = 0.0
+        for part in self.parts:
+            for sub in part.subparts:
+                for p in sub.prims:
+                    axes = (rot @ p.rot) * p.scale  # columns: local axes scaled to half extents
+                    proj = dirs @ axes  # [16, 3]
+                    if p.shape == SHAPES["sphere"]:
+                        ext = np.sqrt((proj**2).sum(axis=1))
+                    else:
+                        ext = np.abs(proj).sum(axis=1)
+                    reach = max(reach, float((dirs @ (rot @ p.center) + ext).max()))
+        return reach
 
 
 @dataclass

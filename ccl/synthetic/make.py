@@ -120,7 +120,9 @@ def make_scene(out_dir: str | os.PathLike, *, cfg: SyntheticConfig, seed: int) -
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     objects = place_objects(cfg.n_objects, _rng(seed, STREAM_LAYOUT))
-    occluders = occluder_primitives(cfg.occluders, 1.1 * cfg.orbit_height, _rng(seed, STREAM_OCCLUDERS))
+    occluders = occluder_primitives(
+        cfg.occluders, 1.1 * cfg.orbit_height, cfg.orbit_radius, _rng(seed, STREAM_OCCLUDERS)
+    )
     geo = SceneGeometry(objects, occluders, room_primitive())
     cams = cam_ops.orbit_cameras(cfg, _rng(seed, STREAM_CAMERAS))
     blur_rng = _rng(seed, STREAM_BLUR)

@@ -20,6 +20,9 @@ SHININESS = 40.0
 TABLE_RADIUS = 1.4  # the wooden round table; the floor beyond it is tiled
 ROOM_RADIUS, ROOM_HEIGHT = 4.0, 3.0
 SHADOW_OFFSET = 1e-4
+# Occluders stand between the objects (within ~0.6 of the centre) and the cameras: from this radius
+# to this fraction of the orbit radius.
+OCCLUDER_RADII = (0.68, 0.75)
 
 
 @dataclass(frozen=True)
@@ -201,12 +204,12 @@ def room_primitive() -> Primitive:
     )
 
 
-def occluder_primitives(n: int, top: float, rng: np.random.Generator) -> list[Primitive]:
+def occluder_primitives(n: int, top: float, orbit_radius: float, rng: np.random.Generator) -> list[Primitive]:
     """`n` thin poles (cylinders) and planks (boxes) standing on the table between cameras and objects."""
     out = []
     angles = rng.uniform(0, 2 * np.pi) + 2 * np.pi * (np.arange(n) + rng.uniform(-0.3, 0.3, n)) / max(n, 1)
     for i, a in enumerate(angles):
-        r = rng.uniform(0.85, 1.15)
+        r = rng.uniform(OCCLUDER_RADII[0], max(OCCLUDER_RADII[0] + 0.05, OCCLUDER_RADII[1] * orbit_radius))
         center = np.array([r * np.cos(a), r * np.sin(a), top / 2.0])
         if i % 2 == 0:
             mat = Material(
