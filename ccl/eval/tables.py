@@ -1,0 +1,282 @@
+"""Result tables, rebuilt from the per-query CSVs and Snakemake's benchmark files, nothing else.
+
+Every number is a mean over (frame, query) pairs of one scene, run (seed), variant, relevance mode and
+scale set; across seeds a cell is mean ± sample standard deviation (ddof = 1) of the per-seed numbers,
+and the `mean` column is the mean over scenes taken per seed first. Values are percentages.
+
+Tables (each `<name>.csv`, numeric, with `<column>_std` when several seeds, and `<name>.md`):
+- table1        LERF-OVS mIoU per scene and mean, variant `full` (every variant if there is no `full`)
+- table1_3dovs  3D-OVS mIoU per scene and mean; the `room` scene is reported apart from the mean
+- table2        ablation: mIoU per variant (base, pull, push, full) per scene and mean
+- table5        the single merged scale `all` against the two scales, variant `full` (if `all` was run)
+- localization  LERF-OVS localization accuracy per variant per scene and mean
+- efficiency    per scene: preprocessing, training and evaluation time (s) and peak memory (MB) from
+                benchmarks/<rule>/<scene>….tsv (Snakemake's `s` and `max_rss` columns)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ccl.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+VARIANT_ORDER = ("base", "pull", "push", "full")
+ROOM_SCENE = "room"  # 3D-OVS: reported apart (the paper's convention)
+KEYS = ["scene", "protocol", "variant", "mode", "scales", "seed"]
+
+# Benchmark folders (= rule names) → the efficiency table's columns.
+STAGE_OF_RULE = {
+    "preprocessing": ("masks", "merge_masks", "masks_raw", "tracks", "features", "codebook"),
+    "training": ("train_rgb", "train_language"),
+    "evaluation": ("evaluate",),
+}
+
+
+def _stage(rule: str) -> str | None:
+    for stage, prefixes in STAGE_OF_RULE.items():
+        if any(rule.startswith(p) for p in prefixes):
+            return stage
+    return None
+
+
+def read_query_csvs(paths: Iterable[str | os.PathLike]):
+    """Concatenate queries.csv files into one DataFrame (refusing files without the contract's columns)."""
+    import pandas as pd
+
+    from ccl.eval.run import CSV_COLUMNS
+
+    frames = []
+    for p in paths:
+        df = pd.read_csv(p, keep_default_na=True, dtype={"frame": str, "query": str, "scene": str})
+        missing = [c for c in CSV_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"{p}: not a queries.csv of this ccl (missing columns {missing}); rerun rule evaluate"
+            )
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=list(CSV_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_run(df):
+    """One row per (scene, protocol, variant, mode, scales, seed): mIoU and localization accuracy (%)."""
+    g = df.groupby(KEYS, sort=False, dropna=False)
+    out = g.agg(miou=("iou", "mean"), loc=("loc_hit", "mean"), pairs=("iou", "size")).reset_index()
+    out["miou"] *= 100.0
+    out["loc"] *= 100.0
+    return out
+
+
+def main_scale_set(runs):
+    """Per scene the multi-scale set if there is one, else `all` (Tables 1, 2, localization)."""
+    sets = runs.groupby("scene")["scales"].agg(lambda s: sorted(set(s), key=lambda x: (x == "all", x))[0])
+    return runs[runs["scales"] == runs["scene"].map(sets)]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    v = [x for x in values if not (isinstance(x, float) and math.isnan(x))]
+    if not v:
+        return float("nan"), float("nan")
+    return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"))
+
+
+def scene_table(
+    runs, *, row_keys: Sequence[str], metric: str, scenes: Sequence[str], apart: Sequence[str] = ()
+):
+    """Wide table: rows by `row_keys`, a column per scene, `mean` over scenes not in `apart`, then `apart`."""
+    import pandas as pd
+
+    rows = []
+    multi_seed = runs.groupby(row_keys + ["scene"])["seed"].nunique().max() > 1 if len(runs) else False
+    mean_scenes = [s for s in scenes if s not in apart]
+    for key, sub in runs.groupby(row_keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(row_keys, key, strict=True))
+        for s in scenes:
+            m, sd = _mean_std(sub.loc[sub["scene"] == s, metric].tolist())
+            row[s], row[f"{s}_std"] = m, sd
+        # mean over scenes per seed, then across seeds
+        per_seed = sub[sub["scene"].isin(mean_scenes)].groupby("seed")
+        seed_means = [
+            g[metric].mean() if g["scene"].nunique() == len(mean_scenes) else float("nan")
+            for _, g in per_seed
+        ]
+        row["mean"], row["mean_std"] = _mean_std(seed_means)
+        row["n_seeds"] = int(sub["seed"].nunique())
+        rows.append(row)
+    cols = list(row_keys) + list(mean_scenes) + ["mean"] + [s for s in scenes if s in apart]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    std_cols = [f"{c}_std" for c in cols if c not in row_keys] if multi_seed else []
+    return table[cols + std_cols + ["n_seeds"]]
+
+
+def to_markdown(table, *, key_cols: Sequence[str], title: str = "", digits: int = 1) -> str:
+    """Markdown of a wide table: `mean ± std` cells when `<col>_std` columns exist."""
+    value_cols = [c for c in table.columns if c not in key_cols and not c.endswith("_std") and c != "n_seeds"]
+    head = list(key_cols) + value_cols
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] * len(key_cols) + ["---:"] * len(value_cols)) + "|")
+    for _, r in table.iterrows():
+        cells = [str(r[c]) for c in key_cols]
+        for c in value_cols:
+            v = r[c]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("–")
+                continue
+            cell = f"{v:.{digits}f}" if isinstance(v, float | np.floating) else str(v)
+            sd = r.get(f"{c}_std")
+            if sd is not None and isinstance(sd, float | np.floating) and not math.isnan(sd):
+                cell += f" ± {sd:.{digits}f}"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    if "n_seeds" in table.columns and len(table):
+        lines += ["", f"Seeds per cell: {sorted(set(int(n) for n in table['n_seeds']))}."]
+    return "\n".join(lines) + "\n"
+
+
+def _write(out_dir: Path, name: str, table, *, key_cols: Sequence[str], title: str) -> list[Path]:
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(md_path, to_markdown(table, key_cols=key_cols, title=title))
+    return [csv_path, md_path]
+
+
+def _variant_sorted(runs):
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    return runs.sort_values("variant", key=lambda s: s.map(lambda v: order.get(v, len(order))), kind="stable")
+
+
+def read_benchmarks(bench_dir: str | os.PathLike, scenes: Sequence[str]):
+    """Every benchmarks/<rule>/<file>.tsv whose name starts with a known scene: rule, scene, s, max_rss."""
+    import pandas as pd
+
+    rows = []
+    bench_dir = Path(bench_dir)
+    by_length = sorted(scenes, key=len, reverse=True)  # "waldo_kitchen" before "waldo"
+    for tsv in sorted(bench_dir.glob("*/*.tsv")):
+        stem = tsv.stem
+        scene = next((s for s in by_length if stem == s or stem.startswith(s + "_")), None)
+        if scene is None:
+            continue
+        try:
+            b = pd.read_csv(tsv, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            log.warning("%s: unreadable benchmark file (%s); skipped", tsv, e)
+            continue
+        if "s" not in b.columns:
+            log.warning("%s: no 's' column (not a Snakemake benchmark file); skipped", tsv)
+            continue
+        rss = pd.to_numeric(b.get("max_rss", pd.Series([np.nan])), errors="coerce")
+        rows.append(
+            {
+                "rule": tsv.parent.name, "scene": scene, "file": str(tsv),
+                "s": float(pd.to_numeric(b["s"], errors="coerce").mean()), "max_rss_mb": float(rss.max()),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=["rule", "scene", "file", "s", "max_rss_mb"])
+
+
+def efficiency_table(bench, scenes: Sequence[str]):
+    import pandas as pd
+
+    rows = []
+    for s in scenes:
+        sub = bench[bench["scene"] == s]
+        if sub.empty:
+            continue
+        stages = sub["rule"].map(_stage)
+        row = {"scene": s}
+        for stage in STAGE_OF_RULE:
+            sel = sub[stages == stage]
+            row[f"{stage}_s"] = float(sel["s"].sum()) if len(sel) else float("nan")
+        row["peak_rss_mb"] = float(sub["max_rss_mb"].max())
+        rows.append(row)
+    cols = ["scene"] + [f"{st}_s" for st in STAGE_OF_RULE] + ["peak_rss_mb"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def build_tables(
+    query_csvs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    benchmarks: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Write every table to `out_dir` from the given queries.csv files and the benchmark folder."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in query_csvs]
+    df = read_query_csvs(paths)
+    if df.empty:
+        raise ValueError(f"no evaluation rows in {len(paths)} queries.csv file(s); run rule evaluate first")
+    runs = per_run(df)
+    scenes_by_protocol = {
+        p: list(dict.fromkeys(runs.loc[runs["protocol"] == p, "scene"])) for p in ("lerf_ovs", "3dovs")
+    }
+    written: list[Path] = []
+    main = _variant_sorted(main_scale_set(runs))
+    keys = ["variant", "mode"]
+
+    def full_only(r):
+        return r[r["variant"] == "full"] if (r["variant"] == "full").any() else r
+
+    for protocol, suffix in (("lerf_ovs", ""), ("3dovs", "_3dovs")):
+        scenes = scenes_by_protocol[protocol]
+        if not scenes:
+            continue
+        apart = [ROOM_SCENE] if protocol == "3dovs" else []
+        sel = main[main["protocol"] == protocol]
+        t1 = scene_table(full_only(sel), row_keys=keys, metric="miou", scenes=scenes, apart=apart)
+        written += _write(out_dir, f"table1{suffix}", t1, key_cols=keys, title=f"mIoU (%), {protocol}")
+        t2 = scene_table(sel, row_keys=keys, metric="miou", scenes=scenes, apart=apart)
+        written += _write(
+            out_dir,
+            f"table2{suffix}",
+            t2,
+            key_cols=keys,
+            title=f"Ablation: mIoU (%) per codebook variant, {protocol}",
+        )
+        allp = runs[runs["protocol"] == protocol]
+        if (allp["scales"] == "all").any():
+            t5 = scene_table(
+                full_only(allp).sort_values("scales", key=lambda s: s == "all", kind="stable"),
+                row_keys=["scales", "variant", "mode"], metric="miou", scenes=scenes, apart=apart,
+            )  # fmt: skip
+            written += _write(out_dir, f"table5{suffix}", t5, key_cols=["scales", "variant", "mode"],
+                              title=f"Single merged scale vs two scales: mIoU (%), {protocol}")  # fmt: skip
+        if protocol == "lerf_ovs":
+            tl = scene_table(sel, row_keys=keys, metric="loc", scenes=scenes)
+            written += _write(
+                out_dir, "localization", tl, key_cols=keys, title="Localization accuracy (%), LERF-OVS"
+            )
+
+    scenes_all = list(dict.fromkeys(runs["scene"]))
+    if benchmarks is not None and Path(benchmarks).is_dir():
+        bench = read_benchmarks(benchmarks, scenes_all)
+    else:
+        log.warning("no benchmarks folder %s: the efficiency table is empty", benchmarks)
+        bench = read_benchmarks(out_dir / "__none__", scenes_all)
+    eff = efficiency_table(bench, scenes_all)
+    atomic_write_text(out_dir / "efficiency.csv", eff.to_csv(index=False, float_format="%.2f"))
+    atomic_write_text(out_dir / "efficiency_rules.csv", bench.to_csv(index=False, float_format="%.2f"))
+    md = to_markdown(eff, key_cols=["scene"], title="Efficiency: wall time (s) and peak memory (MB)")
+    atomic_write_text(out_dir / "efficiency.md", md)
+    written += [out_dir / "efficiency.csv", out_dir / "efficiency_rules.csv", out_dir / "efficiency.md"]
+    log.info("tables: %s", ", ".join(p.name for p in written))
+    return written
+
+
+def find_query_csvs(results: str | os.PathLike) -> list[Path]:
+    """results/*/eval/*/queries.csv, sorted."""
+    return sorted(Path(results).glob("*/eval/*/queries.csv"))

@@ -1,0 +1,119 @@
+"""Relevance of text queries: per prototype, per pixel (a class map) and per Gaussian (appendix D).
+
+A language field's decoder picks one of N prototypes per pixel (or per Gaussian), so a query's relevance
+is a function of the prototype alone: computed once per prototype ([N, Q]) and painted over the class
+map. Both modes (ccl.query.ops) are per-pixel functions of the feature, so this is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ccl.query.config import QueryConfig
+from ccl.query.ops import cosine, l2_normalize, langsplat_relevance, paint, paper_relevance, validate_queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TextEmbeddings:
+    """The queries and the canonical negatives, embedded by the features' text encoder."""
+
+    queries: tuple[str, ...]  # Q phrases, in the order of the relevance maps
+    positives: np.ndarray  # [Q, D] float32, L2-normalised
+    negative_phrases: tuple[str, ...]  # K phrases (QueryConfig.negatives)
+    negatives: np.ndarray  # [K, D] float32, L2-normalised
+
+    def __post_init__(self) -> None:
+        assert self.positives.shape[0] == len(self.queries), (self.positives.shape, self.queries)
+        assert self.negatives.shape[0] == len(self.negative_phrases)
+        assert self.positives.shape[1] == self.negatives.shape[1]
+
+
+def text_embeddings(
+    queries: Sequence[str], *, cfg: QueryConfig, features_cfg: Any, device: str = "cpu"
+) -> TextEmbeddings:
+    """Embed the queries and the negatives in one call of `ccl.features.encode_text`."""
+    queries = validate_queries(queries)
+    from ccl.features import encode_text
+
+    phrases = list(queries) + [n for n in cfg.negatives]
+    emb = np.asarray(encode_text(phrases, cfg=features_cfg, device=device), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(phrases):
+        raise ValueError(f"encode_text returned shape {emb.shape} for {len(phrases)} phrases")
+    emb = l2_normalize(emb)
+    q = len(queries)
+    return TextEmbeddings(queries, emb[:q], tuple(cfg.negatives), emb[q:])
+
+
+def from_arrays(queries: Sequence[str], positives: np.ndarray, negatives: np.ndarray, *, cfg: QueryConfig):
+    """TextEmbeddings from arrays already computed (tests, callers with their own encoder)."""
+    queries = validate_queries(queries)
+    return TextEmbeddings(queries, l2_normalize(positives), tuple(cfg.negatives), l2_normalize(negatives))
+
+
+def feature_relevance(features: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig) -> np.ndarray:
+    """Relevance of every query for features [..., D] -> [..., Q] float32 in [0, 1].
+
+    paper: softmax over the query set; with a single query the set is completed by the negatives
+    (a softmax over one query would be 1 everywhere), and only the query's probability is returned.
+    langsplat: LangSplat's relevancy against the negatives.
+    """
+    q = len(emb.queries)
+    pos = cosine(features, emb.positives)
+    if cfg.mode == "paper":
+        if q == 1:
+            sims = np.concatenate([pos, cosine(features, emb.negatives)], axis=-1)
+            return paper_relevance(sims, temperature=cfg.temperature, n_queries=1)
+        return paper_relevance(pos, temperature=cfg.temperature)
+    if cfg.mode == "langsplat":
+        return langsplat_relevance(pos, cosine(features, emb.negatives))
+    raise AssertionError(cfg.mode)  # QueryConfig validates the mode
+
+
+def prototype_relevance(prototypes: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig) -> np.ndarray:
+    """[N, D] prototypes -> [N, Q] relevance of each prototype for each query."""
+    prototypes = np.asarray(prototypes, dtype=np.float32)
+    if prototypes.ndim != 2:
+        raise ValueError(f"prototypes: expected [N, D], got shape {prototypes.shape}")
+    return feature_relevance(prototypes, emb, cfg=cfg)
+
+
+def relevance_maps(class_map: np.ndarray, proto_relevance: np.ndarray) -> np.ndarray:
+    """A decoded class map [H, W] (−1 = no class, relevance 0) -> relevance maps [Q, H, W] float32."""
+    return paint(class_map, proto_relevance, fill=0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianSelection:
+    """Appendix D: Gaussians chosen by text straight from their decoded features (no rasterization)."""
+
+    queries: tuple[str, ...]
+    classes: np.ndarray  # [G] int64, prototype each Gaussian's decoder picks
+    relevance: np.ndarray  # [Q, G] float32
+    selected: np.ndarray  # [G] bool, relevance > threshold for at least one query
+    threshold: float
+
+
+def select_gaussians(
+    classes: np.ndarray, prototypes: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig
+) -> GaussianSelection:
+    """Decoded classes [G] (argmax of the decoder on each Gaussian's own feature) -> selection."""
+    classes = np.asarray(classes).astype(np.int64).reshape(-1)
+    rel = prototype_relevance(prototypes, emb, cfg=cfg)  # [N, Q]
+    per_gaussian = paint(classes[None, :], rel)[:, 0, :]  # [Q, G]
+    selected = (per_gaussian > cfg.threshold).any(axis=0)
+    log.info(
+        "query3d %s: %d of %d Gaussians above %.2f (%s mode)",
+        list(emb.queries),
+        int(selected.sum()),
+        classes.size,
+        cfg.threshold,
+        cfg.mode,
+    )
+    return GaussianSelection(emb.queries, classes, per_gaussian, selected, float(cfg.threshold))
