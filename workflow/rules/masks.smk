@@ -1,1 +1,63 @@
-# The masks stage's rules (filled in by its issue; see docs/contracts.md).
+# Masks: SAM's three levels per image (raw.h5, the expensive step), then each merged scale ({scale}.h5).
+# The generation rule gets every masks key but the merge-only ones, so retuning a merge setting
+# reruns only merge_masks, never SAM.
+# Keys and defaults come from ccl.masks.MasksConfig (= the schema's), so a bad value stops here.
+from ccl.config import section
+from ccl.masks.config import MERGE_KEYS, MasksConfig
+
+MASKS = section(MasksConfig, config.get("masks"), where="config.yaml: masks")
+
+
+def masks_params(which):
+    if which == "merge":
+        return {k: getattr(MASKS, k) for k in MERGE_KEYS}
+    return MASKS.generation_params()
+
+
+def masks_use_gpu():
+    return int(MASKS.backend == "sam" and config["device"] == "cuda")
+
+
+rule sam_masks:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+    output:
+        raw="results/{scene}/masks/raw.h5",
+    params:
+        masks=masks_params("generate"),
+        scene_load=config["scene_load"],
+        seed=config["seed"],
+        device=config["device"],
+        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+    log:
+        "logs/sam_masks/{scene}.log",
+    benchmark:
+        "benchmarks/sam_masks/{scene}.tsv"
+    resources:
+        mem_mb=16000 if MASKS.backend == "sam" else 2000,
+        runtime=600 if MASKS.backend == "sam" else 30,
+        gpu=masks_use_gpu(),
+    script:
+        "../scripts/sam_masks.py"
+
+
+rule merge_masks:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+        raw=rules.sam_masks.output.raw,
+    output:
+        masks="results/{scene}/masks/{scale}.h5",
+    params:
+        masks=masks_params("merge"),
+    log:
+        "logs/merge_masks/{scene}_{scale}.log",
+    benchmark:
+        "benchmarks/merge_masks/{scene}_{scale}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/merge_masks.py"
+
+
+ALL_TARGETS.extend(expand(rules.merge_masks.output.masks, scene=SCENES, scale=SCALES))

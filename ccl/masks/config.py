@@ -1,0 +1,103 @@
+"""`MasksConfig`: the `masks` section of config.yaml (schema: workflow/schemas/stages/masks.schema.yaml).
+
+SAM thresholds are LangSplat's preprocessing values (its preprocess.py): 32×32 points, predicted IoU
+0.7, stability 0.85, box NMS 0.7, one crop layer, min region area 100; mask NMS IoU 0.8, score 0.7,
+inner 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+BACKENDS = ("sam", "sim")
+SCALES = ("sp", "wp", "all")
+# Which merged mask owns a pixel that several masks cover (ccl.masks.ops.paint_segmentation):
+#   smaller  the smaller mask wins (nested masks all keep pixels: the finest segmentation)
+#   larger   the larger mask wins (a whole covers its parts: the coarsest segmentation)
+#   score    the higher pred_iou × stability wins
+CONTESTED_PIXEL_RULES = ("smaller", "larger", "score")
+# Keys that only `merge_masks` reads: the rule making raw.h5 does not depend on them, so changing
+# one reruns the cheap merge and never SAM.
+MERGE_KEYS = ("contested_pixel_sp", "contested_pixel_wp", "contested_pixel_all", "min_merged_area")
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    backend: str = "sim"
+    sam_model_type: str = "vit_h"
+    sam_checkpoint: str | None = None
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.7
+    stability_score_thresh: float = 0.85
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 1
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    min_mask_region_area: int = 100
+    mask_nms_iou_thresh: float = 0.8
+    mask_nms_score_thresh: float = 0.7
+    mask_nms_inner_thresh: float = 0.5
+    mask_nms_chunk_pixels: int = 65536
+    contested_pixel_sp: str = "smaller"
+    contested_pixel_wp: str = "larger"
+    contested_pixel_all: str = "smaller"
+    min_merged_area: int = 25
+    sim_miss_rate: float = 0.1
+    sim_split_rate: float = 0.1
+    sim_merge_rate: float = 0.05
+    sim_erode_px: int = 1
+    sim_duplicates: int = 2
+    sim_score_noise: float = 0.03
+    sim_background_masks: bool = True
+
+    def __post_init__(self) -> None:
+        where = "config.yaml: masks"
+        if self.backend not in BACKENDS:
+            raise ValueError(f"{where}.backend: {self.backend!r} is not one of {BACKENDS}")
+        for key in ("contested_pixel_sp", "contested_pixel_wp", "contested_pixel_all"):
+            if getattr(self, key) not in CONTESTED_PIXEL_RULES:
+                raise ValueError(
+                    f"{where}.{key}: {getattr(self, key)!r} is not one of {CONTESTED_PIXEL_RULES}"
+                )
+        for key in (
+            "pred_iou_thresh",
+            "stability_score_thresh",
+            "box_nms_thresh",
+            "crop_nms_thresh",
+            "mask_nms_iou_thresh",
+            "mask_nms_score_thresh",
+            "mask_nms_inner_thresh",
+            "sim_miss_rate",
+            "sim_split_rate",
+            "sim_merge_rate",
+        ):
+            v = getattr(self, key)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{where}.{key}: {v} is outside [0, 1]")
+        for key, low in (
+            ("points_per_side", 1),
+            ("points_per_batch", 1),
+            ("crop_n_layers", 0),
+            ("crop_n_points_downscale_factor", 1),
+            ("min_mask_region_area", 0),
+            ("mask_nms_chunk_pixels", 1),
+            ("min_merged_area", 1),
+            ("sim_erode_px", 0),
+            ("sim_duplicates", 1),
+        ):
+            if int(getattr(self, key)) < low:
+                raise ValueError(f"{where}.{key}: {getattr(self, key)} is below its minimum {low}")
+
+    def contested_pixel(self, scale: str) -> str:
+        """The contested-pixel rule of a merged scale (sp, wp, all)."""
+        if scale not in SCALES:
+            raise ValueError(f"unknown mask scale {scale!r}; scales are {SCALES}")
+        return getattr(self, f"contested_pixel_{scale}")
+
+    def generation_params(self) -> dict[str, Any]:
+        """The keys raw.h5 depends on (every key but the merge-only ones), for its `params` attribute."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in MERGE_KEYS}
