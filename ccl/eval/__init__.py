@@ -16,7 +16,7 @@ from ccl.eval.labels import (
 )
 from ccl.eval.lerf_ovs import QueryResult, evaluate_query, localize, majority_smooth, normalise
 from ccl.eval.ovs3d import OvsFrameLabels, evaluate_view
-from ccl.eval.pipeline import LanguageFieldSource, evaluate_scene, read_prototypes
+from ccl.eval.pipeline import evaluate_scene
 from ccl.eval.run import (
     CSV_COLUMNS,
     QueryRow,
@@ -35,7 +35,6 @@ __all__ = [
     "EvalConfig",
     "FrameLabels",
     "LabelWarning",
-    "LanguageFieldSource",
     "OvsFrameLabels",
     "QueryResult",
     "QueryRow",
@@ -52,7 +51,6 @@ __all__ = [
     "polygon_to_mask",
     "read_lerf_label_dir",
     "read_lerf_labels",
-    "read_prototypes",
     "resolve_queries",
     "rows_to_csv",
     "summarize",

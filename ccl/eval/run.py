@@ -174,7 +174,7 @@ def evaluate_lerf_ovs(
     rows: list[QueryRow] = []
     for fl in progress(labels, desc=f"evaluate {scene}/{variant}", total=len(labels)):
         cam = cams[fl.frame]
-        frame_queries = [q for q in emb.queries if q in fl.categories]
+        frame_queries = [q for q in fl.categories if q in qindex]  # the label file's order, as LangSplat
         if not frame_queries:
             log.info("%s: no evaluated query in this frame; skipped", fl.path)
             continue

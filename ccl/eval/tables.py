@@ -34,15 +34,15 @@ KEYS = ["scene", "protocol", "variant", "mode", "scales", "seed"]
 
 # Benchmark folders (= rule names) → the efficiency table's columns.
 STAGE_OF_RULE = {
-    "preprocessing": ("masks", "merge_masks", "masks_raw", "tracks", "features", "codebook"),
-    "training": ("train_rgb", "train_language"),
+    "preprocessing": ("masks", "track", "features", "codebook"),  # sam_masks, merge_masks, clip_features, …
+    "training": ("train",),  # train_rgb, train_language
     "evaluation": ("evaluate",),
-}
+}  # the scene's own files (synthetic_scene, scene_manifest) count in none of them
 
 
 def _stage(rule: str) -> str | None:
     for stage, prefixes in STAGE_OF_RULE.items():
-        if any(rule.startswith(p) for p in prefixes):
+        if any(p in rule for p in prefixes):
             return stage
     return None
 

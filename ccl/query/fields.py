@@ -1,0 +1,108 @@
+"""A variant's trained language fields as a source of class maps and prototypes, one per scale.
+
+Files (docs/contracts.md): results/{scene}/gaussians/{variant}/{scale}.safetensors (the language field:
+Gaussians, per-Gaussian features [G, 8], decoder) and results/{scene}/codebook/{variant}/{scale}.h5
+(`prototypes` [N, D]). Rendering goes through ccl.splat.render; torch is imported only there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCALE_ORDER = ("sp", "wp", "all")
+
+
+@dataclass
+class LanguageFieldSource:
+    """Class maps and prototypes of one variant's language fields, one per scale (loaded lazily)."""
+
+    fields: Mapping[str, Path]  # scale -> results/{scene}/gaussians/{variant}/{scale}.safetensors
+    codebooks: Mapping[str, Path]  # scale -> results/{scene}/codebook/{variant}/{scale}.h5
+    scene: str | None = None
+    device: str = "cpu"
+    _fields: dict[str, Any] = field(default_factory=dict, repr=False)
+    _protos: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if set(self.fields) != set(self.codebooks):
+            raise ValueError(
+                f"scales of the language fields {sorted(self.fields)} and codebooks {sorted(self.codebooks)} differ"
+            )
+        for p in [*self.fields.values(), *self.codebooks.values()]:
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"{p}: not found (an input of evaluation; run the workflow up to it)")
+
+    @property
+    def scales(self) -> tuple[str, ...]:
+        order = SCALE_ORDER
+        return tuple(sorted(self.fields, key=lambda s: order.index(s) if s in order else len(order)))
+
+    def prototypes(self, scale: str) -> np.ndarray:
+        if scale not in self._protos:
+            self._protos[scale] = read_prototypes(self.codebooks[scale])
+        return self._protos[scale]
+
+    def language_field(self, scale: str):
+        if scale not in self._fields:
+            from ccl.splat.checkpoint import load_language_field
+
+            f = load_language_field(self.fields[scale], scene=self.scene)
+            n = self.prototypes(scale).shape[0]
+            if f.n_classes != n:
+                raise ValueError(
+                    f"{self.fields[scale]} decodes into {f.n_classes} classes but {self.codebooks[scale]} has "
+                    f"{n} prototypes: they are of different runs; rerun the workflow"
+                )
+            self._fields[scale] = _to_device(f, self.device)
+        return self._fields[scale]
+
+    def class_map(self, scale: str, camera) -> np.ndarray:
+        from ccl.splat.render import render_class_map
+
+        return render_class_map(self.language_field(scale), camera)
+
+
+def _to_device(f: Any, device: str) -> Any:
+    if device == "cpu":
+        return f
+    from ccl.splat.checkpoint import LanguageField
+
+    return LanguageField(f.gaussians.to(device), f.features.to(device), f.decoder.to(device), f.header)
+
+
+def read_prototypes(path: str | os.PathLike) -> np.ndarray:
+    """The codebook's `prototypes` [N, D] float32 (docs/contracts.md, "Codebook")."""
+    from ccl.io.h5 import open_h5_for_read
+
+    with open_h5_for_read(path, kind="codebook") as f:
+        if "prototypes" not in f:
+            raise ValueError(f"{path}: codebook file has no 'prototypes' dataset")
+        return np.asarray(f["prototypes"][()], dtype=np.float32)
+
+
+def scene_fields(scene_dir: str | os.PathLike, variant: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(fields, codebooks) by scale found under a results/{scene} folder for one variant."""
+    scene_dir = Path(scene_dir)
+    gdir, cdir = scene_dir / "gaussians" / variant, scene_dir / "codebook" / variant
+    fields_ = {
+        p.name.removesuffix(".safetensors"): p
+        for p in sorted(gdir.glob("*.safetensors"))
+        if not p.name.endswith(".partial.safetensors")
+    }
+    if not fields_:
+        have = sorted(p.name for p in (scene_dir / "gaussians").glob("*") if p.is_dir())
+        raise FileNotFoundError(
+            f"{gdir}: no trained language field (*.safetensors) for variant {variant!r}; "
+            f"variants with fields here: {have}; run the workflow first"
+        )
+    codebooks = {s: cdir / f"{s}.h5" for s in fields_}
+    missing = [str(p) for p in codebooks.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"codebook file(s) {missing} not found beside the fields in {gdir}")
+    return fields_, codebooks

@@ -1,0 +1,120 @@
+"""Tables rebuilt from queries.csv files and benchmark TSVs only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ccl.eval import QueryRow, build_tables, rows_to_csv
+
+
+def _rows(scene, variant, seed, ious, *, protocol="lerf_ovs", scales="sp+wp", hits=None):
+    hits = hits if hits is not None else [1.0] * len(ious)
+    return [
+        QueryRow(scene, variant, seed, f"frame_{i:05d}", f"q{i}", protocol, "paper", scales,
+                 scales.split("+")[0], scales.split("+")[0] if protocol == "lerf_ovs" else "",
+                 iou, h if protocol == "lerf_ovs" else float("nan"), 0.4)
+        for i, (iou, h) in enumerate(zip(ious, hits, strict=True))
+    ]  # fmt: skip
+
+
+def _write(tmp_path, scene, variant, rows):
+    p = tmp_path / "results" / scene / "eval" / variant / "queries.csv"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(rows_to_csv(rows))
+    return p
+
+
+def test_table1_mean_over_pairs_then_scenes(tmp_path):
+    a = _write(tmp_path, "ramen", "full", _rows("ramen", "full", 0, [0.2, 0.4], hits=[1, 0]))
+    b = _write(tmp_path, "teatime", "full", _rows("teatime", "full", 0, [0.9]))
+    c = _write(tmp_path, "ramen", "base", _rows("ramen", "base", 0, [0.1, 0.1]))
+    out = tmp_path / "tables"
+    build_tables([a, b, c], out, benchmarks=tmp_path / "benchmarks")
+    t1 = pd.read_csv(out / "table1.csv")
+    assert t1["variant"].tolist() == ["full"]
+    assert t1.loc[0, "ramen"] == pytest.approx(30.0) and t1.loc[0, "teatime"] == pytest.approx(90.0)
+    assert t1.loc[0, "mean"] == pytest.approx(60.0)  # mean of per-scene means, not of all pairs
+    t2 = pd.read_csv(out / "table2.csv")
+    assert t2["variant"].tolist() == ["base", "full"]  # ablation order
+    assert np.isnan(t2.loc[0, "mean"])  # base was not run on teatime: no mean over a subset
+    loc = pd.read_csv(out / "localization.csv")
+    assert loc.loc[loc["variant"] == "full", "ramen"].item() == pytest.approx(50.0)
+    md = (out / "table1.md").read_text()
+    assert (
+        "| variant | mode | ramen | teatime | mean |" in md and "| full | paper | 30.0 | 90.0 | 60.0 |" in md
+    )
+    assert not (out / "table5.csv").exists()
+
+
+def test_several_seeds_give_mean_and_std(tmp_path):
+    rows = (
+        _rows("ramen", "full", 0, [0.5]) + _rows("ramen", "full", 1, [0.7]) + _rows("ramen", "full", 2, [0.6])
+    )
+    p = _write(tmp_path, "ramen", "full", rows)
+    out = tmp_path / "t"
+    build_tables([p], out)
+    t1 = pd.read_csv(out / "table1.csv")
+    assert t1.loc[0, "ramen"] == pytest.approx(60.0)
+    assert t1.loc[0, "ramen_std"] == pytest.approx(10.0)  # sample std of 50, 70, 60
+    assert t1.loc[0, "n_seeds"] == 3
+    assert "60.0 ± 10.0" in (out / "table1.md").read_text()
+
+
+def test_table5_and_3dovs_room_apart(tmp_path):
+    paths = [
+        _write(
+            tmp_path,
+            "ramen",
+            "full",
+            _rows("ramen", "full", 0, [0.5]) + _rows("ramen", "full", 0, [0.3], scales="all"),
+        ),
+        _write(tmp_path, "bed", "full", _rows("bed", "full", 0, [0.8], protocol="3dovs")),
+        _write(tmp_path, "room", "full", _rows("room", "full", 0, [0.2], protocol="3dovs")),
+    ]
+    out = tmp_path / "t"
+    build_tables(paths, out)
+    t5 = pd.read_csv(out / "table5.csv")
+    assert t5["scales"].tolist() == ["sp+wp", "all"]
+    assert t5["ramen"].tolist() == pytest.approx([50.0, 30.0])
+    t1 = pd.read_csv(out / "table1.csv")
+    assert t1.loc[0, "ramen"] == pytest.approx(50.0)  # the two-scale set, not `all`
+    t3 = pd.read_csv(out / "table1_3dovs.csv")
+    assert list(t3.columns[:5]) == ["variant", "mode", "bed", "mean", "room"]
+    assert t3.loc[0, "mean"] == pytest.approx(80.0) and t3.loc[0, "room"] == pytest.approx(20.0)
+
+
+def test_efficiency_from_benchmark_files(tmp_path):
+    p = _write(tmp_path, "waldo_kitchen", "full", _rows("waldo_kitchen", "full", 0, [0.5]))
+    bench = tmp_path / "benchmarks"
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, name, s, rss in [
+        ("masks", "waldo_kitchen", 10.0, 900.0),
+        ("features", "waldo_kitchen_sp", 5.0, 1200.0),
+        ("train_language", "waldo_kitchen_full_sp", 100.0, 3000.0),
+        ("train_language", "waldo_kitchen_full_wp", 50.0, 2500.0),
+        ("evaluate", "waldo_kitchen_full", 2.0, 500.0),
+        ("masks", "waldo", 999.0, 1.0),  # another scene whose name is a prefix: not counted
+    ]:
+        (bench / rule).mkdir(parents=True, exist_ok=True)
+        (bench / rule / f"{name}.tsv").write_text(head + f"{s}\t0:00:{s}\t{rss}\t0\t0\t0\t0\t0\t0\t{s}\n")
+    out = tmp_path / "t"
+    build_tables([p], out, benchmarks=bench)
+    eff = pd.read_csv(out / "efficiency.csv")
+    row = eff.iloc[0]
+    assert row["scene"] == "waldo_kitchen"
+    assert (row["preprocessing_s"], row["training_s"], row["evaluation_s"]) == (15.0, 150.0, 2.0)
+    assert row["peak_rss_mb"] == 3000.0
+    assert (out / "efficiency.md").read_text().startswith("### Efficiency")
+
+
+def test_no_rows_is_an_error(tmp_path):
+    p = tmp_path / "queries.csv"
+    p.write_text(rows_to_csv([]))
+    with pytest.raises(ValueError, match="no evaluation rows"):
+        build_tables([p], tmp_path / "t")
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        build_tables([bad], tmp_path / "t")

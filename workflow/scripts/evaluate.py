@@ -1,0 +1,25 @@
+# Evaluate one variant of one scene with its protocol (ccl.eval.evaluate_scene) → eval/{variant}/.
+from pathlib import Path
+
+from ccl.runlog import script_logging
+
+with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+    from ccl.config import section, section_dataclass
+    from ccl.eval import EvalConfig, evaluate_scene
+    from ccl.query import QueryConfig
+    from ccl.splat.render import resolve_device
+
+    p = snakemake.params  # noqa: F821
+    evaluate_scene(
+        Path(snakemake.output.queries).parent,  # noqa: F821
+        manifest=snakemake.input.manifest,  # noqa: F821
+        fields={s: snakemake.input[f"field_{s}"] for s in p.scales},  # noqa: F821
+        codebooks={s: snakemake.input[f"codebook_{s}"] for s in p.scales},  # noqa: F821
+        variant=snakemake.wildcards.variant,  # noqa: F821
+        seed=p.seed,
+        query_cfg=section(QueryConfig, p.query, where="config.yaml: query"),
+        eval_cfg=section(EvalConfig, p.eval, where="config.yaml: eval"),
+        features_cfg=section(section_dataclass("features"), p.features, where="config.yaml: features"),
+        scene_cfg=section(section_dataclass("scene_load"), p.scene_load, where="config.yaml: scene_load"),
+        device=resolve_device(p.device),
+    )
