@@ -39,7 +39,6 @@ class Primitive:
     object_index: int = -1  # index into the scene's objects, -1 for occluders and the room
     part_id: int = -1
     subpart_id: int = -1
-    flip_normals: bool = False  # seen from inside (the room)
 
     def placed(self, rot: np.ndarray, offset: np.ndarray) -> Primitive:
         """The same primitive after the rigid motion x -> rot @ x + offset."""
@@ -53,7 +52,6 @@ class Primitive:
             object_index=self.object_index,
             part_id=self.part_id,
             subpart_id=self.subpart_id,
-            flip_normals=self.flip_normals,
         )
 
     def bounding_radius(self) -> float:

@@ -118,8 +118,31 @@ def intersect_cylinder(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nda
     return t, normal
 
 
-SHAPES = {"sphere": 0, "box": 1, "cylinder": 2}
-INTERSECT = {0: intersect_sphere, 1: intersect_box, 2: intersect_cylinder}
+def intersect_room(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unit cylinder seen from inside (every origin inside it): exit point, inward normal.
+
+    A third of `intersect_cylinder`'s work: from inside, the side's far root and the cap the ray
+    heads for are the only candidates, and one of them is the exit.
+    """
+    a = d[:, 0] ** 2 + d[:, 1] ** 2
+    hb = o[:, 0] * d[:, 0] + o[:, 1] * d[:, 1]
+    c = o[:, 0] ** 2 + o[:, 1] ** 2 - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_side = np.where(a > 1e-18, (-hb + np.sqrt(np.maximum(hb * hb - a * c, 0.0))) / a, np.inf)
+        up = d[:, 2] >= 0
+        t_cap = np.where(np.abs(d[:, 2]) > 1e-18, (np.where(up, 1.0, -1.0) - o[:, 2]) / d[:, 2], np.inf)
+    side = t_side < t_cap
+    t = np.where(side, t_side, t_cap)
+    normal = np.zeros_like(o)
+    ts = t[side]
+    normal[side, 0] = -(o[side, 0] + ts * d[side, 0])
+    normal[side, 1] = -(o[side, 1] + ts * d[side, 1])
+    normal[~side, 2] = np.where(up[~side], -1.0, 1.0)
+    return t, normal
+
+
+SHAPES = {"sphere": 0, "box": 1, "cylinder": 2, "room": 3}
+INTERSECT = {0: intersect_sphere, 1: intersect_box, 2: intersect_cylinder, 3: intersect_room}
 
 
 def ray_sphere_hits(
@@ -136,6 +159,22 @@ def ray_sphere_hits(
     disc = hb * hb - dd * c
     # Hit if the discriminant is non-negative and the far root is ahead of the origin.
     return (disc >= 0) & (np.sqrt(np.maximum(disc, 0.0)) > hb)
+
+
+def cone_sphere_hits(
+    origin: np.ndarray, d: np.ndarray, dd: np.ndarray, center: np.ndarray, radius: float
+) -> np.ndarray:
+    """`ray_sphere_hits` for rays sharing one `origin` [3] (a camera's primary rays); dd = d·d [N].
+
+    Fast path: the ray passes within `radius` iff the angle to the centre is small enough,
+    (d·oc)² >= |d|² (|oc|² - r²) with d·oc > 0; a camera inside the sphere hits it with every ray.
+    """
+    oc = np.asarray(center, float) - origin
+    k = oc @ oc - radius * radius
+    if k <= 0:
+        return np.ones(len(d), bool)
+    dot = d @ oc
+    return (dot > 0) & (dot * dot >= dd * k)
 
 
 def ray_dots(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -58,6 +58,16 @@ class SceneGeometry:
         for occ in occluders:
             self._add([occ], occ.center, occ.bounding_radius(), -1, True)
         self._add([room], None, 0.0, -1, False)
+        bounded = [g for g in self.groups if g.center is not None]
+        if bounded:
+            lo = np.min([g.center - g.radius for g in bounded], axis=0)
+            hi = np.max([g.center + g.radius for g in bounded], axis=0)
+            self.all_center = 0.5 * (lo + hi)
+            self.all_radius = max(
+                float(np.linalg.norm(g.center - self.all_center)) + g.radius for g in bounded
+            )
+        else:
+            self.all_center, self.all_radius = np.zeros(3), 0.0
         n = len(self.prims)
         self.center = np.stack([p.center for p in self.prims])  # [P, 3]
         self.rot = np.stack([p.rot for p in self.prims])  # [P, 3, 3]
@@ -81,21 +91,29 @@ class SceneGeometry:
         best_prim = np.full(n, -1, np.int64)
         best_n = np.zeros((n, 3))
         alone_mask = np.zeros((len(self.objects), n), bool) if alone else None
-        dots = ops.ray_dots(o, d)
+        shared_origin = bool(n) and bool((o == o[0]).all())  # a camera's primary rays: cone test
+        # Two-level culling: the sphere round all bounded groups, then each group's own sphere.
+        near_all = self._near(o, d, self.all_center, self.all_radius, shared_origin, ops.ray_dots(o, d))
+        sub = np.flatnonzero(near_all)
+        o_sub, d_sub = o[sub], d[sub]
+        dots = ops.ray_dots(o_sub, d_sub)
         for g in self.groups:
             if shadow and not g.casts_shadow:
                 continue
-            if g.center is None:
-                idx = np.arange(n)
-            else:
-                idx = np.flatnonzero(ops.ray_sphere_hits(o, d, g.center, g.radius, dots))
-                if idx.size == 0:
-                    continue
+            if g.center is None:  # every ray: no gathers
+                for k, p in enumerate(g.prims):
+                    t, nl = self._intersect(p, o, d)
+                    upd = t < best_t
+                    best_t[upd] = t[upd]
+                    best_prim[upd] = g.first + k
+                    best_n[upd] = nl[upd]
+                continue
+            idx = sub[self._near(o_sub, d_sub, g.center, g.radius, shared_origin, dots)]
+            if idx.size == 0:
+                continue
             o_g, d_g = o[idx], d[idx]
             for k, p in enumerate(g.prims):
-                ol = ((o_g - p.center) @ p.rot) / p.scale
-                dl = (d_g @ p.rot) / p.scale
-                t, nl = ops.INTERSECT[p.shape](ol, dl)
+                t, nl = self._intersect(p, o_g, d_g)
                 if alone_mask is not None and g.object_index >= 0:
                     alone_mask[g.object_index, idx] |= np.isfinite(t)
                 upd = t < best_t[idx]
@@ -104,6 +122,22 @@ class SceneGeometry:
                 best_prim[sel] = g.first + k
                 best_n[sel] = nl[upd]
         return Hits(best_t, best_prim, best_n, alone_mask)
+
+    @staticmethod
+    def _near(o, d, center, radius, shared_origin, dots) -> np.ndarray:
+        """[N] bool: rays passing the bounding sphere (cone test for rays from one camera)."""
+        if len(o) == 0:
+            return np.zeros(0, bool)
+        if shared_origin:
+            return ops.cone_sphere_hits(o[0], d, dots[1], center, radius)
+        return ops.ray_sphere_hits(o, d, center, radius, dots)
+
+    @staticmethod
+    def _intersect(p: Primitive, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One primitive in its unit space: (t [N], unit-space normal [N, 3])."""
+        ol = ((o - p.center) @ p.rot) / p.scale
+        dl = (d @ p.rot) / p.scale
+        return ops.INTERSECT[p.shape](ol, dl)
 
     def shade(
         self, o: np.ndarray, d: np.ndarray, hits: Hits, *, highlights: float, shadows: bool
@@ -127,7 +161,7 @@ class SceneGeometry:
             nl = hits.normal_local[m]
             pl = ((p_w[m] - p.center) @ p.rot) / p.scale
             nw = ops.normalize((nl / p.scale) @ p.rot.T)
-            normal[m] = -nw if p.flip_normals else nw
+            normal[m] = nw
             albedo[m] = albedo_of(p.material, pl, nl, p_w[m], phase=0.37 * k)
             spec_k[m] = p.material.specular
         ndotl = np.clip(normal @ LIGHT_DIR, 0.0, None)
@@ -174,8 +208,8 @@ def albedo_of(
 def room_albedo(p_local: np.ndarray, n_local: np.ndarray, p_world: np.ndarray) -> np.ndarray:
     """The room seen from inside: a wooden round table on a tiled floor, papered wall, plain ceiling."""
     out = np.empty((len(p_local), 3))
-    floor = n_local[:, 2] < -0.5
-    ceiling = n_local[:, 2] > 0.5
+    floor = n_local[:, 2] > 0.5  # the room's normals point inwards
+    ceiling = n_local[:, 2] < -0.5
     wall = ~(floor | ceiling)
     r = np.linalg.norm(p_world[:, :2], axis=1)
     table = floor & (r < TABLE_RADIUS)
@@ -194,13 +228,12 @@ def room_albedo(p_local: np.ndarray, n_local: np.ndarray, p_world: np.ndarray) -
 def room_primitive() -> Primitive:
     """The room: one capped cylinder seen from inside (floor z = 0 is the table top)."""
     return Primitive(
-        shape=ops.SHAPES["cylinder"],
+        shape=ops.SHAPES["room"],
         center=np.array([0.0, 0.0, ROOM_HEIGHT / 2.0]),
         rot=np.eye(3),
         scale=np.array([ROOM_RADIUS, ROOM_RADIUS, ROOM_HEIGHT / 2.0]),
         material=Material((1.0, 1.0, 1.0), kind="room", specular=0.3),
         role=ROLE_ROOM,
-        flip_normals=True,
     )
 
 
