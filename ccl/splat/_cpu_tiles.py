@@ -108,29 +108,38 @@ def _ptr(t: Tensor | None) -> ctypes.c_void_p | None:
 
 
 class _TileComposite(torch.autograd.Function):
-    """C++ tile compositing; saves only its inputs and the binning, calls the kernel both ways."""
+    """C++ tile compositing. Saves its inputs, the binning and two per-pixel by-products of the forward
+    (final transmittance, index of the last blended Gaussian in the tile list), as gsplat does."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, backgrounds, offsets, ids, dims):
+    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, offsets, ids, dims):
         lib = load_kernel()
         sfx = "f64" if means2d.dtype == torch.float64 else "f32"
         n_cams, _, k = colors.shape
         width, height = int(dims[3]), int(dims[4])
         out = means2d.new_empty(n_cams, height, width, k)
         alpha = means2d.new_empty(n_cams, height, width, 1)
+        t_final = means2d.new_empty(n_cams, height, width)
+        last = torch.empty(n_cams, height, width, dtype=torch.int32)
         getattr(lib, f"ccl_splat_fwd_{sfx}")(
             _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(backgrounds),
-            _ptr(offsets), _ptr(ids), _ptr(out), _ptr(alpha), ctypes.c_int(torch.get_num_threads()),
+            _ptr(radii), _ptr(offsets), _ptr(ids), _ptr(out), _ptr(alpha), _ptr(t_final), _ptr(last),
+            ctypes.c_int(torch.get_num_threads()),
         )  # fmt: skip
-        ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, offsets, ids, dims)
+        ctx.save_for_backward(
+            means2d, conics, opacities, colors, backgrounds, radii, offsets, ids, dims, t_final, last
+        )
         return out, alpha
 
     @staticmethod
     def backward(ctx, v_out, v_alpha):
-        means2d, conics, opacities, colors, backgrounds, offsets, ids, dims = ctx.saved_tensors
+        means2d, conics, opacities, colors, backgrounds, radii, offsets, ids, dims, t_final, last = (
+            ctx.saved_tensors
+        )
         lib = load_kernel()
         sfx = "f64" if means2d.dtype == torch.float64 else "f32"
-        v_out = torch.zeros_like(colors[:, :1, :1].expand(-1, 1, 1, -1)) if v_out is None else v_out
+        if v_out is None:
+            v_out = means2d.new_zeros(t_final.shape + (colors.shape[-1],))
         v_out = v_out.contiguous()
         v_alpha = None if v_alpha is None else v_alpha.contiguous()
         v_means2d = torch.zeros_like(means2d)
@@ -140,10 +149,29 @@ class _TileComposite(torch.autograd.Function):
         v_bg = None if backgrounds is None else torch.zeros_like(backgrounds)
         getattr(lib, f"ccl_splat_bwd_{sfx}")(
             _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(backgrounds),
-            _ptr(offsets), _ptr(ids), _ptr(v_out), _ptr(v_alpha), _ptr(v_means2d), _ptr(v_conics),
-            _ptr(v_opac), _ptr(v_colors), _ptr(v_bg), ctypes.c_int(torch.get_num_threads()),
+            _ptr(radii), _ptr(offsets), _ptr(ids), _ptr(t_final), _ptr(last), _ptr(v_out), _ptr(v_alpha),
+            _ptr(v_means2d), _ptr(v_conics), _ptr(v_opac), _ptr(v_colors), _ptr(v_bg),
+            ctypes.c_int(torch.get_num_threads()),
         )  # fmt: skip
-        return v_means2d, v_conics, v_opac, v_colors, v_bg, None, None, None
+        return v_means2d, v_conics, v_opac, v_colors, v_bg, None, None, None, None
+
+
+def bin_tiles_kernel(lib, means2d, depths, radii, dims) -> tuple[Tensor, Tensor]:
+    """`bin_tiles` in C++ (same lists, same order)."""
+    sfx = "f64" if means2d.dtype == torch.float64 else "f32"
+    n_cams, n = depths.shape
+    n_tiles = n_cams * int(dims[6]) * int(dims[7])
+    counts = torch.zeros(n_tiles, dtype=torch.int64)
+    m2 = means2d.detach()
+    getattr(lib, f"ccl_splat_bin_count_{sfx}")(_ptr(dims), _ptr(m2), _ptr(radii), _ptr(counts))
+    offsets = torch.zeros(n_tiles + 1, dtype=torch.int64)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    order = torch.sort(depths.detach(), dim=1, stable=True).indices.contiguous()
+    ids = torch.empty(int(offsets[-1]), dtype=torch.int64)
+    getattr(lib, f"ccl_splat_bin_fill_{sfx}")(
+        _ptr(dims), _ptr(m2), _ptr(radii), _ptr(order), _ptr(offsets), _ptr(ids)
+    )
+    return offsets, ids
 
 
 def composite_tiles(
@@ -164,10 +192,11 @@ def composite_tiles(
     if means2d.dtype not in (torch.float32, torch.float64) or load_kernel() is None:
         return _composite_tiles_torch(*args)
     n_cams, n, k = colors.shape
-    offsets, ids = bin_tiles(means2d, depths, radii, width, height, tile_size)
     tx, ty = -(-width // tile_size), -(-height // tile_size)
     dims = torch.tensor([n_cams, n, k, width, height, tile_size, tx, ty], dtype=torch.int64)
+    means2d, radii = means2d.contiguous(), radii.contiguous()
+    offsets, ids = bin_tiles_kernel(load_kernel(), means2d, depths, radii, dims)
     return _TileComposite.apply(
-        means2d.contiguous(), conics.contiguous(), opacities.contiguous(), colors.contiguous(),
-        None if backgrounds is None else backgrounds.contiguous(), offsets, ids, dims,
+        means2d, conics.contiguous(), opacities.contiguous(), colors.contiguous(),
+        None if backgrounds is None else backgrounds.contiguous(), radii, offsets, ids, dims,
     )  # fmt: skip

@@ -11,7 +11,7 @@ gsplat's radix sort), with gsplat's per-pixel rules (RasterizeToPixels3DGSFwd.cu
 
 No tile culling is needed: outside a Gaussian's projected box its alpha is already below 1/255
 (see projection.py), so the dense rule and the tile rule select the same Gaussian-pixel pairs.
-Memory is bounded by `pixel_chunk` x N per step; with grad enabled each chunk is checkpointed
+Memory is bounded by `pair_budget` (pixels x Gaussians per chunk, 8M by default) per step; with grad enabled each chunk is checkpointed
 (recomputed in backward), so peak memory stays one chunk's worth rather than pixels x Gaussians.
 """
 
@@ -61,7 +61,7 @@ def composite_dense(
     height: int,
     background: Tensor | None = None,  # [K]
     *,
-    pixel_chunk: int = 4096,
+    pair_budget: int = 1 << 23,
 ) -> tuple[Tensor, Tensor]:
     """One camera -> (colors [H, W, K], alpha [H, W, 1]) by brute force over all pixels x Gaussians."""
     keep = (radii > 0).all(dim=-1)
@@ -74,6 +74,7 @@ def composite_dense(
     )
     pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1) + 0.5  # [H*W, 2]
     outs, ts = [], []
+    pixel_chunk = max(1, pair_budget // max(1, idx.numel()))
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (m2, co, op, col))
     for s in range(0, pix.shape[0], pixel_chunk):
         p = pix[s : s + pixel_chunk]

@@ -80,11 +80,12 @@ def project_gaussians(
     far_plane: float = 1e10,
 ) -> Projection:
     """Project N Gaussians into C pinhole cameras (see the module docstring for the conventions)."""
-    covars = covariances(quats, scales)  # [N, 3, 3]
+    # cov2d = J Rv Sigma Rv^T J^T with Sigma = M M^T, M = R(q) S: computed as (J Rv M)(J Rv M)^T with
+    # broadcast products, since batched 3x3 matmuls (bmm) are slow on the CPU for many tiny matrices.
+    m = quat_to_rotmat(quats) * scales[..., None, :]  # [N, 3, 3]
     rot = viewmats[:, :3, :3]  # [C, 3, 3]
     trans = viewmats[:, :3, 3]  # [C, 3]
-    means_c = torch.einsum("cij,nj->cni", rot, means) + trans[:, None, :]  # [C, N, 3]
-    covars_c = torch.einsum("cij,njk,clk->cnil", rot, covars, rot)  # [C, N, 3, 3]
+    means_c = torch.matmul(means, rot.transpose(-1, -2)) + trans[:, None, :]  # [C, N, 3]
 
     depths = means_c[..., 2]  # [C, N]
     in_depth = (depths > near_plane) & (depths < far_plane)
@@ -99,19 +100,20 @@ def project_gaussians(
     lim_x_neg = cx / fx + 0.3 * tan_fovx
     lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
     lim_y_neg = cy / fy + 0.3 * tan_fovy
-    txc = tz * torch.clamp(tx / tz, min=-lim_x_neg, max=lim_x_pos)
-    tyc = tz * torch.clamp(ty / tz, min=-lim_y_neg, max=lim_y_pos)
+    rz = 1.0 / tz
+    txc = torch.clamp(tx * rz, min=-lim_x_neg, max=lim_x_pos)  # clamped x/z, y/z of the Jacobian
+    tyc = torch.clamp(ty * rz, min=-lim_y_neg, max=lim_y_pos)
 
-    zero = torch.zeros_like(tz)
-    jac = torch.stack([fx / tz, zero, -fx * txc / tz**2, zero, fy / tz, -fy * tyc / tz**2], dim=-1).reshape(
-        tz.shape + (2, 3)
-    )  # [C, N, 2, 3]
-    cov2d = jac @ covars_c @ jac.transpose(-1, -2)  # [C, N, 2, 2]
-    means2d = torch.stack([fx * tx / tz + cx, fy * ty / tz + cy], dim=-1)  # [C, N, 2]
+    # rows of J Rv: J = [[fx/z, 0, -fx x/z^2], [0, fy/z, -fy y/z^2]] (x, y clamped as above)
+    row0 = (fx * rz)[..., None] * (rot[:, None, 0, :] - txc[..., None] * rot[:, None, 2, :])  # [C, N, 3]
+    row1 = (fy * rz)[..., None] * (rot[:, None, 1, :] - tyc[..., None] * rot[:, None, 2, :])
+    u0 = (row0[..., :, None] * m).sum(-2)  # [C, N, 3] = row0 @ M
+    u1 = (row1[..., :, None] * m).sum(-2)
+    means2d = torch.stack([fx * tx * rz + cx, fy * ty * rz + cy], dim=-1)  # [C, N, 2]
 
-    a = cov2d[..., 0, 0] + eps2d
-    b = 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0])
-    c = cov2d[..., 1, 1] + eps2d
+    a = (u0 * u0).sum(-1) + eps2d
+    b = (u0 * u1).sum(-1)
+    c = (u1 * u1).sum(-1) + eps2d
     det = a * c - b * b
     valid = in_depth & (det > 0)
     det = det.clamp(min=1e-10)
