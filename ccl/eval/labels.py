@@ -14,7 +14,8 @@ one frame (its polygons are unioned and its boxes stacked); names as released ("
 Rasterisation is LangSplat's: vertices cast to int32 (truncation toward zero), `cv2.fillPoly(mask,
 [points], 1)` (OpenCV's scan-line fill: a self-intersecting polygon is filled by the even-odd rule).
 Defined behaviour for bad polygons (a warning names the file and the object index, never a silent
-zero): fewer than 3 distinct vertices or all on one line → skipped; self-intersecting → rasterised as cv2 does.
+zero): fewer than 3 distinct vertices or all on one line → skipped; self-intersecting (edges that
+cross) → rasterised as cv2 does, with a warning.
 
 The frame a label belongs to is the stem of `info.name` (`frame_00060`), matched by name to the camera
 whose image has that stem. LangSplat instead indexes its renders with `int(stem.split('_')[-1]) - 1`
@@ -91,7 +92,12 @@ def is_degenerate(points: np.ndarray) -> bool:
 
 
 def is_self_intersecting(points: np.ndarray) -> bool:
-    """True when two non-adjacent edges of the closed polygon touch or cross (collinear overlap too)."""
+    """True when two non-adjacent edges of the closed polygon cross (a proper crossing).
+
+    Edges that only touch or run along each other (a traced contour going out and back along a
+    one-pixel-wide part) are not counted: cv2's fill of such a polygon is what its outline suggests,
+    whereas crossing edges make the even-odd fill leave the overlap of the loops empty.
+    """
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     keep = np.ones(len(p), bool)
     keep[1:] = np.any(p[1:] != p[:-1], axis=1)  # drop repeated consecutive vertices
@@ -113,14 +119,7 @@ def is_self_intersecting(points: np.ndarray) -> bool:
 
     A, B, C, D = a[i], b[i], a[j], b[j]
     o1, o2, o3, o4 = orient(A, B, C), orient(A, B, D), orient(C, D, A), orient(C, D, B)
-    crossing = (o1 * o2 <= 0) & (o3 * o4 <= 0)
-    collinear = (o1 == 0) & (o2 == 0) & (o3 == 0) & (o4 == 0)
-    # Collinear edges meet only if their projections overlap; the orientation test alone says yes.
-    lo1, hi1 = np.minimum(A, B), np.maximum(A, B)
-    lo2, hi2 = np.minimum(C, D), np.maximum(C, D)
-    overlap = np.all((lo1 <= hi2) & (lo2 <= hi1), axis=1)
-    hit = np.where(collinear, overlap, crossing)
-    return bool(hit.any())
+    return bool(np.any((o1 * o2 < 0) & (o3 * o4 < 0)))
 
 
 def _points(obj: dict, where: str) -> np.ndarray:

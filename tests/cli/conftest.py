@@ -1,0 +1,104 @@
+"""A tiny results/{scene} folder with a hand-built language field whose answer is known.
+
+Each Gaussian sits at a point of the synthetic scene's points3d.ply and carries the class of the object
+it lies on (read from gt.h5 by projecting it into the views where it is visible): class 0 for the
+table/room, class k + 1 for category k. The decoder maps class codes back to their class exactly, and
+prototype k + 1 is the text embedding of category k, so a query of a category's name picks its class.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+N_FEATURE = 8
+
+
+def _point_categories(scene, gt_path) -> np.ndarray:
+    """Category id of every sparse point (−1 = none), from the first view where it is visible."""
+    import h5py
+
+    xyz = scene.points_xyz.astype(np.float64)
+    cat = np.full(len(xyz), -1, np.int64)
+    seen = np.zeros(len(xyz), bool)
+    with h5py.File(gt_path, "r") as f:
+        for cam in scene.cameras:
+            uv, z = cam.project(xyz)
+            col = np.floor(uv[:, 0]).astype(int)
+            row = np.floor(uv[:, 1]).astype(int)
+            ok = (~seen) & (z > 0) & (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height)
+            depth = f[cam.name]["depth"][()]
+            cid = f[cam.name]["category_id"][()]
+            idx = np.nonzero(ok)[0]
+            vis = np.abs(depth[row[idx], col[idx]] - z[idx]) < 0.03
+            idx = idx[vis]
+            cat[idx] = cid[row[idx], col[idx]]
+            seen[idx] = True
+    return cat
+
+
+def build_language_field(scene, classes: np.ndarray, n_classes: int, scene_name: str):
+    import torch
+
+    from ccl.splat.checkpoint import LanguageField
+    from ccl.splat.decoder import build_decoder
+    from ccl.splat.model import init_gaussians
+
+    g = init_gaussians(scene.points_xyz, scene.points_rgb, sh_degree=0, init_opacity=0.9, init_scale=1.5)
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.nn.functional.normalize(torch.randn(n_classes, N_FEATURE, generator=gen), dim=1)
+    features = codes[torch.as_tensor(classes)]
+    dec = build_decoder(N_FEATURE, n_classes, n_classes)
+    with torch.no_grad():
+        dec[0].weight.copy_(10 * codes)  # logit k = ReLU(10 <code_k, f>): largest for f = code_k
+        dec[0].bias.zero_()
+        dec[2].weight.copy_(torch.eye(n_classes))
+        dec[2].bias.zero_()
+    header = {"scene": scene_name, "config": {}, "iteration": 0, "device": "cpu", "seed": 0}
+    return LanguageField(g, features, dec, header), header
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tmp_path_factory, tiny_scene_dir):
+    """results/tiny with scene.json, gaussians/full/{sp,wp}.safetensors and codebook/full/{sp,wp}.h5."""
+    from ccl.features import FeaturesConfig, encode_text
+    from ccl.io import write_h5
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest, write_manifest
+    from ccl.splat.checkpoint import save_language_field
+
+    root = tmp_path_factory.mktemp("results")
+    scene_dir = root / "results" / "tiny"
+    manifest = write_manifest(
+        scene_dir / "scene.json", name="tiny", entry={"source": "synthetic", "protocol": "lerf_ovs"},
+        source_dir=tiny_scene_dir, cfg=SceneLoadConfig(),
+    )  # fmt: skip
+    scene = load_scene_from_manifest(manifest, cfg=SceneLoadConfig())
+    gt = tiny_scene_dir / "gt.h5"
+    import h5py
+
+    with h5py.File(gt, "r") as f:
+        categories = json.loads(f.attrs["categories"])
+    classes = _point_categories(scene, gt) + 1  # 0 = no object
+    n = len(categories) + 1
+    text = encode_text(categories, cfg=FeaturesConfig())
+    rng = np.random.default_rng(0)
+    background = rng.normal(size=(1, text.shape[1])).astype(np.float32)
+    prototypes = np.concatenate([background / np.linalg.norm(background), text]).astype(np.float32)
+    field, header = build_language_field(scene, classes, n, "tiny")
+    for scale in ("sp", "wp"):
+        save_language_field(scene_dir / "gaussians" / "full" / f"{scale}.safetensors", field, header=header)
+        with write_h5(
+            scene_dir / "codebook" / "full" / f"{scale}.h5", kind="codebook", format_version=1, params={}
+        ) as f:
+            f.create_dataset("prototypes", data=prototypes)
+    yield {
+        "scene_dir": scene_dir,
+        "root": root,
+        "categories": categories,
+        "classes": classes,
+        "prototypes": prototypes,
+    }
+    shutil.rmtree(root, ignore_errors=True)

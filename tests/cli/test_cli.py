@@ -1,0 +1,94 @@
+"""The `ccl` command line on a tiny results folder (see conftest.py): query, query3d, evaluate, tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ccl.cli import main
+
+
+def _read_ply(path):
+    raw = path.read_bytes()
+    head, body = raw.split(b"end_header\n", 1)
+    lines = head.decode().splitlines()
+    assert lines[0] == "ply" and lines[1] == "format binary_little_endian 1.0"
+    n = int(next(ln for ln in lines if ln.startswith("element vertex")).split()[-1])
+    props = [ln.split()[-1] for ln in lines if ln.startswith("property")]
+    assert props == ["x", "y", "z", "red", "green", "blue"]
+    arr = np.frombuffer(body, dtype=[("p", "<f4", 3), ("c", "u1", 3)], count=n)
+    assert len(body) == n * 15
+    return arr["p"], arr["c"]
+
+
+def test_query3d_selects_exactly_the_gaussians_of_the_category(tiny_results, tmp_path, capsys):
+    cats, classes = tiny_results["categories"], tiny_results["classes"]
+    k = cats.index("red mug")
+    out = tmp_path / "mug.ply"
+    assert main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out)]) == 0
+    xyz, rgb = _read_ply(out)
+    assert len(xyz) == int((classes == k + 1).sum()) > 0
+    assert "Gaussians selected" in capsys.readouterr().out
+    # with context, every Gaussian is written and the others are dark grey
+    out2 = tmp_path / "ctx.ply"
+    assert main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out2), "--context"]) == 0
+    xyz2, rgb2 = _read_ply(out2)
+    assert len(xyz2) == len(classes)
+    assert (np.all(rgb2 == 60, axis=1)).sum() >= len(classes) - len(xyz)
+
+
+def test_query_writes_an_overlay_png(tiny_results, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "q.png"
+    rc = main(
+        ["query", str(tiny_results["scene_dir"]), "red mug", "teddy bear", "--frame", "0", "-o", str(out)]
+    )
+    assert rc == 0
+    img = Image.open(out)
+    assert img.size[0] > 200 and img.mode in ("RGB", "RGBA")
+    text = capsys.readouterr().out
+    assert "'red mug': scale sp" in text and "% of pixels selected" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["query", "{d}", "", "--frame", "0", "-o", "{t}/x.png"], "empty query string"),
+        (["query", "{d}", "mug", "--frame", "77", "-o", "{t}/x.png"], "--frame 77: no such view"),
+        (["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--variant", "push"], "no trained language field"),
+        (["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--scale", "all"], "no language field of that scale"),
+        (["tables", "{t}/nothing"], "no \\*/eval/\\*/queries.csv"),
+    ],
+)
+def test_bad_input_exits_with_a_message(tiny_results, tmp_path, capsys, args, message):
+    argv = [a.format(d=tiny_results["scene_dir"], t=tmp_path) for a in args]
+    assert main(argv) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err), message
+
+
+def test_evaluate_then_tables(tiny_results, tmp_path, capsys):
+    d = tiny_results["scene_dir"]
+    out = tmp_path / "results" / "tiny" / "eval" / "full"
+    assert main(["evaluate", str(d), "-o", str(out)]) == 0
+    rows = pd.read_csv(out / "queries.csv")
+    from ccl.eval import read_lerf_label_dir
+
+    labels = read_lerf_label_dir(json.loads((d / "scene.json").read_text())["labels"])
+    assert len(rows) == sum(len(fl.categories) for fl in labels)  # one row per (frame, category)
+    assert rows["iou"].between(0, 1).all() and set(rows["loc_hit"]) <= {0.0, 1.0}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["sp+wp"]["miou"] == pytest.approx(rows["iou"].mean())
+    assert summary["text_model"]["simulated"] is True
+    assert len(list((out / "figures").glob("*.png"))) == min(2, len(labels))
+    assert "mIoU" in capsys.readouterr().out
+
+    assert main(["tables", str(tmp_path / "results")]) == 0
+    t1 = pd.read_csv(tmp_path / "results" / "tables" / "table1.csv")
+    assert t1.loc[0, "tiny"] == pytest.approx(100 * rows["iou"].mean(), abs=1e-3)
+    assert (tmp_path / "results" / "tables" / "efficiency.md").is_file()
