@@ -176,7 +176,8 @@ CATALOGUE = (
     rubics_cube,
 )
 
-PLACE_RADIUS = 0.42  # object centres lie within this distance of the table centre
+OBJECT_SIZE = 1.25  # every catalogue object is scaled by this on the table
+PLACE_RADIUS = 0.45  # object centres lie within this distance of the table centre
 PLACE_GAP = 0.02  # least clearance between two objects' footprints
 
 
@@ -189,7 +190,7 @@ def place_objects(n_objects: int, rng: np.random.Generator) -> list[PlacedObject
     specs = [make() for make in CATALOGUE[:n_objects]]
     yaws = rng.uniform(0, 2 * np.pi, n_objects)
     rots = [rot_z(y) for y in yaws]
-    radii = np.array([spec.footprint(r) for spec, r in zip(specs, rots, strict=True)])
+    radii = OBJECT_SIZE * np.array([spec.footprint(r) for spec, r in zip(specs, rots, strict=True)])
     positions = _scatter(radii, rng)
     next_id = n_objects
     placed = []
@@ -211,7 +212,10 @@ def place_objects(n_objects: int, rng: np.random.Generator) -> list[PlacedObject
                 for p in sub.prims:
                     prims.append(
                         replace(
-                            p.placed(rots[i], position), object_index=i, part_id=part_id, subpart_id=sub_id
+                            p.placed(rots[i], position, OBJECT_SIZE),
+                            object_index=i,
+                            part_id=part_id,
+                            subpart_id=sub_id,
                         )
                     )
             parts.append((part_id, part.name, subs))

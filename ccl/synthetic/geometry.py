@@ -40,13 +40,13 @@ class Primitive:
     part_id: int = -1
     subpart_id: int = -1
 
-    def placed(self, rot: np.ndarray, offset: np.ndarray) -> Primitive:
-        """The same primitive after the rigid motion x -> rot @ x + offset."""
+    def placed(self, rot: np.ndarray, offset: np.ndarray, size: float = 1.0) -> Primitive:
+        """The same primitive after the similarity x -> rot @ (size · x) + offset."""
         return Primitive(
             shape=self.shape,
-            center=rot @ self.center + offset,
+            center=rot @ (size * self.center) + offset,
             rot=rot @ self.rot,
-            scale=self.scale,
+            scale=size * self.scale,
             material=self.material,
             role=self.role,
             object_index=self.object_index,

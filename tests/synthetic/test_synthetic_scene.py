@@ -13,7 +13,7 @@ import pytest
 
 from ccl.io import open_h5_for_read
 from ccl.synthetic import SyntheticConfig, make_scene
-from ccl.synthetic.catalogue import green_apple
+from ccl.synthetic.catalogue import OBJECT_SIZE, green_apple
 from ccl.synthetic.ops import rot_z
 
 # Small scenes that still show every object with some tens of pixels.
@@ -158,7 +158,7 @@ def test_sphere_centre_projects_to_its_mask_centroid(tmp_path):
     apple = scene["objects"][0]
     fruit_part = next(p for p in apple["parts"] if p["name"] == "fruit")
     fruit = green_apple().parts[0].subparts[0].prims[0]  # a sphere in the apple's own frame
-    center = rot_z(apple["yaw"]) @ fruit.center + np.asarray(apple["position_xyz"])
+    center = rot_z(apple["yaw"]) @ (OBJECT_SIZE * fruit.center) + np.asarray(apple["position_xyz"])
     _, frames = read_gt(root)
     for fr_json in tf["frames"]:
         name = Path(fr_json["file_path"]).stem
@@ -172,7 +172,7 @@ def test_sphere_centre_projects_to_its_mask_centroid(tmp_path):
         np.testing.assert_allclose(centroid, uv, atol=1.0, err_msg=name)
         # The nearest surface point of the sphere is at camera depth ~ |centre| - r along the view axis.
         r0, c0 = int(uv[1]), int(uv[0])
-        assert abs(frames[name]["depth"][r0, c0] - (xyz_cam[2] - fruit.scale[0])) < 0.01
+        assert abs(frames[name]["depth"][r0, c0] - (xyz_cam[2] - OBJECT_SIZE * fruit.scale[0])) < 0.01
 
 
 def _fill(polys, shape) -> np.ndarray:
