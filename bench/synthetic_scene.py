@@ -30,11 +30,8 @@ def _timed(fn, repeat: int = 1) -> dict:
 
 
 def main() -> dict:
-    from ccl.synthetic import SyntheticConfig, make_scene, ops
-    from ccl.synthetic.cameras import orbit_cameras, pixel_rays, sample_offsets
-    from ccl.synthetic.catalogue import place_objects
-    from ccl.synthetic.make import STREAM_CAMERAS, STREAM_LAYOUT, _rng
-    from ccl.synthetic.render import SceneGeometry, room_primitive
+    from ccl.synthetic import SyntheticConfig, make_scene, ops, plan_scene
+    from ccl.synthetic.cameras import pixel_rays, sample_offsets
 
     cfg = SyntheticConfig()
     out: dict = {"machine": platform.machine(), "cpus": os.cpu_count(), "config": cfg.__dict__}
@@ -43,8 +40,8 @@ def main() -> dict:
         hard = replace(cfg, occluders=4, motion_blur=3.0)
         out["make_scene_hard_cases"] = _timed(lambda: make_scene(Path(tmp) / "b", cfg=hard, seed=0))
 
-    geo = SceneGeometry(place_objects(cfg.n_objects, _rng(0, STREAM_LAYOUT)), [], room_primitive())
-    cam = orbit_cameras(cfg, _rng(0, STREAM_CAMERAS))[0]
+    plan = plan_scene(cfg, 0)
+    geo, cam = plan.geometry, plan.cameras[0]
     o, d = pixel_rays(cam, sample_offsets(cfg.supersample))
     out["cast_one_frame_shared_origin"] = _timed(lambda: geo.cast(o, d), repeat=3)
     # The same rays with origins perturbed by 1e-12 take the general bounding test.

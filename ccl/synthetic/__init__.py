@@ -5,6 +5,14 @@
 """
 
 from ccl.synthetic.config import SyntheticConfig
-from ccl.synthetic.make import GT_FORMAT_VERSION, FrameRender, make_scene, render_frame
+from ccl.synthetic.make import GT_FORMAT_VERSION, FrameRender, ScenePlan, make_scene, plan_scene, render_frame
 
-__all__ = ["GT_FORMAT_VERSION", "FrameRender", "SyntheticConfig", "make_scene", "render_frame"]
+__all__ = [
+    "GT_FORMAT_VERSION",
+    "FrameRender",
+    "ScenePlan",
+    "SyntheticConfig",
+    "make_scene",
+    "plan_scene",
+    "render_frame",
+]

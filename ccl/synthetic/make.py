@@ -18,7 +18,7 @@ from ccl.synthetic import cameras as cam_ops
 from ccl.synthetic import ops
 from ccl.synthetic.catalogue import place_objects
 from ccl.synthetic.config import SyntheticConfig
-from ccl.synthetic.geometry import ROLE_OBJECT
+from ccl.synthetic.geometry import ROLE_OBJECT, ROLE_OCCLUDER
 from ccl.synthetic.labels import frame_label
 from ccl.synthetic.render import SceneGeometry, occluder_primitives, room_primitive
 
@@ -102,59 +102,70 @@ def render_frame(
     )
 
 
-def make_scene(out_dir: str | os.PathLike, *, cfg: SyntheticConfig, seed: int) -> Path:
-    """Build the synthetic scene folder at `out_dir` (replaced if it exists), atomically.
+@dataclass(frozen=True)
+class ScenePlan:
+    """Everything a scene's files are rendered from, drawn from the seed (no I/O)."""
 
-    The folder is built beside `out_dir` under a temporary name and renamed when complete. The same
-    seed and config give byte-identical images and ground-truth arrays.
-    """
-    from ccl.runlog import progress
+    cfg: SyntheticConfig
+    seed: int
+    geometry: SceneGeometry
+    cameras: list[cam_ops.OrbitCamera]  # [n_views]
+    blur_px: np.ndarray  # [n_views] float64, motion-blur length per frame, 0 = sharp
+    blur_angle: np.ndarray  # [n_views] float64, radians
 
+    @property
+    def categories(self) -> list[str]:  # category id = index
+        return [obj.category for obj in self.geometry.objects]
+
+
+def plan_scene(cfg: SyntheticConfig, seed: int) -> ScenePlan:
+    """Objects, occluders, cameras and blur of the scene `cfg` and `seed` describe."""
     cfg.validate()
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise ValueError(
             f"seed = {seed!r}: expected a non-negative integer (top-level `seed` in config.yaml)"
         )
     seed = int(seed)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-
     objects = place_objects(cfg.n_objects, _rng(seed, STREAM_LAYOUT))
     occluders = occluder_primitives(
         cfg.occluders, 1.1 * cfg.orbit_height, cfg.orbit_radius, _rng(seed, STREAM_OCCLUDERS)
     )
-    geo = SceneGeometry(objects, occluders, room_primitive())
-    cams = cam_ops.orbit_cameras(cfg, _rng(seed, STREAM_CAMERAS))
     blur_rng = _rng(seed, STREAM_BLUR)
     blurred = blur_rng.random(cfg.n_views) < cfg.motion_blur_frames
-    blur_len = np.where(
-        blurred & (cfg.motion_blur > 0), cfg.motion_blur * blur_rng.uniform(0.6, 1.0, cfg.n_views), 0.0
+    scale = blur_rng.uniform(0.6, 1.0, cfg.n_views)
+    blur_px = np.where(blurred & (cfg.motion_blur > 0), cfg.motion_blur * scale, 0.0)
+    return ScenePlan(
+        cfg=cfg,
+        seed=seed,
+        geometry=SceneGeometry(objects, occluders, room_primitive()),
+        cameras=cam_ops.orbit_cameras(cfg, _rng(seed, STREAM_CAMERAS)),
+        blur_px=blur_px,
+        blur_angle=blur_rng.uniform(0.0, np.pi, cfg.n_views),
     )
-    blur_angle = blur_rng.uniform(0.0, np.pi, cfg.n_views)
-    categories = [obj.category for obj in objects]
+
+
+def make_scene(out_dir: str | os.PathLike, *, cfg: SyntheticConfig, seed: int) -> Path:
+    """Build the synthetic scene folder at `out_dir` (replaced if it exists), atomically.
+
+    The folder is built beside `out_dir` under a temporary name and renamed when complete. The same
+    seed and config give byte-identical images and ground-truth arrays.
+    """
+    plan = plan_scene(cfg, seed)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    geo = plan.geometry
     log.info(
         "synthetic scene: %d objects, %d occluders, %d views of %dx%d, seed %d",
-        len(objects),
-        len(occluders),
+        len(geo.objects),
+        int((geo.role == ROLE_OCCLUDER).sum()),
         cfg.n_views,
         cfg.width,
         cfg.height,
-        seed,
+        plan.seed,
     )
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        _write_folder(
-            tmp,
-            geo,
-            cams,
-            cfg=cfg,
-            seed=seed,
-            blur_len=blur_len,
-            blur_angle=blur_angle,
-            categories=categories,
-            progress=progress,
-        )
+        _write_folder(tmp, plan)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
             os.replace(out_dir, old)
@@ -168,35 +179,38 @@ def make_scene(out_dir: str | os.PathLike, *, cfg: SyntheticConfig, seed: int) -
     return out_dir
 
 
-def _write_folder(root: Path, geo, cams, *, cfg, seed, blur_len, blur_angle, categories, progress) -> None:
+def _write_folder(root: Path, plan: ScenePlan) -> None:
     import cv2
 
     from ccl.io import write_h5
     from ccl.io.h5 import put_array
+    from ccl.runlog import progress
 
+    cfg, geo, cams = plan.cfg, plan.geometry, plan.cameras
     (root / "images").mkdir()
     (root / "labels").mkdir()
     names = [c.name for c in cams]
-    eval_frames = names[:: cfg.label_every]
-    category_of_object = [categories[obj.category_id] for obj in geo.objects]
-    point_rng = _rng(seed, STREAM_POINTS)
+    eval_frames = set(names[:: cfg.label_every])
+    category_of_object = [plan.categories[obj.category_id] for obj in geo.objects]
+    point_rng = _rng(plan.seed, STREAM_POINTS)
     pts_xyz, pts_rgb = [], []
     per_view = _points_per_view(cfg.n_points, cfg.n_views)
-    hierarchy = [obj.hierarchy() for obj in geo.objects]
     with write_h5(
         root / "gt.h5",
         kind="gt",
         format_version=GT_FORMAT_VERSION,
-        params={**as_params(cfg), "seed": seed},
+        params={**as_params(cfg), "seed": plan.seed},
         model={"backend": "ccl.synthetic", "simulated": True},
         frame_names=names,
     ) as f:
-        f.attrs["categories"] = json.dumps(categories)
-        f.attrs["objects"] = json.dumps(hierarchy)
+        f.attrs["categories"] = json.dumps(plan.categories)
+        f.attrs["objects"] = json.dumps([obj.hierarchy() for obj in geo.objects])
         for i, cam in enumerate(progress(cams, desc="synthetic views")):
-            fr = render_frame(geo, cam, cfg=cfg, blur=float(blur_len[i]), blur_angle=float(blur_angle[i]))
+            fr = render_frame(
+                geo, cam, cfg=cfg, blur=float(plan.blur_px[i]), blur_angle=float(plan.blur_angle[i])
+            )
             ok, png = cv2.imencode(".png", cv2.cvtColor(fr.image, cv2.COLOR_RGB2BGR))
-            assert ok
+            assert ok, "PNG encoding failed"
             (root / "images" / f"{cam.name}.png").write_bytes(png.tobytes())
             g = f.create_group(cam.name)
             for key in ("whole_id", "part_id", "subpart_id", "category_id", "depth", "occluded_fraction"):
@@ -212,38 +226,43 @@ def _write_folder(root: Path, geo, cams, *, cfg, seed, blur_len, blur_angle, cat
     xyz = xyz + point_rng.normal(0.0, cfg.point_noise, xyz.shape)
     _write_ply(root / "points3d.ply", xyz, np.concatenate(pts_rgb))
     _write_transforms(root / "transforms.json", cams, cfg)
-    scene = {
-        "format_version": SCENE_FORMAT_VERSION,
-        "generator": "ccl.synthetic.make_scene",
-        "seed": seed,
-        "params": as_params(cfg),
-        "categories": categories,
-        "objects": [
+    (root / "scene.json").write_text(json.dumps(_scene_json(plan), indent=2) + "\n")
+
+
+def _scene_json(plan: ScenePlan) -> dict:
+    geo = plan.geometry
+    names = [c.name for c in plan.cameras]
+    objects = []
+    for obj in geo.objects:
+        center, radius = obj.bounds()
+        objects.append(
             {
-                **h,
-                "center_xyz": [float(v) for v in obj.bounds()[0]],
-                "radius": obj.bounds()[1],
+                **obj.hierarchy(),
+                "center_xyz": center.tolist(),
+                "radius": radius,
                 "position_xyz": obj.position.tolist(),
                 "yaw": obj.yaw,
             }
-            for h, obj in zip(hierarchy, geo.objects, strict=True)
-        ],
+        )
+    shape_names = {v: k for k, v in ops.SHAPES.items()}
+    return {
+        "format_version": SCENE_FORMAT_VERSION,
+        "generator": "ccl.synthetic.make_scene",
+        "seed": plan.seed,
+        "params": as_params(plan.cfg),
+        "categories": plan.categories,
+        "objects": objects,
         "frames": names,
-        "eval_frames": eval_frames,
-        "blurred_frames": [n for n, b in zip(names, blur_len, strict=True) if b > 0],
+        "eval_frames": names[:: plan.cfg.label_every],
+        "blurred_frames": [n for n, b in zip(names, plan.blur_px, strict=True) if b > 0],
         "occluders": [
-            {
-                "center_xyz": p.center.tolist(),
-                "half_extents": p.scale.tolist(),
-                "shape": "cylinder" if p.shape == 2 else "box",
-            }
+            {"center_xyz": p.center.tolist(), "half_extents": p.scale.tolist(), "shape": shape_names[p.shape]}
             for p in geo.prims
-            if p.role == 1
+            if p.role == ROLE_OCCLUDER
         ],
         "up": [0.0, 0.0, 1.0],
         "table_height": 0.0,
     }
-    (root / "scene.json").write_text(json.dumps(scene, indent=2) + "\n")
 
 
 def _points_per_view(n_points: int, n_views: int) -> np.ndarray:

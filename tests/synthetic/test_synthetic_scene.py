@@ -233,16 +233,14 @@ def test_occluders_hide_objects_and_raise_occluded_fraction(tmp_path):
 
 
 def test_occluded_fraction_against_objects_rendered_alone(tmp_path):
-    """Reference: each object's pixel count when it is the only object, from a separate render."""
-    from ccl.synthetic.cameras import orbit_cameras
-    from ccl.synthetic.catalogue import place_objects
-    from ccl.synthetic.make import STREAM_CAMERAS, STREAM_LAYOUT, _rng, render_frame
+    """Reference: each object's pixel count when it is the only object (no other objects, no
+    occluders), from a separate render."""
+    from ccl.synthetic import plan_scene, render_frame
     from ccl.synthetic.render import SceneGeometry, room_primitive
 
-    cfg = replace(SMALL, n_views=2, width=80, height=60)
-    objects = place_objects(cfg.n_objects, _rng(0, STREAM_LAYOUT))
-    cams = orbit_cameras(cfg, _rng(0, STREAM_CAMERAS))
-    full = SceneGeometry(objects, [], room_primitive())
+    cfg = replace(SMALL, n_views=2, width=80, height=60, occluders=3)
+    plan = plan_scene(cfg, 0)
+    objects, cams, full = plan.geometry.objects, plan.cameras, plan.geometry
     for cam in cams:
         fr = render_frame(full, cam, cfg=cfg, blur=0.0, blur_angle=0.0)
         for obj in objects:
