@@ -72,11 +72,12 @@ class LevelMasks:
     def from_masks(cls, masks: np.ndarray, pred_iou: np.ndarray, stability: np.ndarray) -> LevelMasks:
         """Build with `area` and `boxes_xyxy` computed from the masks."""
         masks = np.asarray(masks, dtype=bool)
+        h, w = masks.shape[1:]
         return cls(
             masks=masks,
             pred_iou=np.asarray(pred_iou, np.float32).reshape(-1),
             stability=np.asarray(stability, np.float32).reshape(-1),
-            area=masks.reshape(masks.shape[0], -1).sum(axis=1, dtype=np.int64),
+            area=masks.reshape(masks.shape[0], h * w).sum(axis=1, dtype=np.int64),
             boxes_xyxy=boxes_from_masks(masks),
         )
 
@@ -227,7 +228,7 @@ def write_raw_masks(
             for name in LEVELS:
                 lv = fr.level(name)
                 lg = g.create_group(name)
-                packed = np.packbits(lv.masks.reshape(len(lv), -1), axis=1)
+                packed = np.packbits(lv.masks.reshape(len(lv), h * w), axis=1)
                 ds = put_array(lg, "masks_packed", packed)
                 ds.attrs["shape_hw"] = (h, w)
                 put_array(lg, "pred_iou", lv.pred_iou)

@@ -222,10 +222,9 @@ def _empty_data() -> Any:
         rles=[],
         iou_preds=torch.zeros(0),
         stability_score=torch.zeros(0),
-        boxes=torch.zeros(0, 4),
+        boxes=torch.zeros(0, 4, dtype=torch.int64),
         points=torch.zeros(0, 2, dtype=torch.float64),
-        crop_boxes=torch.zeros(0, 4, dtype=torch.int64),
-    )
+    )  # `crop_boxes` is set per crop, after the batches
 
 
 def _process_crop(

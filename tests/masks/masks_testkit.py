@@ -1,0 +1,100 @@
+"""Helpers of the masks tests: a tiny SAM of the real architecture, tiny images and scenes."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+TINY_SAM_IMG = 64  # the tiny model's input side (real SAM: 1024)
+
+
+def build_tiny_sam():
+    """segment_anything's Sam with the real modules, shrunk (embed 32, depth 2, 4×4 embedding grid)."""
+    import torch
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    torch.manual_seed(0)
+    dim, patch = 32, 16
+    grid = TINY_SAM_IMG // patch
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=TINY_SAM_IMG,
+            patch_size=patch,
+            embed_dim=dim,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            global_attn_indexes=(1,),
+            window_size=2,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(TINY_SAM_IMG, TINY_SAM_IMG),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
+            transformer_dim=dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    return sam.eval()
+
+
+TINY_BUILDERS = {"tiny": build_tiny_sam}
+
+# Thresholds off so that a random model's masks reach the output; a small grid keeps it fast.
+TINY_SAM_CFG = dict(
+    backend="sam",
+    sam_model_type="tiny",
+    points_per_side=4,
+    points_per_batch=8,
+    pred_iou_thresh=0.0,
+    stability_score_thresh=0.0,
+    crop_n_layers=0,
+    min_mask_region_area=0,
+    mask_nms_score_thresh=0.0,
+)
+
+
+def blob_image(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """[H, W, 3] uint8: a few flat-coloured ellipses on a grey background."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 128, np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(4):
+        cy, cx, ry, rx = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, h / 3), rng.uniform(4, w / 3)
+        img[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1] = rng.integers(0, 256, 3)
+    return img
+
+
+def image_scene(root: Path, images: list[np.ndarray]):
+    """A ccl.scene.Scene over PNG files written to `root`/images (identity poses)."""
+    import cv2
+
+    from ccl.scene import Camera, Scene
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    cams = []
+    for i, img in enumerate(images):
+        path = root / "images" / f"frame_{i:05d}.png"
+        cv2.imwrite(str(path), img[:, :, ::-1])
+        h, w = img.shape[:2]
+        K = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], float)
+        cams.append(
+            Camera(name=path.stem, image_path=path, width=w, height=h, K=K, world_to_camera=np.eye(4))
+        )
+    return Scene(
+        name="tiny", root=root, cameras=tuple(cams), points_xyz=np.zeros((0, 3)), points_rgb=np.zeros((0, 3))
+    )

@@ -1,0 +1,167 @@
+"""The real `sam` backend, run with a tiny randomly initialised SAM of the real architecture."""
+
+from __future__ import annotations
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+from masks_testkit import TINY_BUILDERS, blob_image, build_tiny_sam, image_scene
+
+from ccl.io import file_sha256
+from ccl.masks import LEVELS, MasksConfig, generate_masks, merge_masks, open_masks, open_raw_masks
+from ccl.masks.backends.sam import generate_levels, load_sam
+
+
+def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int):
+    """SAM's own SamAutomaticMaskGenerator, with the decoder cut down to multimask output `level`."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    gen = SamAutomaticMaskGenerator(
+        model,
+        points_per_side=cfg.points_per_side,
+        points_per_batch=cfg.points_per_batch,
+        pred_iou_thresh=cfg.pred_iou_thresh,
+        stability_score_thresh=cfg.stability_score_thresh,
+        box_nms_thresh=cfg.box_nms_thresh,
+        crop_n_layers=cfg.crop_n_layers,
+        crop_nms_thresh=cfg.crop_nms_thresh,
+        min_mask_region_area=cfg.min_mask_region_area,
+    )
+    predict = gen.predictor.predict_torch
+
+    def one_output(*args, **kwargs):
+        masks, iou, low = predict(*args, **kwargs)
+        return masks[:, level : level + 1], iou[:, level : level + 1], low[:, level : level + 1]
+
+    gen.predictor.predict_torch = one_output
+    return gen
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(crop_n_layers=0, box_nms_thresh=1.0, min_mask_region_area=0),
+        pytest.param(
+            dict(crop_n_layers=1, box_nms_thresh=0.7, min_mask_region_area=30), marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_each_level_is_what_sams_generator_makes_of_that_output_alone(tiny_sam_cfg, overrides):
+    from segment_anything import SamPredictor
+    from segment_anything.utils.amg import build_all_layer_point_grids
+
+    cfg = MasksConfig(**{**tiny_sam_cfg.__dict__, **overrides})
+    model, image = build_tiny_sam(), blob_image()
+    grids = build_all_layer_point_grids(
+        cfg.points_per_side, cfg.crop_n_layers, cfg.crop_n_points_downscale_factor
+    )
+    levels = generate_levels(SamPredictor(model), image, cfg=cfg, point_grids=grids)
+    assert all(len(lv) > 0 for lv in levels)  # something to compare on every level
+    for li, lv in enumerate(levels):
+        anns = _sam_generator_on_one_output(model, cfg, li).generate(image)
+        want = sorted((a["segmentation"].tobytes(), a["predicted_iou"], a["stability_score"]) for a in anns)
+        got = sorted(
+            (m.tobytes(), float(p), float(s))
+            for m, p, s in zip(lv.masks, lv.pred_iou, lv.stability, strict=True)
+        )
+        assert [g[0] for g in got] == [w[0] for w in want], f"level {LEVELS[li]}"
+        np.testing.assert_allclose([g[1:] for g in got], [w[1:] for w in want], rtol=1e-6)
+
+
+def test_generate_masks_writes_the_raw_layout_and_merges(tmp_path, tiny_sam_cfg, tiny_sam_checkpoint):
+    scene = image_scene(tmp_path / "scene", [blob_image(seed=0), blob_image(seed=1)])
+    cfg = MasksConfig(**{**tiny_sam_cfg.__dict__, "box_nms_thresh": 1.0, "mask_nms_iou_thresh": 0.95})
+    raw = generate_masks(
+        scene, cfg=cfg, out_path=tmp_path / "raw.h5", device="cpu", sam_builders=TINY_BUILDERS
+    )
+    with open_raw_masks(raw) as r:
+        assert r.frame_names == ["frame_00000", "frame_00001"]
+        assert r.model["backend"] == "sam" and r.model["simulated"] is False
+        assert r.model["checkpoint_sha256"] == file_sha256(tiny_sam_checkpoint)
+        assert r.params["points_per_side"] == 4 and "contested_pixel_sp" not in r.params
+        frames = list(r)
+    import torch
+    from segment_anything.utils.amg import batched_mask_to_box
+
+    assert sum(f.n_masks for f in frames) > 0
+    for fr in frames:
+        for lv in fr.levels():
+            assert lv.masks.shape[1:] == (48, 64) and lv.masks.dtype == bool
+            assert (lv.area == lv.masks.reshape(len(lv), -1).sum(1)).all() and (lv.area > 0).all()
+            want = batched_mask_to_box(torch.from_numpy(lv.masks)).numpy().reshape(len(lv), 4)
+            np.testing.assert_array_equal(lv.boxes_xyxy, want)
+    with h5py.File(raw) as f:
+        for lv in LEVELS:
+            g = f["frame_00000"][lv]
+            assert set(g) == {"masks_packed", "pred_iou", "stability", "area", "boxes_xyxy"}
+            assert g["masks_packed"].dtype == np.uint8 and g["pred_iou"].dtype == np.float32
+            assert g["area"].dtype == np.int64 and g["boxes_xyxy"].shape[1:] == (4,)
+    merged = merge_masks(raw, scale="all", cfg=cfg, out_path=tmp_path / "all.h5")
+    with open_masks(merged) as r:
+        assert r.model["backend"] == "sam"
+        for fm in r:
+            assert fm.n_masks == 0 or fm.segmentation.max() == fm.n_masks - 1
+            assert (fm.area >= cfg.min_merged_area).all()
+
+
+def test_checkpoint_loads_strictly(tiny_sam_checkpoint):
+    import torch
+
+    model = load_sam("tiny", tiny_sam_checkpoint, builders=TINY_BUILDERS)
+    saved = torch.load(tiny_sam_checkpoint, weights_only=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+
+
+def test_checkpoint_with_a_key_removed_is_refused_naming_it(tmp_path, tiny_sam_checkpoint):
+    import torch
+
+    state = torch.load(tiny_sam_checkpoint, weights_only=True)
+    key = "mask_decoder.iou_prediction_head.layers.0.weight"
+    del state[key]
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(ValueError, match=re.escape(key)):
+        load_sam("tiny", bad, builders=TINY_BUILDERS)
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path, tiny_sam_checkpoint):
+    import torch
+
+    state = torch.load(tiny_sam_checkpoint, weights_only=True)
+    state["mask_decoder.iou_token.weight"] = torch.zeros(1, 8)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(
+        ValueError, match="mask_decoder.iou_token.weight.*shape|shape.*mask_decoder.iou_token"
+    ):
+        load_sam("tiny", bad, builders=TINY_BUILDERS)
+
+
+@pytest.mark.parametrize("checkpoint", [None, "does/not/exist/sam_vit_b_01ec64.pth"])
+def test_missing_checkpoint_is_refused_before_any_work(tmp_path, checkpoint):
+    def boom(*args, **kwargs):
+        raise AssertionError("work started before the checkpoint was checked")
+
+    scene = image_scene(tmp_path / "scene", [blob_image()])
+    cfg = MasksConfig(backend="sam", sam_model_type="vit_b", sam_checkpoint=checkpoint)
+    with pytest.raises(FileNotFoundError) as e:
+        generate_masks(
+            scene, cfg=cfg, out_path=tmp_path / "raw.h5", load_image=boom, sam_builders={"vit_b": boom}
+        )
+    msg = str(e.value)
+    assert "sam_vit_b_01ec64.pth" in msg and "masks.sam_checkpoint" in msg and "dl.fbaipublicfiles.com" in msg
+    assert not (tmp_path / "raw.h5").exists()
+
+
+def test_undecodable_image_names_the_file(tmp_path, tiny_sam_cfg):
+    scene = image_scene(tmp_path / "scene", [blob_image(), blob_image(seed=2)])
+    broken = scene.cameras[1].image_path
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(ValueError, match=re.escape(str(broken))):
+        generate_masks(
+            scene, cfg=tiny_sam_cfg, out_path=tmp_path / "raw.h5", device="cpu", sam_builders=TINY_BUILDERS
+        )
+    assert not (tmp_path / "raw.h5").exists()
