@@ -182,7 +182,8 @@ def _fill(polys, shape) -> np.ndarray:
 
 
 def test_label_polygons_match_whole_masks(tmp_path):
-    root = build(tmp_path, "labels", replace(SMALL, width=160, height=120))
+    # Occluders split some objects into pieces: one polygon per piece of >= 20 pixels.
+    root = build(tmp_path, "labels", replace(SMALL, width=160, height=120, occluders=5))
     attrs, frames = read_gt(root)
     categories = json.loads(attrs["categories"])
     for label_path in sorted((root / "labels").glob("*.json")):
@@ -206,6 +207,8 @@ def test_label_polygons_match_whole_masks(tmp_path):
         assert visible <= set(by_category), f"{label_path.name}: visible objects without a polygon"
         for category, polys in by_category.items():
             gt = whole == categories.index(category)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(gt.astype(np.uint8), connectivity=8)
+            assert len(polys) == (stats[1:n, cv2.CC_STAT_AREA] >= 20).sum(), category
             filled = _fill(polys, whole.shape)
             iou = (gt & filled).sum() / (gt | filled).sum()
             assert iou > 0.9, f"{label_path.name}: {category} IoU {iou:.3f}"
@@ -327,3 +330,37 @@ def test_ccl_scene_loads_the_folder(tiny_scene_dir):
     img = load_image(scene.cameras[0], cfg=SceneLoadConfig())
     expect = cv2.cvtColor(cv2.imread(str(root / "images" / "frame_00000.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(img, expect)
+
+
+@pytest.mark.parametrize(
+    "change", [{"shadows": False}, {"highlights": 0.8}, {"supersample": 1}, {"supersample": 3}]
+)
+def test_appearance_options_change_images_but_not_the_ground_truth(tmp_path, change):
+    cfg = replace(SMALL, n_views=2)
+    base = build(tmp_path, "base", cfg)
+    other = build(tmp_path, "other", replace(cfg, **change))
+    _, gt_a = read_gt(base)
+    _, gt_b = read_gt(other)
+    for name in gt_a:
+        for key in (*GT_LAYERS, "depth", "occluded_fraction"):
+            np.testing.assert_array_equal(gt_a[name][key], gt_b[name][key], err_msg=f"{name}/{key}")
+    a = cv2.imread(str(base / "images" / "frame_00000.png"))
+    b = cv2.imread(str(other / "images" / "frame_00000.png"))
+    assert (a != b).any()
+
+
+def test_frame_label_gives_one_polygon_per_piece_and_skips_tiny_ones():
+    from ccl.synthetic.labels import frame_label
+
+    whole = np.full((30, 40), -1, np.int32)
+    whole[2:8, 3:10] = 0  # piece 1 of object 0 (42 px)
+    whole[15:25, 20:30] = 0  # piece 2 of object 0 (100 px)
+    whole[27:29, 35:37] = 1  # object 1: 4 px, below the 20 px floor
+    label = frame_label("frame_00003.png", whole, ["red mug", "blue book"])
+    assert label["info"] == {"name": "frame_00003.png", "width": 40, "height": 30, "depth": 3, "note": ""}
+    assert [o["category"] for o in label["objects"]] == ["red mug", "red mug"]
+    assert [o["layer"] for o in label["objects"]] == [1.0, 2.0]
+    boxes = sorted(o["bbox"] for o in label["objects"])
+    assert boxes == [[3.0, 2.0, 9.0, 7.0], [20.0, 15.0, 29.0, 24.0]]
+    filled = _fill([o["segmentation"] for o in label["objects"]], whole.shape)
+    np.testing.assert_array_equal(filled, whole == 0)
