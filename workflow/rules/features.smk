@@ -1,1 +1,34 @@
-# The features stage's rules (filled in by its issue; see docs/contracts.md).
+# Features: a CLIP embedding per mask (OpenCLIP on the masked, square-padded crop, or the simulator on
+# synthetic scenes), L2-normalised, float16.
+# Keys and defaults come from ccl.features.FeaturesConfig (= the schema's), so a bad value stops here.
+from ccl.config import section
+from ccl.features.config import FeaturesConfig
+
+FEATURES = section(FeaturesConfig, config.get("features"), where="config.yaml: features")
+
+
+rule clip_features:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+        masks=rules.merge_masks.output.masks,
+    output:
+        features="results/{scene}/features/{scale}.h5",
+    params:
+        features=config["features"],
+        scene_load=config["scene_load"],
+        seed=config["seed"],
+        device=config["device"],
+        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+    log:
+        "logs/clip_features/{scene}_{scale}.log",
+    benchmark:
+        "benchmarks/clip_features/{scene}_{scale}.tsv"
+    resources:
+        mem_mb=8000 if FEATURES.backend == "open_clip" else 2000,
+        runtime=240 if FEATURES.backend == "open_clip" else 30,
+        gpu=int(FEATURES.backend == "open_clip" and config["device"] == "cuda"),
+    script:
+        "../scripts/clip_features.py"
+
+
+ALL_TARGETS.extend(expand(rules.clip_features.output.features, scene=SCENES, scale=SCALES))

@@ -1,1 +1,34 @@
-# The tracks stage's rules (filled in by its issue; see docs/contracts.md).
+# Tracks: the first frame's masks propagated through every frame (SAM2 video predictor, or the
+# simulator on synthetic scenes); every mask of every frame gets a track label (-1 unmatched).
+# Keys and defaults come from ccl.tracks.TracksConfig (= the schema's), so a bad value stops here.
+from ccl.config import section
+from ccl.tracks.config import TracksConfig
+
+TRACKS = section(TracksConfig, config.get("tracks"), where="config.yaml: tracks")
+
+
+rule track_masks:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+        masks=rules.merge_masks.output.masks,
+    output:
+        tracks="results/{scene}/tracks/{scale}.h5",
+    params:
+        tracks=config["tracks"],
+        scene_load=config["scene_load"],
+        seed=config["seed"],
+        device=config["device"],
+        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+    log:
+        "logs/track_masks/{scene}_{scale}.log",
+    benchmark:
+        "benchmarks/track_masks/{scene}_{scale}.tsv"
+    resources:
+        mem_mb=16000 if TRACKS.backend == "sam2" else 2000,
+        runtime=600 if TRACKS.backend == "sam2" else 30,
+        gpu=int(TRACKS.backend == "sam2" and config["device"] == "cuda"),
+    script:
+        "../scripts/track_masks.py"
+
+
+ALL_TARGETS.extend(expand(rules.track_masks.output.tracks, scene=SCENES, scale=SCALES))

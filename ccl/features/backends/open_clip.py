@@ -1,0 +1,202 @@
+"""`open_clip` features backend: OpenCLIP's image encoder on masked crops, its text encoder on queries.
+
+The model is built from its open_clip config with random weights (`pretrained=None`: open_clip never
+downloads here), then the user's weights file is loaded strictly through ccl.io. A `pretrained` tag
+without a local file is refused before any work, with the file to get and where to point config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccl.features.config import FeaturesConfig
+from ccl.features.ops import l2_normalize, mask_boxes, masked_crop
+
+log = logging.getLogger(__name__)
+
+
+def _import_open_clip():
+    try:
+        import open_clip
+    except ImportError as e:
+        raise ImportError(
+            f"features.backend = 'open_clip' needs open_clip ({e}); install it with "
+            "`pip install open_clip_torch` (or use features.backend: sim on synthetic scenes)"
+        ) from e
+    return open_clip
+
+
+def check(cfg: FeaturesConfig, scene=None) -> None:
+    """The user's model name and weights file, before any work."""
+    open_clip = _import_open_clip()
+    model_cfg = open_clip.get_model_config(cfg.model_name)
+    if model_cfg is None:
+        raise ValueError(
+            f"features.model_name = {cfg.model_name!r} is not an open_clip architecture; "
+            "see open_clip.list_models() (the paper uses ViT-B-16)"
+        )
+    size = model_cfg.get("vision_cfg", {}).get("image_size", cfg.crop_size)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    if int(size) != cfg.crop_size:
+        raise ValueError(
+            f"features.crop_size = {cfg.crop_size}, but {cfg.model_name} takes {size} px images; "
+            f"set features.crop_size: {size}"
+        )
+    weights_path(cfg)
+
+
+def weights_path(cfg: FeaturesConfig) -> Path:
+    """The local weights file named by `cfg.pretrained`; a tag or a missing file is refused with the fix."""
+    open_clip = _import_open_clip()
+    path = Path(cfg.pretrained).expanduser()
+    if path.is_file():
+        return path
+    tag = open_clip.get_pretrained_cfg(cfg.model_name, cfg.pretrained)
+    if tag:
+        repo = str(tag.get("hf_hub", "")).strip("/")
+        src = (
+            f"https://huggingface.co/{repo}" if repo else tag.get("url", "the open_clip release of that tag")
+        )
+        raise FileNotFoundError(
+            f"features.pretrained = {cfg.pretrained!r} is an open_clip tag, which open_clip would download; "
+            f"this workflow never downloads weights. Get open_clip_pytorch_model.bin (or "
+            f"open_clip_model.safetensors) from {src}, put it anywhere (e.g. models/{repo.split('/')[-1] or cfg.model_name}/), "
+            f"and set `features: {{pretrained: /path/to/open_clip_pytorch_model.bin}}` in config.yaml"
+        )
+    tags = open_clip.list_pretrained_tags_by_model(cfg.model_name)
+    raise FileNotFoundError(
+        f"{path}: features.pretrained is neither an existing weights file nor an open_clip tag of "
+        f"{cfg.model_name} (tags: {tags}); set it to the path of the model's weights file"
+    )
+
+
+def resolve_device(device: str) -> str:
+    """`auto` → "cuda" when torch sees a CUDA device, else "cpu"; an unavailable "cuda" is refused."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            "device: 'cuda' was asked for but torch sees no CUDA device; set `device: auto` or `cpu`"
+        )
+    return str(device)
+
+
+def load_weights(model, path: Path, model_name: str) -> None:
+    """Load a CLIP state dict strictly: every key of the model, nothing else, same shapes."""
+    from ccl.io import load_torch_weights
+    from ccl.io.checkpoint import check_state_dict_keys
+
+    state = load_torch_weights(path)
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # open_clip training checkpoints
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    check_state_dict_keys(path, state.keys(), model.state_dict().keys())
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{path}: weights do not match {model_name} ({str(e).splitlines()[1:3]}); "
+            "features.pretrained must be the weights of features.model_name"
+        ) from e
+
+
+class OpenClipEncoder:
+    def __init__(self, cfg: FeaturesConfig, *, device: str, load_image=None):
+        import torch
+
+        open_clip = _import_open_clip()
+        self.cfg, self.device = cfg, resolve_device(device)
+        device = self.device
+        self.load_image = load_image
+        self.path = weights_path(cfg)
+        model = open_clip.create_model(cfg.model_name, pretrained=None, device="cpu")
+        load_weights(model, self.path, cfg.model_name)
+        self.model = model.to(device).eval()
+        self.tokenizer = open_clip.get_tokenizer(cfg.model_name)
+        pp = getattr(model.visual, "preprocess_cfg", None) or {}
+        mean = pp.get("mean", open_clip.OPENAI_DATASET_MEAN)
+        std = pp.get("std", open_clip.OPENAI_DATASET_STD)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            self.dim = int(self.model.encode_text(self.tokenizer(["a"]).to(device)).shape[-1])
+
+    def model_info(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        from ccl.io import file_sha256
+
+        return {
+            "backend": "open_clip",
+            "simulated": False,
+            "model_name": self.cfg.model_name,
+            "pretrained": str(self.path.absolute()),
+            "pretrained_sha256": file_sha256(self.path),
+            "open_clip_version": version("open_clip_torch"),
+            "dim": self.dim,
+        }
+
+    def _amp(self):
+        import torch
+
+        if str(self.device).startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def encode_crops(self, crops: np.ndarray) -> np.ndarray:
+        """[B, S, S, 3] uint8 crops → [B, D] float32, L2-normalised, in batches of cfg.batch_size."""
+        import torch
+
+        out = []
+        for b in range(0, len(crops), self.cfg.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(crops[b : b + self.cfg.batch_size])).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            x = (x - self._mean) / self._std
+            with torch.inference_mode(), self._amp():
+                f = self.model.encode_image(x)
+            out.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def encode_frame(self, frame_index: int, camera, masks) -> np.ndarray:
+        if self.load_image is None:
+            from ccl.scene import SceneLoadConfig, load_image
+
+            image = load_image(camera, cfg=SceneLoadConfig())
+        else:
+            image = self.load_image(camera)
+        seg = masks.segmentation
+        boxes = mask_boxes(seg, masks.n_masks)
+        feats = np.zeros((masks.n_masks, self.dim), np.float32)
+        for b in range(0, masks.n_masks, self.cfg.batch_size):  # crops of one batch in memory at a time
+            idx = range(b, min(b + self.cfg.batch_size, masks.n_masks))
+            crops = np.stack([masked_crop(image, seg == i, boxes[i], self.cfg.crop_size) for i in idx])
+            feats[b : b + len(crops)] = self.encode_crops(crops)
+        return feats
+
+    def encode_text(self, queries: Sequence[str]) -> np.ndarray:
+        import torch
+
+        if len(queries) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        tokens = self.tokenizer(list(queries)).to(self.device)
+        with torch.inference_mode(), self._amp():
+            f = self.model.encode_text(tokens)
+        return l2_normalize(f.float().cpu().numpy())
+
+    def close(self) -> None:
+        self.model = None
+
+
+def build(cfg: FeaturesConfig, *, scene=None, device: str = "auto", seed: int = 0, load_image=None):
+    return OpenClipEncoder(cfg, device=device, load_image=load_image)

@@ -1,0 +1,88 @@
+"""Reading a synthetic scene's gt.h5 (docs/contracts.md "gt.h5") for the `sim` backends.
+
+Only synthetic scenes have it: `require_gt(scene, stage)` is the check every sim backend runs at the
+stage's entry, so a real scene is refused before any work.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GT_KIND = "gt"
+LEVEL_LAYERS = ("subpart_id", "part_id", "whole_id")  # mask level 0, 1, 2 → the layer it is judged on
+
+
+def gt_path(scene) -> Path:
+    return Path(scene.root) / "gt.h5"
+
+
+def require_gt(scene, stage: str) -> Path:
+    path = gt_path(scene)
+    if not path.is_file():
+        raise ValueError(
+            f"{stage}.backend = 'sim' simulates models from a synthetic scene's ground truth, but scene "
+            f"{scene.name!r} has no {path}: it is not a synthetic scene. Use the real backend for real "
+            f"scenes ({stage}.backend in config.yaml)"
+        )
+    return path
+
+
+@dataclass(frozen=True, eq=False)
+class GtFrame:
+    name: str
+    whole_id: np.ndarray  # [H, W] int32, object id, -1 background/table/occluder
+    part_id: np.ndarray  # [H, W] int32, -1 none
+    subpart_id: np.ndarray  # [H, W] int32, -1 none (= the part's id for a part without subparts)
+    occluded_fraction: np.ndarray  # [n_objects] float32
+    blur: float  # motion-blur length in pixels
+
+    def layer(self, level: int) -> np.ndarray:
+        return getattr(self, LEVEL_LAYERS[int(level)])
+
+
+class GroundTruth:
+    """An open gt.h5: `categories`, `objects` (the hierarchy JSON), `frame(name)` (cached)."""
+
+    def __init__(self, path: str | Path, frame_names: list[str]):
+        from ccl.io import open_h5_for_read
+        from ccl.io.h5 import frame_names_of
+
+        self.path = Path(path)
+        self._f = open_h5_for_read(self.path, kind=GT_KIND, format_versions=(1,))
+        names = frame_names_of(self._f)
+        if list(names) != list(frame_names):
+            self._f.close()
+            raise ValueError(f"{self.path}: frames {names[:3]}… do not match the scene's {frame_names[:3]}…")
+        self.categories: list[str] = json.loads(self._f.attrs["categories"])
+        self.objects: list[dict[str, Any]] = json.loads(self._f.attrs["objects"])
+        self._cache: dict[str, GtFrame] = {}
+
+    def frame(self, name: str) -> GtFrame:
+        if name not in self._cache:
+            g = self._f[name]
+            self._cache[name] = GtFrame(
+                name=name,
+                whole_id=g["whole_id"][()].astype(np.int32),
+                part_id=g["part_id"][()].astype(np.int32),
+                subpart_id=g["subpart_id"][()].astype(np.int32),
+                occluded_fraction=g["occluded_fraction"][()].astype(np.float32),
+                blur=float(g["blur"][()]),
+            )
+        return self._cache[name]
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def majority_id(layer: np.ndarray, mask: np.ndarray) -> int:
+    """The id that covers most of `mask` in a ground-truth layer (-1 counts as an id: background)."""
+    vals = layer[mask]
+    if vals.size == 0:
+        return -1
+    ids, counts = np.unique(vals, return_counts=True)
+    return int(ids[counts.argmax()])
