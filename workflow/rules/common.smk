@@ -46,3 +46,14 @@ def log_path(stage, *parts):
 
 def bench_path(stage, *parts):
     return f"benchmarks/{stage}/" + "_".join(parts) + ".tsv"
+
+
+# Resources. A rule that can use CUDA asks Slurm for a GPU only when config says `device: cuda`
+# (with `auto` a job uses a GPU if its node has one, but does not request one). Memory and time grow
+# with each retry (`--retries` in profiles/slurm), so a job killed for either gets more next time.
+GPU_JOB = 1 if config["device"] == "cuda" else 0
+
+
+def per_attempt(base):
+    """A resource callable: `base` on the first attempt, `base * n` on the n-th."""
+    return lambda wildcards, attempt: base * attempt
