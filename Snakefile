@@ -21,6 +21,13 @@ include: "workflow/rules/splat.smk"
 include: "workflow/rules/eval.smk"
 
 
+# Cheap aggregation: on a cluster these run on the submit host, not as jobs.
+localrules:
+    all,
+    scene_manifest,
+    tables,
+
+
 rule all:
     default_target: True
     input:
