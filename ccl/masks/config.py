@@ -41,7 +41,7 @@ class MasksConfig:
     mask_nms_iou_thresh: float = 0.8
     mask_nms_score_thresh: float = 0.7
     mask_nms_inner_thresh: float = 0.5
-    mask_nms_chunk_pixels: int = 65536
+    mask_nms_tile_px: int = 128
     contested_pixel_sp: str = "smaller"
     contested_pixel_wp: str = "larger"
     contested_pixel_all: str = "smaller"
@@ -84,7 +84,7 @@ class MasksConfig:
             ("crop_n_layers", 0),
             ("crop_n_points_downscale_factor", 1),
             ("min_mask_region_area", 0),
-            ("mask_nms_chunk_pixels", 1),
+            ("mask_nms_tile_px", 1),
             ("min_merged_area", 1),
             ("sim_erode_px", 0),
             ("sim_duplicates", 1),

@@ -18,8 +18,8 @@ input order here, LangSplat's torch sort leaves them unspecified):
 Divisions by an empty area or union count as 0 (LangSplat gets NaN there). Ratios are computed in
 float64 from exact integer counts, so the fast path and the reference take bit-identical decisions.
 
-The fast path computes every pairwise intersection as one matrix product of the flattened masks, in
-bands of image rows (memory ≈ M × `chunk_pixels` × 4 bytes), skipping masks whose box misses the band.
+The fast path computes every pairwise intersection as matrix products of the flattened masks, tile
+by tile (memory ≈ M × `tile_px`² × 4 bytes), each tile only over the masks whose box meets it.
 """
 
 from __future__ import annotations
@@ -29,15 +29,17 @@ import numpy as np
 INNER_OUTSIDE_FRAC = 0.5  # the containing mask is covered by less than this fraction …
 INNER_INSIDE_FRAC = 0.85  # … and the contained mask lies at least this much inside it
 FALLBACK_TOP_K = 3
-_MAX_EXACT_F32 = 1 << 24  # float32 holds every integer up to 2^24: the band product is exact
 
 
 def pairwise_intersections(
-    masks: np.ndarray, *, chunk_pixels: int = 65536, boxes_xyxy: np.ndarray | None = None
+    masks: np.ndarray, *, tile_px: int = 128, boxes_xyxy: np.ndarray | None = None
 ) -> np.ndarray:
     """[M, H, W] bool → [M, M] int64 pixel counts of every pairwise intersection (diagonal = areas).
 
-    `boxes_xyxy` (inclusive, as `boxes_from_masks`) lets bands skip masks; computed when not given.
+    The image is cut into square tiles of side `tile_px`; in each, the masks whose box meets the tile
+    are flattened into a float32 matrix A and A·Aᵀ adds their intersections there (exact: a tile holds
+    far fewer than 2^24 pixels). Memory ≈ M × tile_px² × 4 bytes; a mask costs only in the tiles it
+    touches. `boxes_xyxy` (inclusive, as `boxes_from_masks`) is computed when not given.
     """
     masks = np.asarray(masks, dtype=bool)
     m, h, w = masks.shape
@@ -50,15 +52,17 @@ def pairwise_intersections(
         boxes_xyxy = boxes_from_masks(masks)
     boxes = np.asarray(boxes_xyxy).astype(np.int64)
     nonempty = _nonempty(boxes, masks)
-    rows = max(1, min(int(chunk_pixels), _MAX_EXACT_F32) // w)
-    for y0 in range(0, h, rows):
-        y1 = min(h, y0 + rows)  # exclusive
-        act = np.flatnonzero(nonempty & (boxes[:, 1] < y1) & (boxes[:, 3] >= y0))
-        if act.size == 0:
-            continue
-        x0, x1 = int(boxes[act, 0].min()), int(boxes[act, 2].max()) + 1
-        a = masks[act, y0:y1, x0:x1].reshape(act.size, -1).astype(np.float32)
-        inter[np.ix_(act, act)] += np.rint(a @ a.T).astype(np.int64)
+    side = max(1, min(int(tile_px), 4096))
+    for y0 in range(0, h, side):
+        y1 = min(h, y0 + side)  # exclusive
+        in_rows = nonempty & (boxes[:, 1] < y1) & (boxes[:, 3] >= y0)
+        for x0 in range(0, w, side):
+            x1 = min(w, x0 + side)
+            act = np.flatnonzero(in_rows & (boxes[:, 0] < x1) & (boxes[:, 2] >= x0))
+            if act.size == 0:
+                continue
+            a = masks[act, y0:y1, x0:x1].reshape(act.size, -1).astype(np.float32)
+            inter[np.ix_(act, act)] += np.rint(a @ a.T).astype(np.int64)
     return inter
 
 
@@ -77,7 +81,7 @@ def mask_nms(
     iou_thresh: float,
     score_thresh: float,
     inner_thresh: float,
-    chunk_pixels: int = 65536,
+    tile_px: int = 128,
     boxes_xyxy: np.ndarray | None = None,
 ) -> np.ndarray:
     """[M, H, W] bool masks, [M] scores → [M] bool, the masks LangSplat's mask NMS keeps (module doc)."""
@@ -87,7 +91,7 @@ def mask_nms(
     if n == 0:
         return np.zeros(0, bool)
     order = np.argsort(-scores.astype(np.float64), kind="stable")
-    inter = pairwise_intersections(masks, chunk_pixels=chunk_pixels, boxes_xyxy=boxes_xyxy)
+    inter = pairwise_intersections(masks, tile_px=tile_px, boxes_xyxy=boxes_xyxy)
     inter = inter[np.ix_(order, order)]
     area = np.diag(inter).astype(np.float64)
     inter_f = inter.astype(np.float64)

@@ -111,7 +111,7 @@ def apply_mask_nms(level: LevelMasks, cfg: MasksConfig) -> LevelMasks:
         iou_thresh=cfg.mask_nms_iou_thresh,
         score_thresh=cfg.mask_nms_score_thresh,
         inner_thresh=cfg.mask_nms_inner_thresh,
-        chunk_pixels=cfg.mask_nms_chunk_pixels,
+        tile_px=cfg.mask_nms_tile_px,
         boxes_xyxy=level.boxes_xyxy,
     )
     return level.select(keep)

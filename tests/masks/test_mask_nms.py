@@ -21,9 +21,9 @@ def ellipses(rng: np.random.Generator, m: int, h: int = 40, w: int = 56) -> np.n
     return out
 
 
-def both(masks, scores, chunk_pixels=65536, **kw):
+def both(masks, scores, tile_px=128, **kw):
     kw = {**LANGSPLAT, **kw}
-    fast = mask_nms(masks, scores, chunk_pixels=chunk_pixels, **kw)
+    fast = mask_nms(masks, scores, tile_px=tile_px, **kw)
     ref = mask_nms_reference(masks, scores, **kw)
     return fast, ref
 
@@ -39,7 +39,7 @@ def test_random_masks_same_keep_as_reference(seed):
         score_thresh=float(rng.choice([0.0, 0.7, 0.99])),
         inner_thresh=float(rng.choice([0.2, 0.5, 0.9])),
     )
-    fast, ref = both(masks, scores, chunk_pixels=int(rng.integers(1, 5000)), **kw)
+    fast, ref = both(masks, scores, tile_px=int(rng.integers(1, 70)), **kw)
     np.testing.assert_array_equal(fast, ref)
 
 
@@ -58,7 +58,7 @@ def test_adversarial_nested_duplicates_empty_and_ties():
         np.linspace(0.71, 0.99, len(masks)).astype(np.float32),  # large ranked first
         np.full(len(masks), 0.1, np.float32),  # nothing passes the score: top-3 fallback
     ):
-        fast, ref = both(masks, scores, chunk_pixels=7)
+        fast, ref = both(masks, scores, tile_px=7)
         np.testing.assert_array_equal(fast, ref)
 
 
@@ -69,12 +69,12 @@ def test_no_mask_and_one_mask():
     assert mask_nms_reference(m, np.array([0.9]), **LANGSPLAT).tolist() == [True]
 
 
-@pytest.mark.parametrize("chunk", [1, 13, 10_000])
-def test_pairwise_intersections_are_exact(chunk):
+@pytest.mark.parametrize("tile", [1, 13, 10_000])
+def test_pairwise_intersections_are_exact(tile):
     rng = np.random.default_rng(3)
     masks = rng.random((9, 23, 31)) < 0.4
     flat = masks.reshape(9, -1).astype(np.int64)
-    np.testing.assert_array_equal(pairwise_intersections(masks, chunk_pixels=chunk), flat @ flat.T)
+    np.testing.assert_array_equal(pairwise_intersections(masks, tile_px=tile), flat @ flat.T)
 
 
 def rect(h, w, y0, y1, x0, x1):
