@@ -54,10 +54,13 @@ class GroundTruth:
 
         self.path = Path(path)
         self._f = open_h5_for_read(self.path, kind=GT_KIND, format_versions=(1,))
-        names = frame_names_of(self._f)
-        if list(names) != list(frame_names):
+        missing = sorted(set(frame_names) - set(frame_names_of(self._f)))
+        if missing:
             self._f.close()
-            raise ValueError(f"{self.path}: frames {names[:3]}… do not match the scene's {frame_names[:3]}…")
+            raise ValueError(
+                f"{self.path}: no ground truth for frames {missing[:3]}… of the scene: gt.h5 belongs to another "
+                "scene; rebuild the synthetic scene (rule synthetic_scene)"
+            )
         self.categories: list[str] = json.loads(self._f.attrs["categories"])
         self.objects: list[dict[str, Any]] = json.loads(self._f.attrs["objects"])
         self._cache: dict[str, GtFrame] = {}

@@ -1,0 +1,186 @@
+"""The sam2 backend's real code path with a tiny, randomly initialised SAM2 of the real architecture.
+
+The tiny model is the sam2.1 Hiera-T config with Hydra overrides (a 4-stage Hiera of width 8, 128 px
+input, 32-dim heads, one memory-attention layer): the same modules, built by sam2's own
+build_sam2_video_predictor, its checkpoint saved as sam2 saves them ({"model": state_dict}).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+from tracks_testkit import first_frames, write_gt_masks
+
+pytest.importorskip("sam2", reason="the sam2 backend's tests need sam2 installed")
+
+from ccl.io.tracks_h5 import read_tracks  # noqa: E402
+from ccl.tracks import TracksConfig, track_masks  # noqa: E402
+from ccl.tracks.backends.sam2 import check, link_frames  # noqa: E402
+
+CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+
+
+def tiny_overrides(d: int = 32) -> tuple[str, ...]:
+    return (
+        "++model.image_size=128",
+        "++model.image_encoder.trunk.embed_dim=8",
+        "++model.image_encoder.trunk.num_heads=1",
+        "++model.image_encoder.trunk.stages=[1,1,2,1]",  # a q-pooling block cannot be global: block 3 is
+        "++model.image_encoder.trunk.global_att_blocks=[3]",
+        "++model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[4,4]",
+        "++model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
+        f"++model.image_encoder.neck.d_model={d}",
+        f"++model.image_encoder.neck.position_encoding.num_pos_feats={d}",
+        f"++model.memory_attention.d_model={d}",
+        f"++model.memory_attention.layer.d_model={d}",
+        "++model.memory_attention.num_layers=1",
+        "++model.memory_attention.layer.dim_feedforward=64",
+        f"++model.memory_attention.layer.self_attention.embedding_dim={d}",
+        f"++model.memory_attention.layer.cross_attention.embedding_dim={d}",
+        "++model.memory_attention.layer.self_attention.feat_sizes=[8,8]",  # 128 px / stride 16
+        "++model.memory_attention.layer.cross_attention.feat_sizes=[8,8]",
+        "++model.memory_attention.layer.cross_attention.kv_in_dim=16",
+        f"++model.memory_encoder.in_dim={d}",
+        "++model.memory_encoder.out_dim=16",
+        "++model.memory_encoder.position_encoding.num_pos_feats=16",
+        f"++model.memory_encoder.mask_downsampler.embed_dim={d}",
+        f"++model.memory_encoder.fuser.layer.dim={d}",
+        "++model.memory_encoder.fuser.num_layers=1",
+        "++model.num_maskmem=2",
+    )
+
+
+def save_tiny_checkpoint(path, overrides) -> None:
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    torch.manual_seed(0)
+    model = build_sam2_video_predictor(
+        CONFIG,
+        ckpt_path=None,
+        device="cpu",
+        apply_postprocessing=False,
+        hydra_overrides_extra=list(overrides),
+    )
+    torch.save({"model": model.state_dict()}, path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny models on a shared CPU: thread start-up costs more than the work (x10 on a loaded machine).
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sam2") / "tiny_sam2.pt"
+    save_tiny_checkpoint(path, tiny_overrides())
+    return path
+
+
+def tiny_cfg(ckpt, **kw) -> TracksConfig:
+    return TracksConfig(
+        backend="sam2", sam2_config=CONFIG, sam2_checkpoint=str(ckpt), sam2_overrides=tiny_overrides(), **kw
+    )
+
+
+def test_tiny_sam2_tracks_three_frames(tiny_scene, tiny_ckpt, tmp_path):
+    scene = first_frames(tiny_scene, 3)
+    masks = write_gt_masks(scene, tmp_path / "wp.h5", layer="whole_id", level=2)
+    images_before = {p.name: p.stat().st_mtime_ns for p in (scene.root / "images").iterdir()}
+    tmp_before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    frames = track_masks(scene, masks, cfg=tiny_cfg(tiny_ckpt), out_path=tmp_path / "t.h5", device="cpu")
+    k = frames[0].n_masks
+    assert k > 0
+    np.testing.assert_array_equal(frames[0].labels, np.arange(k))  # seeds keep their own tracks
+    for f in frames:
+        assert f.labels.dtype == np.int32 and ((f.labels >= -1) & (f.labels < k)).all()
+        assert ((f.best_iou >= 0) & (f.best_iou <= 1)).all()
+    out = read_tracks(tmp_path / "t.h5")
+    assert out.n_tracks == k
+    assert out.model["backend"] == "sam2" and out.model["simulated"] is False
+    assert len(out.model["checkpoint_sha256"]) == 64 and out.model["config"] == CONFIG
+    # the user's images are untouched and the temporary frame folder is gone
+    assert {p.name: p.stat().st_mtime_ns for p in (scene.root / "images").iterdir()} == images_before
+    left = {n for n in set(os.listdir(os.environ.get("TMPDIR", "/tmp"))) - tmp_before if "ccl-sam2" in n}
+    assert not left
+
+
+def test_frames_are_linked_when_jpeg_and_copied_otherwise(tiny_scene, tmp_path):
+    import cv2
+    from PIL import Image
+
+    from ccl.scene import SceneLoadConfig, load_image
+
+    scene = first_frames(tiny_scene, 3)
+    src = tmp_path / "user"
+    src.mkdir()
+    cams = []
+    for i, cam in enumerate(scene.cameras):
+        img = load_image(cam, cfg=SceneLoadConfig())
+        if i == 0:
+            path = src / "a.jpg"
+            cv2.imwrite(str(path), img[:, :, ::-1])
+        elif i == 1:  # a JPEG with an EXIF rotation: SAM2's reader would see it unrotated
+            path = src / "b.jpeg"
+            exif = Image.Exif()
+            exif[0x0112] = 3
+            Image.fromarray(img).save(path, exif=exif)
+        else:
+            path = cam.image_path  # the synthetic scene's PNG
+        cams.append(dataclasses.replace(cam, image_path=path))
+    user = dataclasses.replace(scene, cameras=tuple(cams))
+    before = sorted(os.listdir(src))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    copied = link_frames(user, folder)
+    assert sorted(os.listdir(folder)) == ["0.jpg", "1.jpg", "2.jpg"] and copied == 2
+    assert os.path.islink(folder / "0.jpg") and os.readlink(folder / "0.jpg") == str(
+        (src / "a.jpg").absolute()
+    )
+    assert not os.path.islink(folder / "1.jpg") and not os.path.islink(folder / "2.jpg")
+    assert cv2.imread(str(folder / "2.jpg")).shape == (scene.cameras[2].height, scene.cameras[2].width, 3)
+    assert sorted(os.listdir(src)) == before  # never renamed
+
+
+def test_missing_checkpoint_names_the_official_file(tiny_scene):
+    with pytest.raises(FileNotFoundError, match=r"sam2\.1_hiera_large\.pt.*tracks: \{sam2_checkpoint"):
+        check(TracksConfig(backend="sam2"), tiny_scene)
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt.*sam2\.1_hiera_large\.pt"):
+        check(TracksConfig(backend="sam2", sam2_checkpoint="/nonexistent/nope.pt"), tiny_scene)
+    with pytest.raises(ValueError, match="not a config of the installed sam2"):
+        check(TracksConfig(backend="sam2", sam2_config="configs/sam3/x.yaml"), tiny_scene)
+
+
+def test_checkpoint_of_another_config_is_refused_by_name(tiny_scene, tmp_path):
+    ckpt = tmp_path / "sam2.1_hiera_tiny.pt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"checkpoint of configs/sam2\.1/sam2\.1_hiera_t\.yaml"):
+        check(TracksConfig(backend="sam2", sam2_checkpoint=str(ckpt)), tiny_scene)
+
+
+def test_mismatched_checkpoint_is_refused_before_any_frame(tiny_scene, tmp_path):
+    scene = first_frames(tiny_scene, 2)
+    masks = write_gt_masks(scene, tmp_path / "wp.h5", layer="whole_id", level=2)
+    other = tmp_path / "other.pt"
+    save_tiny_checkpoint(other, tiny_overrides(d=16))  # same keys, other shapes
+    with pytest.raises(ValueError, match="does not match"):
+        track_masks(scene, masks, cfg=tiny_cfg(other), out_path=tmp_path / "t.h5", device="cpu")
+    import torch
+
+    state = torch.load(other, weights_only=True)["model"]
+    state.pop(next(iter(state)))
+    torch.save({"model": state}, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="missing"):
+        track_masks(
+            scene, masks, cfg=tiny_cfg(tmp_path / "missing.pt"), out_path=tmp_path / "t.h5", device="cpu"
+        )
+    assert not (tmp_path / "t.h5").exists()
