@@ -98,6 +98,10 @@ class MasksConfig:
             raise ValueError(f"unknown mask scale {scale!r}; scales are {SCALES}")
         return getattr(self, f"contested_pixel_{scale}")
 
+    def merge_params(self) -> dict[str, Any]:
+        """The merge-only keys (what the merge_masks rule passes)."""
+        return {k: getattr(self, k) for k in MERGE_KEYS}
+
     def generation_params(self) -> dict[str, Any]:
         """The keys raw.h5 depends on (every key but the merge-only ones), for its `params` attribute."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in MERGE_KEYS}

@@ -3,19 +3,9 @@
 # reruns only merge_masks, never SAM.
 # Keys and defaults come from ccl.masks.MasksConfig (= the schema's), so a bad value stops here.
 from ccl.config import section
-from ccl.masks.config import MERGE_KEYS, MasksConfig
+from ccl.masks.config import MasksConfig
 
 MASKS = section(MasksConfig, config.get("masks"), where="config.yaml: masks")
-
-
-def masks_params(which):
-    if which == "merge":
-        return {k: getattr(MASKS, k) for k in MERGE_KEYS}
-    return MASKS.generation_params()
-
-
-def masks_use_gpu():
-    return int(MASKS.backend == "sam" and config["device"] == "cuda")
 
 
 rule sam_masks:
@@ -23,12 +13,6 @@ rule sam_masks:
         manifest=rules.scene_manifest.output.manifest,
     output:
         raw="results/{scene}/masks/raw.h5",
-    params:
-        masks=masks_params("generate"),
-        scene_load=config["scene_load"],
-        seed=config["seed"],
-        device=config["device"],
-        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
     log:
         "logs/sam_masks/{scene}.log",
     benchmark:
@@ -36,7 +20,13 @@ rule sam_masks:
     resources:
         mem_mb=16000 if MASKS.backend == "sam" else 2000,
         runtime=600 if MASKS.backend == "sam" else 30,
-        gpu=masks_use_gpu(),
+        gpu=int(MASKS.backend == "sam" and config["device"] == "cuda"),
+    params:
+        masks=MASKS.generation_params(),
+        scene_load=config["scene_load"],
+        seed=config["seed"],
+        device=config["device"],
+        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
     script:
         "../scripts/sam_masks.py"
 
@@ -47,8 +37,6 @@ rule merge_masks:
         raw=rules.sam_masks.output.raw,
     output:
         masks="results/{scene}/masks/{scale}.h5",
-    params:
-        masks=masks_params("merge"),
     log:
         "logs/merge_masks/{scene}_{scale}.log",
     benchmark:
@@ -56,6 +44,8 @@ rule merge_masks:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        masks=MASKS.merge_params(),
     script:
         "../scripts/merge_masks.py"
 
