@@ -119,7 +119,8 @@ def apply_mask_nms(level: LevelMasks, cfg: MasksConfig) -> LevelMasks:
 
 def paint_order(area: np.ndarray, score: np.ndarray, rule: str) -> np.ndarray:
     """Indices from the weakest to the strongest claim on a contested pixel (painted in this order, so
-    the strongest ends on top). Ties: higher score, then the earlier index, wins."""
+    the strongest ends on top). Ties under smaller / larger: the higher score, then the earlier index
+    wins; under score: the smaller mask, then the earlier index."""
     idx = np.arange(len(area))
     area = np.asarray(area, np.int64)
     score = np.asarray(score, np.float64)
