@@ -155,7 +155,7 @@ def knn_mean_distance(xyz: np.ndarray, k: int = 3, *, chunk_bytes: int = 1 << 28
     """
     import torch
 
-    pts = torch.as_tensor(np.asarray(xyz, dtype=np.float32))
+    pts = torch.from_numpy(np.array(xyz, dtype=np.float32))  # a writable copy
     n = len(pts)
     if n <= 1:
         return np.ones(n, dtype=np.float32)
@@ -231,6 +231,13 @@ def check_finite_gaussians(g: Gaussians, *, where: str) -> None:
     """Refuse non-finite parameters and zero scales, naming the tensor, how many and the first index."""
     import torch
 
+    zero = (g.log_scales.exp() <= 0).any(dim=1)  # log scale −inf (or below float range): scale 0
+    if zero.any():
+        first = int(zero.nonzero()[0, 0])
+        raise ValueError(
+            f"{where}: {int(zero.sum())} of {len(g)} Gaussians have a zero scale (first: Gaussian {first}, "
+            f"log_scales {g.log_scales[first].tolist()}); scales must be positive: retrain the field"
+        )
     for name, t in g.tensors().items():
         bad = ~torch.isfinite(t)
         if bad.any():
@@ -241,13 +248,9 @@ def check_finite_gaussians(g: Gaussians, *, where: str) -> None:
                 f"{where}: tensor {name!r} holds {kind} values in {int(rows.sum())} of {len(t)} Gaussians "
                 f"(first: Gaussian {first}); the field is corrupt: retrain it (delete the file and rerun)"
             )
-    scales = g.log_scales.exp()
-    if (scales <= 0).any():
-        first = int((scales <= 0).any(dim=1).nonzero()[0, 0])
+    zero_q = g.quats.norm(dim=-1) == 0
+    if zero_q.any():
         raise ValueError(
-            f"{where}: Gaussian {first} has a zero scale (log_scales {g.log_scales[first].tolist()}); "
-            "scales must be positive: retrain the field"
+            f"{where}: Gaussian {int(zero_q.nonzero()[0, 0])} has an all-zero quaternion (no rotation); "
+            "retrain the field"
         )
-    if (g.quats.norm(dim=-1) == 0).any():
-        first = int((g.quats.norm(dim=-1) == 0).nonzero()[0, 0])
-        raise ValueError(f"{where}: Gaussian {first} has a zero quaternion; retrain the field")
