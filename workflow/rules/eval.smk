@@ -8,62 +8,36 @@ EVAL_SCENES = [
 ]
 EVAL_PROTOCOLS = {config["scenes"][s].get("protocol", "lerf_ovs") for s in EVAL_SCENES}
 
-
-def evaluate_inputs(wildcards):
-    """The manifest, and per scale the language field and the codebook it was trained on."""
-    out = {"manifest": rules.scene_manifest.output.manifest}
-    for scale in SCALES:
-        w = {"scene": wildcards.scene, "variant": wildcards.variant, "scale": scale}
-        out[f"field_{scale}"] = expand(rules.train_language.output.field, **w)[0]
-        out[f"codebook_{scale}"] = expand(rules.codebook.output.codebook, **w)[0]
-    return out
-
-
-def evaluate_use_gpu():
-    return int(config["device"] == "cuda")
-
-
-def table_outputs():
-    """results/tables/ files rule tables writes for this config (ccl.eval.tables)."""
-    names = []
-    for protocol, suffix in (("lerf_ovs", ""), ("3dovs", "_3dovs")):
-        if protocol not in EVAL_PROTOCOLS:
-            continue
-        names += [f"table1{suffix}", f"table2{suffix}"]
-        if "all" in SCALES:
-            names.append(f"table5{suffix}")
-        if protocol == "lerf_ovs":
-            names.append("localization")
-    names.append("efficiency")
-    out = {}
-    for name in names:
-        caption = name.removesuffix("_3dovs")
-        out[name] = report(
-            f"results/tables/{name}.csv",
-            caption=f"../report/{caption}.rst",
-            category="Tables",
-        )
-        out[f"{name}_md"] = f"results/tables/{name}.md"
-    out["efficiency_rules"] = "results/tables/efficiency_rules.csv"
-    return out
-
-
-def _has_rule(name):
-    from snakemake.exceptions import WorkflowError
-
-    try:
-        getattr(rules, name)
-    except WorkflowError:
-        return False
-    return True
-
+# results/tables/ files for this config (ccl.eval.tables writes exactly these).
+TABLE_NAMES = []
+for _protocol, _suffix in (("lerf_ovs", ""), ("3dovs", "_3dovs")):
+    if _protocol in EVAL_PROTOCOLS:
+        TABLE_NAMES += [f"table1{_suffix}", f"table2{_suffix}"]
+        TABLE_NAMES += [f"table5{_suffix}"] if "all" in SCALES else []
+        TABLE_NAMES += ["localization"] if _protocol == "lerf_ovs" else []
+TABLE_NAMES.append("efficiency")
+TABLE_OUTPUTS = {"efficiency_rules": "results/tables/efficiency_rules.csv"}
+for _name in TABLE_NAMES:
+    TABLE_OUTPUTS[_name] = report(
+        f"results/tables/{_name}.csv",
+        caption=f"../report/{_name.removesuffix('_3dovs')}.rst",
+        category="Tables",
+    )
+    TABLE_OUTPUTS[f"{_name}_md"] = f"results/tables/{_name}.md"
 
 # Until the splat and codebook stages define their rules, evaluation cannot be wired (dry runs stay valid).
-if _has_rule("train_language") and _has_rule("codebook") and EVAL_SCENES:
+if {"train_language", "codebook"} <= {r.name for r in workflow.rules} and EVAL_SCENES:
 
     rule evaluate:
         input:
-            unpack(evaluate_inputs),
+            manifest=rules.scene_manifest.output.manifest,
+            # one per scale, in SCALES order (params.scales)
+            fields=expand(
+                rules.train_language.output.field, scale=SCALES, allow_missing=True
+            ),
+            codebooks=expand(
+                rules.codebook.output.codebook, scale=SCALES, allow_missing=True
+            ),
         output:
             queries="results/{scene}/eval/{variant}/queries.csv",
             summary="results/{scene}/eval/{variant}/summary.json",
@@ -79,9 +53,9 @@ if _has_rule("train_language") and _has_rule("codebook") and EVAL_SCENES:
         benchmark:
             "benchmarks/evaluate/{scene}_{variant}.tsv"
         resources:
-            mem_mb=4000,
-            runtime=30,
-            gpu=evaluate_use_gpu(),
+            mem_mb=per_attempt(4000),
+            runtime=per_attempt(30),
+            gpu=GPU_JOB,
         params:
             query=config["query"],
             eval=config["eval"],
@@ -99,7 +73,7 @@ if _has_rule("train_language") and _has_rule("codebook") and EVAL_SCENES:
                 rules.evaluate.output.queries, scene=EVAL_SCENES, variant=VARIANTS
             ),
         output:
-            **table_outputs(),
+            **TABLE_OUTPUTS,
         log:
             "logs/tables/tables.log",
         resources:

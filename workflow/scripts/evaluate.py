@@ -13,8 +13,8 @@ with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
     evaluate_scene(
         Path(snakemake.output.queries).parent,  # noqa: F821
         manifest=snakemake.input.manifest,  # noqa: F821
-        fields={s: snakemake.input[f"field_{s}"] for s in p.scales},  # noqa: F821
-        codebooks={s: snakemake.input[f"codebook_{s}"] for s in p.scales},  # noqa: F821
+        fields=dict(zip(p.scales, snakemake.input.fields, strict=True)),  # noqa: F821
+        codebooks=dict(zip(p.scales, snakemake.input.codebooks, strict=True)),  # noqa: F821
         variant=snakemake.wildcards.variant,  # noqa: F821
         seed=p.seed,
         query_cfg=section(QueryConfig, p.query, where="config.yaml: query"),
