@@ -118,8 +118,13 @@ class OpenClipEncoder:
         device = self.device
         self.load_image = load_image
         self.path = weights_path(cfg)
-        model = open_clip.create_model(cfg.model_name, pretrained=None, device="cpu")
+        logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": the weights load next
+        try:
+            model = open_clip.create_model(cfg.model_name, pretrained=None, device="cpu")
+        finally:
+            logging.disable(logging.NOTSET)
         load_weights(model, self.path, cfg.model_name)
+        log.info("OpenCLIP %s with weights %s on %s", cfg.model_name, self.path, self.device)
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(cfg.model_name)
         pp = getattr(model.visual, "preprocess_cfg", None) or {}
