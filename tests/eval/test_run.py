@@ -155,3 +155,12 @@ def test_3dovs_rows_per_view_and_class():
     assert [(r.query, r.iou, r.protocol) for r in rows] == [("table", 1.0, "3dovs"), ("cup", 1.0, "3dovs")]
     assert np.isnan(rows[0].loc_hit) and np.isnan(rows[0].threshold)
     assert ",," in rows_to_csv(rows).splitlines()[1] or rows_to_csv(rows).splitlines()[1].endswith(",")
+
+
+def test_downscaled_render_of_an_odd_sized_label_counts_as_the_same_aspect():
+    from ccl.eval import to_label_size
+
+    maps = np.zeros((1, 365, 494), np.float32)  # 988 x 731 downscaled by 2 (731 / 2 floored)
+    assert to_label_size(maps, (731, 988), where="x").shape == (1, 731, 988)
+    with pytest.raises(ValueError, match="label is 988x700"):
+        to_label_size(maps, (700, 988), where="x")
