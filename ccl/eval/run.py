@@ -114,9 +114,11 @@ def resolve_queries(categories: Sequence[str], configured: Sequence[str], *, whe
 
 
 def aspect_matches(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> bool:
-    """Same aspect ratio to within one pixel of rounding either way."""
+    """Same view at another resolution: one scale factor for both sides, up to one source pixel of
+    rounding on each (an odd side downscaled by 2 is floored: 731 → 365)."""
     (sh, sw), (dh, dw) = src_hw, dst_hw
-    return abs(sh * dw / sw - dh) <= 1.0 and abs(sw * dh / sh - dw) <= 1.0
+    fh, fw = dh / sh, dw / sw
+    return abs(fh - fw) <= max(fh, fw) * (1.0 / sh + 1.0 / sw)
 
 
 def to_label_size(maps: np.ndarray, label_hw: tuple[int, int], *, where: str) -> np.ndarray:
