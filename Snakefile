@@ -12,6 +12,14 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    scene=SCENE_PATTERN,
+    scale="sp|wp|all",
+    variant="full|base|pull|push",
+
+
 include: "workflow/rules/scene.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/tracks.smk"

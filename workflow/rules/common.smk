@@ -1,10 +1,12 @@
-# Helpers shared by every stage: scene lookup, path helpers, wildcard constraints, and the list of
+# Helpers shared by every stage: scene lookup, path helpers, the wildcard patterns, and the list of
 # terminal outputs that `rule all` asks for (each stage file appends what it finishes with).
 import re
 from pathlib import Path
 
 SCENES = list(config["scenes"])
-SYNTHETIC_SCENES = [s for s, e in config["scenes"].items() if e["source"] == "synthetic"]
+SYNTHETIC_SCENES = [
+    s for s, e in config["scenes"].items() if e["source"] == "synthetic"
+]
 SCALES = list(config["scales"])
 VARIANTS = list(config["variants"])
 ALL_TARGETS = []
@@ -15,10 +17,7 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
-wildcard_constraints:
-    scene=_alternatives(SCENES),
-    scale="sp|wp|all",
-    variant="full|base|pull|push",
+SCENE_PATTERN = _alternatives(SCENES)
 
 
 def scene_entry(wildcards):
@@ -48,7 +47,7 @@ def bench_path(stage, *parts):
     return f"benchmarks/{stage}/" + "_".join(parts) + ".tsv"
 
 
-# Resources. A rule that can use CUDA asks Slurm for a GPU only when config says `device: cuda`
+# Resources. Rules that can use CUDA ask Slurm for a GPU only when config sets the device to cuda
 # (with `auto` a job uses a GPU if its node has one, but does not request one). Memory and time grow
 # with each retry (`--retries` in profiles/slurm), so a job killed for either gets more next time.
 GPU_JOB = 1 if config["device"] == "cuda" else 0

@@ -5,9 +5,6 @@
 rule synthetic_scene:
     output:
         scene_dir=directory("results/{scene}/scene"),
-    params:
-        synthetic=config["synthetic"],
-        seed=config["seed"],
     log:
         "logs/synthetic_scene/{scene}.log",
     benchmark:
@@ -15,6 +12,9 @@ rule synthetic_scene:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        synthetic=config["synthetic"],
+        seed=config["seed"],
     script:
         "../scripts/synthetic_scene.py"
 
@@ -24,15 +24,15 @@ rule scene_manifest:
         synthetic_scene_input,
     output:
         manifest="results/{scene}/scene.json",
-    params:
-        entry=scene_entry,
-        source_dir=scene_source_dir,
-        scene_load=config["scene_load"],
     log:
         "logs/scene_manifest/{scene}.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        entry=scene_entry,
+        source_dir=scene_source_dir,
+        scene_load=config["scene_load"],
     script:
         "../scripts/scene_manifest.py"
 
