@@ -80,7 +80,11 @@ def synthetic_figures() -> dict:
     from ccl.tracks import TracksConfig, track_masks
     from ccl.tracks.evaluate import track_label_accuracy
 
-    out: dict = {"synthetic": asdict(SyntheticConfig()), "masks": "MasksConfig() (sim)", "tracks": asdict(TracksConfig())}
+    out: dict = {
+        "synthetic": asdict(SyntheticConfig()),
+        "masks": "MasksConfig() (sim)",
+        "tracks": asdict(TracksConfig()),
+    }
     with tempfile.TemporaryDirectory(prefix="bench-track-") as tmp:
         root = Path(tmp)
         make_scene(root / "scene", cfg=SyntheticConfig(), seed=0)
