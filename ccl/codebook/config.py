@@ -1,0 +1,72 @@
+"""Config of the codebook stage: the `codebook` section of config.yaml.
+
+Defaults equal workflow/schemas/stages/codebook.schema.yaml (tests/test_config.py holds them equal).
+The loss variant is not a config key: it is the `{variant}` wildcard (config `variants` lists which
+to run), passed to `fit_codebook(..., variant=...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Which pair terms each ablation variant switches on: (pull, push). L_max is always on.
+VARIANT_TERMS: dict[str, tuple[bool, bool]] = {
+    "full": (True, True),
+    "base": (False, False),
+    "pull": (True, False),
+    "push": (False, True),
+}
+INITS = ("kmeans++", "random")
+ASSIGNMENTS = ("straight_through", "hard")
+
+
+@dataclass(frozen=True)
+class CodebookConfig:
+    n_prototypes: int = 128  # N; the paper does not give it, LEGaussians uses 128
+    lambda_pull: float = 0.25  # weight of L_pull (eq. 8)
+    lambda_push: float = 0.25  # weight of L_push (eq. 8)
+    margin: float = 0.7  # m of eq. 7: different-label prototypes are pushed only above this cosine
+    lr: float = 0.002  # Adam learning rate on the prototype parameters
+    iterations: int = 500  # optimisation steps
+    batch_size: int = 2048  # masks per step for L_max (all masks when there are fewer)
+    pairs_per_step: int = 1024  # same-label pairs, and as many different-label pairs, drawn per step
+    init: str = "kmeans++"  # "kmeans++" (+ spherical k-means) on the unit sphere, or "random" masks
+    kmeans_iterations: int = 10  # spherical Lloyd iterations after k-means++ seeding (0 = seeding only)
+    kmeans_max_samples: int = 50000  # masks (drawn at random) used for initialisation, bounds its cost
+    assignment: str = "straight_through"  # gradient of j* in the pair terms: straight_through or hard
+    temperature: float = 0.1  # softmax temperature of the straight-through assignment (cosine units)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key, value and allowed range (for configs built in Python)."""
+        checks = [
+            ("n_prototypes", self.n_prototypes >= 2, ">= 2"),
+            ("lambda_pull", self.lambda_pull >= 0, ">= 0"),
+            ("lambda_push", self.lambda_push >= 0, ">= 0"),
+            ("margin", -1 <= self.margin <= 1, "in [-1, 1]"),
+            ("lr", self.lr > 0, "> 0"),
+            ("iterations", self.iterations >= 0, ">= 0"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("pairs_per_step", self.pairs_per_step >= 1, ">= 1"),
+            ("init", self.init in INITS, f"one of {INITS}"),
+            ("kmeans_iterations", self.kmeans_iterations >= 0, ">= 0"),
+            ("kmeans_max_samples", self.kmeans_max_samples >= 1, ">= 1"),
+            ("assignment", self.assignment in ASSIGNMENTS, f"one of {ASSIGNMENTS}"),
+            ("temperature", self.temperature > 0, "> 0"),
+        ]
+        for key, ok, allowed in checks:
+            if not ok:
+                raise ValueError(
+                    f"codebook.{key} = {getattr(self, key)!r} is out of range: expected {allowed}; "
+                    "fix the `codebook` section of config.yaml"
+                )
+
+
+def variant_terms(variant: str) -> tuple[bool, bool]:
+    """(pull on, push on) of an ablation variant; ValueError for an unknown name."""
+    try:
+        return VARIANT_TERMS[variant]
+    except KeyError:
+        raise ValueError(
+            f"codebook variant {variant!r} is unknown: expected one of {sorted(VARIANT_TERMS)} "
+            "(config `variants`)"
+        ) from None
