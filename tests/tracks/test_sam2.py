@@ -184,3 +184,18 @@ def test_mismatched_checkpoint_is_refused_before_any_frame(tiny_scene, tmp_path)
             scene, masks, cfg=tiny_cfg(tmp_path / "missing.pt"), out_path=tmp_path / "t.h5", device="cpu"
         )
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_tiny_sam2_reseeds_unmatched_masks_after_tracking_started(tiny_scene, tiny_ckpt, tmp_path):
+    # Random weights lose every track after frame 0, so frames 1 and 2 seed new tracks: SAM2 gets new
+    # objects on a frame it has already tracked, and propagates again from there.
+    scene = first_frames(tiny_scene, 3)
+    masks = write_gt_masks(scene, tmp_path / "wp.h5", layer="whole_id", level=2)
+    frames = track_masks(
+        scene, masks, cfg=tiny_cfg(tiny_ckpt, reseed_unmatched=True), out_path=tmp_path / "t.h5", device="cpu"
+    )
+    k0 = frames[0].n_masks
+    n_tracks = read_tracks(tmp_path / "t.h5").n_tracks
+    assert n_tracks > k0
+    later = np.concatenate([f.labels for f in frames[1:]])
+    assert (later >= 0).all() and later.max() == n_tracks - 1  # every mask unmatched at first now has a track

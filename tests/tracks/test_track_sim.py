@@ -189,3 +189,16 @@ def test_tracks_attrs_record_params_and_inputs(tiny_scene, part_masks, tmp_path)
         assert params["seed"] == 7 and params["iou_thresh"] == 0.5 and params["backend"] == "sim"
         assert read_json_attr(f, "inputs")["masks"].endswith("sp.h5")
         assert int(f.attrs["n_tracks"]) > 0
+
+
+def test_accuracy_figure_is_one_for_perfect_tracks_and_drops_with_errors(tiny_scene, part_masks, tmp_path):
+    from ccl.tracks.evaluate import track_label_accuracy
+
+    track_masks(tiny_scene, part_masks, cfg=PERFECT, out_path=tmp_path / "a.h5")
+    perfect = track_label_accuracy(tiny_scene, part_masks, tmp_path / "a.h5")
+    assert perfect.right_fraction == 1.0 and perfect.labelled_precision == 1.0
+    assert perfect.n_masks == sum(len(i) for i in gt_ids(tiny_scene)[1:])
+    noisy = TracksConfig(sim_drift_rate=0.3, sim_swap_rate=0.3)
+    track_masks(tiny_scene, part_masks, cfg=noisy, out_path=tmp_path / "b.h5", seed=1)
+    worse = track_label_accuracy(tiny_scene, part_masks, tmp_path / "b.h5")
+    assert worse.right_fraction < 1.0 and worse.trackable_recall < perfect.trackable_recall
