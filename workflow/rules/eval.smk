@@ -26,7 +26,9 @@ for _name in TABLE_NAMES:
     TABLE_OUTPUTS[f"{_name}_md"] = f"results/tables/{_name}.md"
 
 # Until the splat and codebook stages define their rules, evaluation cannot be wired (dry runs stay valid).
-if {"train_language", "codebook"} <= {r.name for r in workflow.rules} and EVAL_SCENES:
+if {"train_language", "train_codebook"} <= {
+    r.name for r in workflow.rules
+} and EVAL_SCENES:
 
     rule evaluate:
         input:
@@ -36,7 +38,7 @@ if {"train_language", "codebook"} <= {r.name for r in workflow.rules} and EVAL_S
                 rules.train_language.output.field, scale=SCALES, allow_missing=True
             ),
             codebooks=expand(
-                rules.codebook.output.codebook, scale=SCALES, allow_missing=True
+                rules.train_codebook.output.codebook, scale=SCALES, allow_missing=True
             ),
         output:
             queries="results/{scene}/eval/{variant}/queries.csv",

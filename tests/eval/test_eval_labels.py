@@ -140,3 +140,10 @@ def test_frame_name_comes_from_info_name(tmp_path):
     with pytest.warns(LabelWarning, match="differs from the file name"):
         fl = read_lerf_labels(renamed)
     assert fl.frame == "frame_00007"
+
+
+def test_touching_edges_are_not_crossings():
+    # a traced contour going out along a one-pixel spike and back: edges overlap but never cross
+    spike = [[0, 0], [10, 0], [10, 5], [20, 5], [10, 5], [10, 10], [0, 10]]
+    assert not is_self_intersecting(spike)
+    assert is_self_intersecting([[0, 0], [10, 10], [10, 0], [0, 10]])
