@@ -4,7 +4,9 @@
 from ccl.config import section
 from ccl.features.config import FeaturesConfig
 
-FEATURES = section(FeaturesConfig, config.get("features"), where="config.yaml: features")
+FEATURES = section(
+    FeaturesConfig, config.get("features"), where="config.yaml: features"
+)
 
 
 rule clip_features:
@@ -13,22 +15,24 @@ rule clip_features:
         masks=rules.merge_masks.output.masks,
     output:
         features="results/{scene}/features/{scale}.h5",
+    log:
+        "logs/clip_features/{scene}_{scale}.log",
+    benchmark:
+        "benchmarks/clip_features/{scene}_{scale}.tsv"
+    resources:
+        mem_mb=per_attempt(8000 if FEATURES.backend == "open_clip" else 2000),
+        runtime=per_attempt(240 if FEATURES.backend == "open_clip" else 30),
+        gpu=GPU_JOB if FEATURES.backend == "open_clip" else 0,
     params:
         features=config["features"],
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
         cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
-    log:
-        "logs/clip_features/{scene}_{scale}.log",
-    benchmark:
-        "benchmarks/clip_features/{scene}_{scale}.tsv"
-    resources:
-        mem_mb=8000 if FEATURES.backend == "open_clip" else 2000,
-        runtime=240 if FEATURES.backend == "open_clip" else 30,
-        gpu=int(FEATURES.backend == "open_clip" and config["device"] == "cuda"),
     script:
         "../scripts/clip_features.py"
 
 
-ALL_TARGETS.extend(expand(rules.clip_features.output.features, scene=SCENES, scale=SCALES))
+ALL_TARGETS.extend(
+    expand(rules.clip_features.output.features, scene=SCENES, scale=SCALES)
+)

@@ -18,9 +18,9 @@ rule sam_masks:
     benchmark:
         "benchmarks/sam_masks/{scene}.tsv"
     resources:
-        mem_mb=16000 if MASKS.backend == "sam" else 2000,
-        runtime=600 if MASKS.backend == "sam" else 30,
-        gpu=int(MASKS.backend == "sam" and config["device"] == "cuda"),
+        mem_mb=per_attempt(16000 if MASKS.backend == "sam" else 2000),
+        runtime=per_attempt(600 if MASKS.backend == "sam" else 30),
+        gpu=GPU_JOB if MASKS.backend == "sam" else 0,
     params:
         masks=MASKS.generation_params(),
         scene_load=config["scene_load"],
@@ -42,8 +42,8 @@ rule merge_masks:
     benchmark:
         "benchmarks/merge_masks/{scene}_{scale}.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     params:
         masks=MASKS.merge_params(),
     script:

@@ -10,8 +10,8 @@ rule synthetic_scene:
     benchmark:
         "benchmarks/synthetic_scene/{scene}.tsv"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         synthetic=config["synthetic"],
         seed=config["seed"],
@@ -27,8 +27,8 @@ rule scene_manifest:
     log:
         "logs/scene_manifest/{scene}.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         entry=scene_entry,
         source_dir=scene_source_dir,

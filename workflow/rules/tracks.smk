@@ -13,20 +13,20 @@ rule track_masks:
         masks=rules.merge_masks.output.masks,
     output:
         tracks="results/{scene}/tracks/{scale}.h5",
+    log:
+        "logs/track_masks/{scene}_{scale}.log",
+    benchmark:
+        "benchmarks/track_masks/{scene}_{scale}.tsv"
+    resources:
+        mem_mb=per_attempt(16000 if TRACKS.backend == "sam2" else 2000),
+        runtime=per_attempt(600 if TRACKS.backend == "sam2" else 30),
+        gpu=GPU_JOB if TRACKS.backend == "sam2" else 0,
     params:
         tracks=config["tracks"],
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
         cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
-    log:
-        "logs/track_masks/{scene}_{scale}.log",
-    benchmark:
-        "benchmarks/track_masks/{scene}_{scale}.tsv"
-    resources:
-        mem_mb=16000 if TRACKS.backend == "sam2" else 2000,
-        runtime=600 if TRACKS.backend == "sam2" else 30,
-        gpu=int(TRACKS.backend == "sam2" and config["device"] == "cuda"),
     script:
         "../scripts/track_masks.py"
 
