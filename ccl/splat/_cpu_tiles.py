@@ -156,6 +156,75 @@ class _TileComposite(torch.autograd.Function):
         return v_means2d, v_conics, v_opac, v_colors, v_bg, None, None, None, None
 
 
+class _ProjectFused(torch.autograd.Function):
+    """C++ twin of `projection.project_gaussians` (gradients to means, quats, scales; none to cameras)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, dims, fparams):
+        lib = load_kernel()
+        sfx = "f64" if means.dtype == torch.float64 else "f32"
+        n_cams, n = int(dims[0]), int(dims[1])
+        means2d = means.new_empty(n_cams, n, 2)
+        conics = means.new_empty(n_cams, n, 3)
+        depths = means.new_empty(n_cams, n)
+        radii = torch.empty(n_cams, n, 2, dtype=torch.int32)
+        getattr(lib, f"ccl_splat_project_fwd_{sfx}")(
+            _ptr(dims), _ptr(fparams), _ptr(means), _ptr(quats), _ptr(scales), _ptr(opacities), _ptr(viewmats),
+            _ptr(Ks), _ptr(means2d), _ptr(conics), _ptr(depths), _ptr(radii), ctypes.c_int(torch.get_num_threads()),
+        )  # fmt: skip
+        ctx.mark_non_differentiable(radii)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, dims, fparams)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii):
+        means, quats, scales, viewmats, Ks, dims, fparams = ctx.saved_tensors
+        lib = load_kernel()
+        sfx = "f64" if means.dtype == torch.float64 else "f32"
+        n_cams, n = int(dims[0]), int(dims[1])
+        zeros = means.new_zeros
+        v_means2d = zeros(n_cams, n, 2) if v_means2d is None else v_means2d.contiguous()
+        v_conics = zeros(n_cams, n, 3) if v_conics is None else v_conics.contiguous()
+        v_depths = zeros(n_cams, n) if v_depths is None else v_depths.contiguous()
+        v_means, v_quats, v_scales = (
+            torch.empty_like(means),
+            torch.empty_like(quats),
+            torch.empty_like(scales),
+        )
+        getattr(lib, f"ccl_splat_project_bwd_{sfx}")(
+            _ptr(dims), _ptr(fparams), _ptr(means), _ptr(quats), _ptr(scales), _ptr(viewmats), _ptr(Ks),
+            _ptr(v_means2d), _ptr(v_conics), _ptr(v_depths), _ptr(v_means), _ptr(v_quats), _ptr(v_scales),
+            ctypes.c_int(torch.get_num_threads()),
+        )  # fmt: skip
+        return v_means, v_quats, v_scales, None, None, None, None, None
+
+
+def project_gaussians_cpu(
+    means, quats, scales, viewmats, Ks, width, height, *, opacities, eps2d, near_plane, far_plane
+):
+    """`projection.project_gaussians` by the C++ kernel, or by PyTorch when the kernel is unavailable or
+    the cameras need gradients (the kernel computes none for viewmats and Ks)."""
+    from ccl.splat.projection import Projection, project_gaussians
+
+    lib = load_kernel()
+    if (
+        lib is None
+        or means.dtype not in (torch.float32, torch.float64)
+        or (torch.is_grad_enabled() and (viewmats.requires_grad or Ks.requires_grad))
+    ):
+        return project_gaussians(
+            means, quats, scales, viewmats, Ks, width, height, opacities=opacities, eps2d=eps2d,
+            near_plane=near_plane, far_plane=far_plane,
+        )  # fmt: skip
+    dims = torch.tensor([viewmats.shape[0], means.shape[0], width, height], dtype=torch.int64)
+    fparams = torch.tensor([eps2d, near_plane, far_plane], dtype=means.dtype)
+    means2d, conics, depths, radii = _ProjectFused.apply(
+        means.contiguous(), quats.contiguous(), scales.contiguous(), opacities.contiguous(),
+        viewmats.detach().contiguous(), Ks.detach().contiguous(), dims, fparams,
+    )  # fmt: skip
+    return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
 def bin_tiles_kernel(lib, means2d, depths, radii, dims) -> tuple[Tensor, Tensor]:
     """`bin_tiles` in C++ (same lists, same order)."""
     sfx = "f64" if means2d.dtype == torch.float64 else "f32"

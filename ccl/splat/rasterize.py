@@ -141,7 +141,10 @@ def _rasterize_torch(
 
     from ccl.splat.projection import project_gaussians
 
-    proj = project_gaussians(
+    project = project_gaussians
+    if compositor is _composite_cpu:
+        from ccl.splat._cpu_tiles import project_gaussians_cpu as project
+    proj = project(
         means, quats, scales, viewmats, Ks, width, height,
         opacities=opacities, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
     )  # fmt: skip
