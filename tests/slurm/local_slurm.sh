@@ -101,6 +101,11 @@ CONF
   echo "PlugStackConfig=$dir/plugstack.conf" >> "$dir/slurm.conf"
 
   export SLURM_CONF=$dir/slurm.conf
+  # Job steps (srun inside a batch job) look for the config at the default path, whatever the
+  # submitter's environment says: link ours there unless a real one is installed.
+  if [ ! -e /etc/slurm/slurm.conf ] || [ -L /etc/slurm/slurm.conf ]; then
+    mkdir -p /etc/slurm && ln -sfn "$dir/slurm.conf" /etc/slurm/slurm.conf
+  fi
   slurmdbd   # reads slurmdbd.conf beside $SLURM_CONF
   wait_for 60 sacctmgr -i show cluster
   sacctmgr -i add cluster ccltest >/dev/null 2>&1 || true
@@ -118,6 +123,7 @@ stop() {
     [ -f "$dir/$pidfile.pid" ] && kill "$(cat "$dir/$pidfile.pid")" 2>/dev/null || true
   done
   [ -f "$dir/munge/munged.pid" ] && kill "$(cat "$dir/munge/munged.pid")" 2>/dev/null || true
+  if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$dir/slurm.conf" ]; then rm -f /etc/slurm/slurm.conf; fi
   sleep 1
 }
 
