@@ -14,34 +14,38 @@ SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, like: Any) -> Any:
+def _gaussian_1d(size: int, sigma: float, like: Any) -> Any:
     import torch
 
     x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    w = g[:, None] * g[None, :]
-    return w.expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
 
 
 def ssim(img: Any, ref: Any) -> Any:
-    """Mean SSIM of two [..., H, W, C] images (zero padding at the borders, as 3DGS)."""
+    """Mean SSIM of two [..., H, W, C] images (zero padding at the borders, as 3DGS).
+
+    The 2D Gaussian window is separable: one 11-tap pass along rows, one along columns (the same
+    result as 3DGS's 11×11 convolution, five times fewer operations).
+    """
+    import torch
     import torch.nn.functional as F
 
     assert img.shape == ref.shape, (img.shape, ref.shape)
     c = img.shape[-1]
     x = img.reshape(-1, *img.shape[-3:]).permute(0, 3, 1, 2)  # [B, C, H, W]
     y = ref.reshape(-1, *ref.shape[-3:]).permute(0, 3, 1, 2)
-    w = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, c, x)
+    g = _gaussian_1d(SSIM_WINDOW, SSIM_SIGMA, x)
+    n = 5 * c  # the five blurred maps of every channel in one grouped convolution
+    w_row = g.reshape(1, 1, 1, -1).expand(n, 1, 1, SSIM_WINDOW)
+    w_col = g.reshape(1, 1, -1, 1).expand(n, 1, SSIM_WINDOW, 1)
     pad = SSIM_WINDOW // 2
-
-    def blur(t: Any) -> Any:
-        return F.conv2d(t, w, padding=pad, groups=c)
-
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x**2
-    syy = blur(y * y) - mu_y**2
-    sxy = blur(x * y) - mu_x * mu_y
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [B, 5C, H, W]
+    blurred = F.conv2d(F.conv2d(stack, w_row, padding=(0, pad), groups=n), w_col, padding=(pad, 0), groups=n)
+    mu_x, mu_y, exx, eyy, exy = blurred.split(c, dim=1)
+    sxx = exx - mu_x**2
+    syy = eyy - mu_y**2
+    sxy = exy - mu_x * mu_y
     num = (2 * mu_x * mu_y + SSIM_C1) * (2 * sxy + SSIM_C2)
     den = (mu_x**2 + mu_y**2 + SSIM_C1) * (sxx + syy + SSIM_C2)
     return (num / den).mean()

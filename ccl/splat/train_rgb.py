@@ -367,6 +367,7 @@ def optimise(
     from ccl.splat.checkpoint import save_train_state
 
     last_saved: int | None = start if start > 0 else None
+    recent: list[float] = []
     for step in progress(range(start, iterations), desc=desc, total=iterations, initial=start):
         lrs = run.learning_rates(step)
         for name, opt in run.optimizers.items():
@@ -376,8 +377,9 @@ def optimise(
         losses, info = step_fn(step)
         for name, value in losses.items():
             if not torch.isfinite(value):
-                _diverged(desc, step, f"loss {name!r} is {float(value)}", state_path, last_saved)
+                _diverged(desc, step, f"loss {name!r} is {float(value.detach())}", state_path, last_saved)
         loss = sum(losses.values())
+        recent.append(float(loss.detach()))
         if info is not None and run.strategy is not None:
             strat.step_pre_backward(run.strategy, run.params, run.optimizers, run.strategy_state, step, info)
         loss.backward()
@@ -393,6 +395,17 @@ def optimise(
                 means_lr=lrs.get("means", 0.0),
             )  # fmt: skip
         done = step + 1
+        if done % checkpoint_every == 0 or done == iterations:
+            log.info(
+                "%s: step %d/%d, loss %.4f (mean of the last %d steps), %d Gaussians",
+                desc,
+                done,
+                iterations,
+                float(np.mean(recent)),
+                len(recent),
+                len(run.params["features" if "means" not in run.params else "means"]),
+            )
+            recent.clear()
         if state_path is not None and done % checkpoint_every == 0 and done < iterations:
             save_train_state(
                 state_path,

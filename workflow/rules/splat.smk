@@ -1,1 +1,79 @@
-# The splat stage's rules (filled in by its issue; see docs/contracts.md).
+# Gaussian fields (paper 3.1, 3.4). train_rgb: the colour field of a scene (3DGS on the posed images,
+# densified by gsplat's strategy) → results/{scene}/gaussians/rgb.safetensors + rgb.metrics.json
+# (held-out PSNR). train_language: per codebook variant and scale, an 8-dim feature per Gaussian and
+# the decoder into the codebook's classes, trained on the index maps (masks × prototype index), on the
+# colour field's frozen geometry (or jointly with colour when language.joint) → {variant}/{scale}.*
+# An interrupted job resumes from its *.partial.safetensors on the next run (deleted on success).
+# Keys and defaults come from ccl.splat.RgbConfig / LanguageConfig (= the schemas'); bad values stop here.
+from ccl.config import section
+from ccl.splat.config import LanguageConfig, RgbConfig
+
+RGB = section(RgbConfig, config.get("rgb"), where="config.yaml: rgb")
+RGB.validate()
+LANGUAGE = section(
+    LanguageConfig, config.get("language"), where="config.yaml: language"
+)
+LANGUAGE.validate()
+
+
+rule train_rgb:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+    output:
+        field="results/{scene}/gaussians/rgb.safetensors",
+        metrics="results/{scene}/gaussians/rgb.metrics.json",
+    log:
+        "logs/train_rgb/{scene}.log",
+    benchmark:
+        "benchmarks/train_rgb/{scene}.tsv"
+    threads: 8
+    resources:
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(240),
+        gpu=GPU_JOB,
+    params:
+        rgb=config["rgb"],
+        scene_load=config["scene_load"],
+        seed=config["seed"],
+        device=config["device"],
+        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+    script:
+        "../scripts/train_rgb.py"
+
+
+rule train_language:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+        masks=rules.merge_masks.output.masks,
+        codebook=rules.train_codebook.output.codebook,
+        # a joint run fits its own geometry: it does not wait for (or rerun with) the colour field
+        rgb=[] if LANGUAGE.joint else rules.train_rgb.output.field,
+    output:
+        field="results/{scene}/gaussians/{variant}/{scale}.safetensors",
+        metrics="results/{scene}/gaussians/{variant}/{scale}.metrics.json",
+    log:
+        "logs/train_language/{scene}_{variant}_{scale}.log",
+    benchmark:
+        "benchmarks/train_language/{scene}_{variant}_{scale}.tsv"
+    threads: 8
+    resources:
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
+        gpu=GPU_JOB,
+    params:
+        language=config["language"],
+        rgb=config["rgb"],
+        scene_load=config["scene_load"],
+        seed=config["seed"],
+        device=config["device"],
+        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+    script:
+        "../scripts/train_language.py"
+
+
+ALL_TARGETS.extend(expand(rules.train_rgb.output.field, scene=SCENES))
+ALL_TARGETS.extend(
+    expand(
+        rules.train_language.output.field, scene=SCENES, variant=VARIANTS, scale=SCALES
+    )
+)

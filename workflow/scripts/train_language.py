@@ -1,0 +1,30 @@
+# The language field of one scene, codebook variant and scale (ccl.splat.train_language)
+# → gaussians/{variant}/{scale}.safetensors + .metrics.json.
+from ccl.runlog import script_logging
+
+with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+    import torch
+
+    from ccl.config import section
+    from ccl.scene import SceneLoadConfig
+    from ccl.splat import LanguageConfig, RgbConfig, train_language
+
+    torch.set_num_threads(snakemake.threads)  # noqa: F821
+    params = snakemake.params  # noqa: F821
+    inputs = snakemake.input  # noqa: F821
+    train_language(
+        snakemake.output.field,  # noqa: F821
+        manifest=inputs.manifest,
+        scene_load=section(SceneLoadConfig, params.scene_load, where="config.yaml: scene_load"),
+        masks_path=inputs.masks,
+        codebook_path=inputs.codebook,
+        rgb_path=inputs.rgb or None,
+        cfg=section(LanguageConfig, params.language, where="config.yaml: language"),
+        rgb_cfg=section(RgbConfig, params.rgb, where="config.yaml: rgb"),
+        seed=params.seed,
+        device=params.device,
+        scale=snakemake.wildcards.scale,  # noqa: F821
+        variant=snakemake.wildcards.variant,  # noqa: F821
+        metrics_path=snakemake.output.metrics,  # noqa: F821
+        cache_dir=params.cache_dir,
+    )

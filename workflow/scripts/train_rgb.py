@@ -1,0 +1,22 @@
+# The colour field of one scene (ccl.splat.train_rgb) → gaussians/rgb.safetensors + rgb.metrics.json.
+from ccl.runlog import script_logging
+
+with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+    import torch
+
+    from ccl.config import section
+    from ccl.scene import SceneLoadConfig
+    from ccl.splat import RgbConfig, train_rgb
+
+    torch.set_num_threads(snakemake.threads)  # noqa: F821
+    params = snakemake.params  # noqa: F821
+    train_rgb(
+        snakemake.output.field,  # noqa: F821
+        manifest=snakemake.input.manifest,  # noqa: F821
+        scene_load=section(SceneLoadConfig, params.scene_load, where="config.yaml: scene_load"),
+        cfg=section(RgbConfig, params.rgb, where="config.yaml: rgb"),
+        seed=params.seed,
+        device=params.device,
+        metrics_path=snakemake.output.metrics,  # noqa: F821
+        cache_dir=params.cache_dir,
+    )
