@@ -26,10 +26,10 @@ class CodebookConfig:
     lambda_pull: float = 0.25  # weight of L_pull (eq. 8)
     lambda_push: float = 0.25  # weight of L_push (eq. 8)
     margin: float = 0.7  # m of eq. 7: different-label prototypes are pushed only above this cosine
-    lr: float = 0.002  # Adam learning rate on the prototype parameters
+    lr: float = 0.01  # Adam learning rate on the prototype parameters
     iterations: int = 500  # optimisation steps
     batch_size: int = 2048  # masks per step for L_max (all masks when there are fewer)
-    pairs_per_step: int = 1024  # same-label pairs, and as many different-label pairs, drawn per step
+    pairs_per_step: int = 512  # same-label pairs, and as many different-label pairs, drawn per step
     init: str = "kmeans++"  # "kmeans++" (+ spherical k-means) on the unit sphere, or "random" masks
     kmeans_iterations: int = 10  # spherical Lloyd iterations after k-means++ seeding (0 = seeding only)
     kmeans_max_samples: int = 50000  # masks (drawn at random) used for initialisation, bounds its cost

@@ -1,1 +1,47 @@
-# The codebook stage's rules (filled in by its issue; see docs/contracts.md).
+# Codebook: N prototypes learned from every mask's CLIP feature with the track labels (eq. 4-8), once
+# per loss variant (config `variants`: full, base = L_max only, pull, push); every mask gets the index
+# of its nearest prototype. Downstream stages run once per variant through the {variant} wildcard.
+# Keys and defaults come from ccl.codebook.CodebookConfig (= the schema's), so a bad value stops here.
+from ccl.codebook.config import CodebookConfig
+from ccl.config import section
+
+CODEBOOK = section(
+    CodebookConfig, config.get("codebook"), where="config.yaml: codebook"
+)
+CODEBOOK.validate()
+
+
+rule train_codebook:
+    input:
+        manifest=rules.scene_manifest.output.manifest,
+        features=rules.clip_features.output.features,
+        tracks=rules.track_masks.output.tracks,
+    output:
+        codebook="results/{scene}/codebook/{variant}/{scale}.h5",
+        diagnostics="results/{scene}/codebook/{variant}/{scale}.diagnostics.json",
+        loss_plot="results/{scene}/codebook/{variant}/{scale}.loss.png",
+    log:
+        "logs/train_codebook/{scene}_{variant}_{scale}.log",
+    benchmark:
+        "benchmarks/train_codebook/{scene}_{variant}_{scale}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=int(config["device"] == "cuda"),
+    params:
+        codebook=config["codebook"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/train_codebook.py"
+
+
+ALL_TARGETS.extend(
+    expand(
+        rules.train_codebook.output.codebook,
+        scene=SCENES,
+        variant=VARIANTS,
+        scale=SCALES,
+    )
+)
