@@ -7,12 +7,17 @@ Cases (D = 11 channels = 3 colour + 8 language feature, one camera, float32):
   worst case for early termination). Gaussian sizes scale with 1/sqrt(N) so both resolutions have the
   same coverage per pixel.
 
-Every (case, backend) runs in a fresh subprocess: 1 warm-up then the median of `repeats` timed runs of
-forward + backward (loss = weighted sum of colours, alpha and depth), wall clock and process CPU time,
-and the peak memory as the growth of the process's peak RSS (getrusage ru_maxrss) over its RSS after
-the inputs are built. The dense reference ("reference" backend: every Gaussian x every pixel, chunked
-and checkpointed) on the 100k / 256^2 case is measured on a 256 x 16 strip (1/16 of the pixels) and
-scaled by 16 (its cost is linear in the pixel count), labelled as estimated.
+Every (case, backend, threads) runs in a fresh subprocess: 1 warm-up then the median of `repeats` timed
+runs of forward + backward (loss = weighted sum of colours, alpha and depth), wall clock and process
+CPU time, and the peak memory as the growth of the process's peak RSS (getrusage ru_maxrss) over its
+RSS after the inputs are built. Workers run with MALLOC_MMAP_THRESHOLD_=131072 so that glibc returns
+large freed blocks to the OS and peak RSS measures what is in use, not heap fragmentation (without it
+the dense reference's RSS grows to ~10 GB at 20k / 128^2 though it never holds more than one chunk).
+The CPU backend runs with 1 thread and with torch's default thread count; the dense reference
+("reference" backend: every Gaussian x every pixel, chunked and checkpointed) with 1 thread, once, no
+warm-up (a run takes minutes); speed-ups compare equal thread counts. On the 100k / 256^2 case the
+dense reference renders a 256 x 16 strip (1/16 of the pixels) and its time is scaled by 16 (its cost
+is linear in the pixel count), labelled as estimated.
 
 Writes bench/out/rasterizer.json. Run: python -m bench.rasterizer [--quick]
 """
@@ -114,13 +119,14 @@ def _rss_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def worker(scene: str, case: str, backend: str, repeats: int) -> dict:
+def worker(scene: str, case: str, backend: str, repeats: int, threads: int) -> dict:
     """One measurement, run in its own process so the peak-RSS figure is this measurement's."""
     import torch
 
     from ccl.splat import rasterize
     from ccl.splat._cpu_kernel import load_kernel
 
+    torch.set_num_threads(threads)
     n, size = CASES[case]
     height = size
     note = None
@@ -148,10 +154,11 @@ def worker(scene: str, case: str, backend: str, repeats: int) -> dict:
             stats["mean_radius_px"] = round(float(radii[vis].float().mean()), 2)
             box = (2 * radii[vis].float() + 1).prod(-1).sum()
             stats["box_area_per_pixel"] = round(float(box) / (size * height), 1)
-            stats["alpha_mean"] = round(float(out.alpha.mean()), 4)
+            stats["alpha_mean"] = round(float(out.alpha.detach().mean()), 4)
 
     rss0 = _rss_kb()
-    run()  # warm-up
+    if repeats > 1:
+        run()  # warm-up
     walls, cpus = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -169,6 +176,7 @@ def worker(scene: str, case: str, backend: str, repeats: int) -> dict:
         "width": size,
         "height": size,
         "channels": D,
+        "threads": torch.get_num_threads(),
         "fwd_bwd_wall_s": round(med(walls) * scale, 4),
         "fwd_bwd_cpu_s": round(med(cpus) * scale, 4),
         "wall_runs_s": [round(w * scale, 4) for w in walls],
@@ -182,10 +190,21 @@ def worker(scene: str, case: str, backend: str, repeats: int) -> dict:
     return res
 
 
-def _run_worker(scene: str, case: str, backend: str, repeats: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.rasterizer", "--worker", scene, case, backend, str(repeats)]
+def _run_worker(scene: str, case: str, backend: str, repeats: int, threads: int) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.rasterizer",
+        "--worker",
+        scene,
+        case,
+        backend,
+        str(repeats),
+        str(threads),
+    ]
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
     if proc.returncode != 0:
         return {"scene": scene, "case": case, "backend": backend, "error": proc.stderr[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -201,26 +220,33 @@ def main(argv: list[str] | None = None) -> dict:
     load0 = os.getloadavg()
     t0 = time.time()
     results = []
+    default_threads = torch.get_num_threads()
     for scene in SCENES:
         for case in CASES:
-            cpu = _run_worker(scene, case, "cpu", repeats)
-            results.append(cpu)
-            print(json.dumps(cpu), flush=True)
+            cpus = [_run_worker(scene, case, "cpu", repeats, t) for t in sorted({1, default_threads})]
+            for r in cpus:
+                results.append(r)
+                print(json.dumps(r), flush=True)
             if args.quick and case == "100k_256":
                 continue
-            ref = _run_worker(scene, case, "reference", 1 if case == "100k_256" else 2)
+            ref = _run_worker(scene, case, "reference", 1, 1)
             results.append(ref)
             print(json.dumps(ref), flush=True)
-            if "error" not in cpu and "error" not in ref:
-                cpu["speedup_vs_dense_wall"] = round(ref["fwd_bwd_wall_s"] / cpu["fwd_bwd_wall_s"], 1)
-                cpu["speedup_vs_dense_cpu"] = round(ref["fwd_bwd_cpu_s"] / cpu["fwd_bwd_cpu_s"], 1)
+            for cpu in cpus:
+                if "error" in cpu or "error" in ref:
+                    continue
+                cpu["dense_reference_1_thread_wall_s"] = ref["fwd_bwd_wall_s"]
+                cpu["speedup_vs_dense_1_thread_wall"] = round(
+                    ref["fwd_bwd_wall_s"] / cpu["fwd_bwd_wall_s"], 1
+                )
+                cpu["speedup_vs_dense_1_thread_cpu"] = round(ref["fwd_bwd_cpu_s"] / cpu["fwd_bwd_cpu_s"], 1)
                 cpu["dense_estimated"] = ref["estimated"]
     out = {
         "benchmark": "rasterizer",
         "command": "python -m bench.rasterizer" + (" --quick" if args.quick else ""),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads_default": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "dtype": "float32",
         "load_average_before": [round(x, 2) for x in load0],
@@ -243,6 +269,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
+        print(json.dumps(worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))))
     else:
         main(sys.argv[1:])

@@ -199,26 +199,35 @@ struct Gauss {
 // channel-major ([K][pixels]) so that the chunk loops run over contiguous pixels.
 template <typename T>
 struct Scratch {
-    std::vector<T> tr, acc, pt, pr;
+    std::vector<T> tr, acc, pt, pr, cv;
     std::vector<int32_t> last, done, active, cactive, rowlast;
     alignas(64) T sig[L], g[L], raw[L], w[L], A[L], OM[L], TB[L], va[L], mk[L];
 };
 
+// Channels blended per Gaussian: the D colour channels (shared by all cameras) and the camera-space depth
+// (per camera) as channel D, whose blend divided by alpha is the expected depth (gsplat's "ED").
+template <typename T>
+inline void load_channels(const T* colors, const T* depths, int64_t D, int64_t g, int64_t idx, T* cv) {
+    for (int64_t k = 0; k < D; ++k) cv[k] = colors[g * D + k];
+    cv[D] = depths[idx];
+}
+
 template <typename T>
 void forward(const Dims& d, const T* means2d, const T* conics, const T* opac, const T* colors,
-             const T* bg, const int32_t* radii, const int64_t* offsets, const int64_t* ids, T* out,
-             T* alpha, T* t_final, int32_t* last_out, int nthreads) {
+             const T* depths, const T* bg, const int32_t* radii, const int64_t* offsets, const int64_t* ids,
+             T* out, T* alpha, T* depth_out, T* t_final, int32_t* last_out, int nthreads) {
     // (captured by value below: captured by reference they were re-loaded as gathers in the vector loops)
     const T athr = T(1) / T(255), amax = T(0.999), tmin = T(1e-4);
-    const int64_t K = d.K;
+    const int64_t D = d.K, K = d.K + 1;
     std::vector<Scratch<T>> scratch(std::max(nthreads, 1));
-    parallel_for(d.C * d.tx * d.ty, nthreads, [&, athr, amax, tmin, K](int64_t ti, int tid) {
+    parallel_for(d.C * d.tx * d.ty, nthreads, [&, athr, amax, tmin, D, K](int64_t ti, int tid) {
         const Tile tl = tile_of(d, offsets, ti);
         const int64_t tw = tl.x1 - tl.x0, th = tl.y1 - tl.y0, stride = (tw + L - 1) / L * L;
         const int64_t npix = th * tw, npad = th * stride;
         Scratch<T>& sc = scratch[tid];
         sc.tr.assign(npad, T(1));
         sc.acc.assign(npad * K, T(0));
+        sc.cv.resize(K);
         sc.last.assign(npad, -1);
         sc.done.assign(npad, 0);
         for (int64_t ry = 0; ry < th; ++ry)
@@ -231,12 +240,13 @@ void forward(const Dims& d, const T* means2d, const T* conics, const T* opac, co
         int32_t* __restrict done = sc.done.data();
         int32_t* __restrict last = sc.last.data();
         const T *sig = sc.sig, *raw = sc.raw;
+        T* col = sc.cv.data();
         int64_t ndone = 0;
         Gauss<T> gs;
         for (int64_t j = tl.s; j < tl.e && ndone < npix; ++j) {
             const int64_t g = ids[j], idx = tl.cam * d.N + g;
             if (!gs.load(tl, idx, means2d, conics, opac, g, radii)) continue;
-            const T* col = colors + idx * K;
+            load_channels(colors, depths, D, g, idx, col);
             const int32_t jpos = (int32_t)(j - tl.s);
             for (int64_t y = gs.ya; y < gs.yb; ++y) {
                 if (sc.active[y - tl.y0] == 0) continue;
@@ -279,10 +289,11 @@ void forward(const Dims& d, const T* means2d, const T* conics, const T* opac, co
         for (int64_t y = tl.y0; y < tl.y1; ++y)
             for (int64_t x = tl.x0; x < tl.x1; ++x) {
                 const int64_t p = (y - tl.y0) * stride + (x - tl.x0), pix = (tl.cam * d.H + y) * d.W + x;
-                const T t = tr[p];
-                for (int64_t k = 0; k < K; ++k)
-                    out[pix * K + k] = sc.acc[k * npad + p] + (bg ? t * bg[tl.cam * K + k] : T(0));
-                alpha[pix] = T(1) - t;
+                const T t = tr[p], a = T(1) - t;
+                for (int64_t k = 0; k < D; ++k)
+                    out[pix * D + k] = sc.acc[k * npad + p] + (bg ? t * bg[tl.cam * D + k] : T(0));
+                alpha[pix] = a;
+                depth_out[pix] = sc.acc[D * npad + p] / std::max(a, T(1e-10));
                 t_final[pix] = t;
                 last_out[pix] = last[p];
             }
@@ -291,22 +302,20 @@ void forward(const Dims& d, const T* means2d, const T* conics, const T* opac, co
 
 template <typename T>
 void backward(const Dims& d, const T* means2d, const T* conics, const T* opac, const T* colors,
-              const T* bg, const int32_t* radii, const int64_t* offsets, const int64_t* ids,
-              const T* t_final, const int32_t* last_in, const T* v_out, const T* v_alpha, T* v_means2d,
-              T* v_conics, T* v_opac, T* v_colors, T* v_bg, int nthreads) {
+              const T* depths, const T* bg, const int32_t* radii, const int64_t* offsets, const int64_t* ids,
+              const T* t_final, const int32_t* last_in, const T* depth_out, const T* v_out, const T* v_alpha,
+              const T* v_depth, T* v_means2d, T* v_conics, T* v_opac, T* v_colors, T* v_depths, T* v_bg,
+              int nthreads) {
     const T athr = T(1) / T(255), amax = T(0.999);
-    const int64_t K = d.K, CN = d.C * d.N, ntiles = d.C * d.tx * d.ty;
+    const int64_t D = d.K, K = d.K + 1, CN = d.C * d.N, ntiles = d.C * d.tx * d.ty;
     nthreads = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, ntiles));
-    // thread 0 accumulates straight into the outputs, the others into zeroed buffers summed at the end
-    const int64_t sz_m = 2 * CN, sz_c = 3 * CN, sz_o = d.N, sz_col = CN * K, sz_bg = d.C * K;
-    std::vector<std::vector<T>> extra(nthreads - 1);
-    for (auto& e : extra) e.assign(sz_m + sz_c + sz_o + sz_col + sz_bg, T(0));
+    // one zeroed gradient buffer per thread, summed into the outputs at the end
+    const int64_t sz_m = 2 * CN, sz_c = 3 * CN, sz_o = d.N, sz_col = d.N * D, sz_d = CN, sz_bg = d.C * D;
+    std::vector<std::vector<T>> bufs(nthreads, std::vector<T>(sz_m + sz_c + sz_o + sz_col + sz_d + sz_bg, T(0)));
     std::vector<Scratch<T>> scratch(nthreads);
-    parallel_for(ntiles, nthreads, [&, athr, amax, K](int64_t ti, int tid) {
-        T *gm = v_means2d, *gc = v_conics, *go = v_opac, *gcol = v_colors, *gbg = v_bg;
-        if (tid > 0) {
-            gm = extra[tid - 1].data(); gc = gm + sz_m; go = gc + sz_c; gcol = go + sz_o; gbg = gcol + sz_col;
-        }
+    parallel_for(ntiles, nthreads, [&, athr, amax, D, K](int64_t ti, int tid) {
+        T* gm = bufs[tid].data();
+        T *gc = gm + sz_m, *go = gc + sz_c, *gcol = go + sz_o, *gdep = gcol + sz_col, *gbg = gdep + sz_d;
         const Tile tl = tile_of(d, offsets, ti);
         const int64_t tw = tl.x1 - tl.x0, th = tl.y1 - tl.y0, stride = (tw + L - 1) / L * L;
         const int64_t npad = th * stride;
@@ -314,7 +323,8 @@ void backward(const Dims& d, const T* means2d, const T* conics, const T* opac, c
         sc.tr.assign(npad, T(1));
         sc.pt.assign(npad, T(1));  // final transmittance
         sc.pr.assign(npad, T(0));  // dL/d(alpha_out) - <background, dL/d(colour)>
-        sc.acc.assign(2 * npad * K, T(0));  // [K][npad] colour "behind" the current Gaussian, [K][npad] dL/dcolour
+        sc.acc.assign(2 * npad * K, T(0));  // [K][npad] channels "behind" the current Gaussian, [K][npad] dL/dchannel
+        sc.cv.resize(K);
         sc.last.assign(npad, -1);
         sc.rowlast.assign(th, -1);
         T* __restrict behind = sc.acc.data();
@@ -323,20 +333,26 @@ void backward(const Dims& d, const T* means2d, const T* conics, const T* opac, c
         for (int64_t y = tl.y0; y < tl.y1; ++y)
             for (int64_t x = tl.x0; x < tl.x1; ++x) {
                 const int64_t p = (y - tl.y0) * stride + (x - tl.x0), pix = (tl.cam * d.H + y) * d.W + x;
-                sc.tr[p] = sc.pt[p] = t_final[pix];
+                const T tf = t_final[pix], a = T(1) - tf;
+                sc.tr[p] = sc.pt[p] = tf;
                 sc.last[p] = last_in[pix];
                 sc.rowlast[y - tl.y0] = std::max(sc.rowlast[y - tl.y0], last_in[pix]);
                 lastmax = std::max(lastmax, last_in[pix]);
                 T bgdot = T(0);
-                for (int64_t k = 0; k < K; ++k) {
-                    const T v = v_out[pix * K + k];
+                for (int64_t k = 0; k < D; ++k) {
+                    const T v = v_out ? v_out[pix * D + k] : T(0);
                     vo[k * npad + p] = v;
                     if (bg) {
-                        bgdot += bg[tl.cam * K + k] * v;
-                        gbg[tl.cam * K + k] += sc.pt[p] * v;
+                        bgdot += bg[tl.cam * D + k] * v;
+                        gbg[tl.cam * D + k] += tf * v;
                     }
                 }
-                sc.pr[p] = (v_alpha ? v_alpha[pix] : T(0)) - bgdot;
+                // depth = blended z / max(alpha, 1e-10): its gradient goes to the blended z and to alpha
+                T va_tot = v_alpha ? v_alpha[pix] : T(0);
+                const T vd = v_depth ? v_depth[pix] : T(0);
+                vo[D * npad + p] = vd / std::max(a, T(1e-10));
+                if (a > T(1e-10)) va_tot -= vd * depth_out[pix] / a;
+                sc.pr[p] = va_tot - bgdot;
             }
         T* __restrict tr = sc.tr.data();
         const T* __restrict tfin = sc.pt.data();
@@ -344,6 +360,7 @@ void backward(const Dims& d, const T* means2d, const T* conics, const T* opac, c
         const int32_t* __restrict last = sc.last.data();
         T *mk = sc.mk, *A = sc.A, *OM = sc.OM, *TB = sc.TB, *va = sc.va;
         const T *sig = sc.sig, *gg = sc.g, *raw = sc.raw;
+        T* col = sc.cv.data();
         Gauss<T> gs;
         // per-lane gradient accumulators of the current Gaussian ([K + 6][L]), summed across lanes once
         // per Gaussian rather than once per chunk
@@ -351,7 +368,7 @@ void backward(const Dims& d, const T* means2d, const T* conics, const T* opac, c
         for (int32_t jpos = lastmax; jpos >= 0; --jpos) {
             const int64_t g = ids[tl.s + jpos], idx = tl.cam * d.N + g;
             if (!gs.load(tl, idx, means2d, conics, opac, g, radii)) continue;
-            const T* col = colors + idx * K;
+            load_channels(colors, depths, D, g, idx, col);
             std::fill(lacc.begin(), lacc.end(), T(0));
             T* __restrict lcol = lacc.data();
             T* __restrict l_o = lcol + K * L;
@@ -419,24 +436,26 @@ void backward(const Dims& d, const T* means2d, const T* conics, const T* opac, c
                 for (int i = 0; i < L; ++i) acc += lacc[r * L + i];
                 sums[r] = acc;
             }
-            for (int64_t k = 0; k < K; ++k) gcol[idx * K + k] += sums[k];
+            for (int64_t k = 0; k < D; ++k) gcol[g * D + k] += sums[k];
+            gdep[idx] += sums[D];
             go[g] += sums[K];
             gc[3 * idx] += sums[K + 1]; gc[3 * idx + 1] += sums[K + 2]; gc[3 * idx + 2] += sums[K + 3];
             gm[2 * idx] += sums[K + 4]; gm[2 * idx + 1] += sums[K + 5];
         }
     });
-    for (const auto& e : extra) {
-        const T* p = e.data();
-        for (int64_t i = 0; i < sz_m; ++i) v_means2d[i] += p[i];
-        p += sz_m;
-        for (int64_t i = 0; i < sz_c; ++i) v_conics[i] += p[i];
-        p += sz_c;
-        for (int64_t i = 0; i < sz_o; ++i) v_opac[i] += p[i];
-        p += sz_o;
-        for (int64_t i = 0; i < sz_col; ++i) v_colors[i] += p[i];
-        p += sz_col;
-        if (v_bg)
-            for (int64_t i = 0; i < sz_bg; ++i) v_bg[i] += p[i];
+    T* outs[6] = {v_means2d, v_conics, v_opac, v_colors, v_depths, v_bg};
+    const int64_t sizes[6] = {sz_m, sz_c, sz_o, sz_col, sz_d, sz_bg};
+    int64_t off = 0;
+    for (int q = 0; q < 6; ++q) {
+        if (outs[q]) {
+            T* __restrict o = outs[q];
+            std::copy(bufs[0].begin() + off, bufs[0].begin() + off + sizes[q], o);
+            for (size_t b = 1; b < bufs.size(); ++b) {
+                const T* __restrict src = bufs[b].data() + off;
+                for (int64_t i = 0; i < sizes[q]; ++i) o[i] += src[i];
+            }
+        }
+        off += sizes[q];
     }
 }
 
@@ -651,21 +670,23 @@ inline Dims dims_of(const int64_t* v) { return Dims{v[0], v[1], v[2], v[3], v[4]
         bin_fill<T>(dims_of(dims), means2d, radii, order, offsets, ids);                               \
     }                                                                                                  \
     extern "C" void ccl_splat_fwd_##SFX(const int64_t* dims, const T* means2d, const T* conics,        \
-                                        const T* opac, const T* colors, const T* bg,                   \
+                                        const T* opac, const T* colors, const T* depths, const T* bg,  \
                                         const int32_t* radii, const int64_t* offsets,                  \
-                                        const int64_t* ids, T* out, T* alpha, T* t_final,              \
-                                        int32_t* last, int nthreads) {                                 \
-        forward<T>(dims_of(dims), means2d, conics, opac, colors, bg, radii, offsets, ids, out, alpha, \
-                   t_final, last, nthreads);                                                           \
+                                        const int64_t* ids, T* out, T* alpha, T* depth_out,            \
+                                        T* t_final, int32_t* last, int nthreads) {                     \
+        forward<T>(dims_of(dims), means2d, conics, opac, colors, depths, bg, radii, offsets, ids, out, \
+                   alpha, depth_out, t_final, last, nthreads);                                         \
     }                                                                                                  \
     extern "C" void ccl_splat_bwd_##SFX(const int64_t* dims, const T* means2d, const T* conics,        \
-                                        const T* opac, const T* colors, const T* bg,                   \
+                                        const T* opac, const T* colors, const T* depths, const T* bg,  \
                                         const int32_t* radii, const int64_t* offsets,                  \
                                         const int64_t* ids, const T* t_final, const int32_t* last,     \
-                                        const T* v_out, const T* v_alpha, T* v_means2d, T* v_conics,   \
-                                        T* v_opac, T* v_colors, T* v_bg, int nthreads) {               \
-        backward<T>(dims_of(dims), means2d, conics, opac, colors, bg, radii, offsets, ids, t_final,   \
-                    last, v_out, v_alpha, v_means2d, v_conics, v_opac, v_colors, v_bg, nthreads);      \
+                                        const T* depth_out, const T* v_out, const T* v_alpha,          \
+                                        const T* v_depth, T* v_means2d, T* v_conics, T* v_opac,        \
+                                        T* v_colors, T* v_depths, T* v_bg, int nthreads) {             \
+        backward<T>(dims_of(dims), means2d, conics, opac, colors, depths, bg, radii, offsets, ids,     \
+                    t_final, last, depth_out, v_out, v_alpha, v_depth, v_means2d, v_conics, v_opac,    \
+                    v_colors, v_depths, v_bg, nthreads);                                               \
     }
 
 CCL_EXPORT(float, f32)

@@ -68,8 +68,10 @@ def bin_tiles(
 def _composite_tiles_torch(
     means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size
 ):
-    from ccl.splat._reference import _composite_chunk
+    """PyTorch tile loop with the dense rule per tile; same inputs and outputs as `composite_tiles`."""
+    from ccl.splat._reference import _composite_chunk, with_depth_channel
 
+    colors, backgrounds = with_depth_channel(colors, depths, backgrounds)
     n_cams, _, k = colors.shape
     tx, ty = -(-width // tile_size), -(-height // tile_size)
     offsets, ids = bin_tiles(means2d, depths, radii, width, height, tile_size)
@@ -100,7 +102,13 @@ def _composite_tiles_torch(
     out, t_final = torch.stack(outs), torch.stack(ts)
     if backgrounds is not None:
         out = out + t_final * backgrounds[:, None, None, :]
-    return out, 1.0 - t_final
+    alpha = 1.0 - t_final
+    return out[..., :-1], alpha, out[..., -1:] / alpha.clamp(min=1e-10)
+
+
+def _threads() -> ctypes.c_int:
+    """Kernel threads: torch's intra-op thread count (torch.set_num_threads controls both)."""
+    return ctypes.c_int(torch.get_num_threads())
 
 
 def _ptr(t: Tensor | None) -> ctypes.c_void_p | None:
@@ -108,52 +116,64 @@ def _ptr(t: Tensor | None) -> ctypes.c_void_p | None:
 
 
 class _TileComposite(torch.autograd.Function):
-    """C++ tile compositing. Saves its inputs, the binning and two per-pixel by-products of the forward
-    (final transmittance, index of the last blended Gaussian in the tile list), as gsplat does."""
+    """C++ tile compositing. Saves its inputs, the binning and three per-pixel by-products of the
+    forward (final transmittance, index of the last blended Gaussian in the tile list, the expected
+    depth), as gsplat does."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, offsets, ids, dims):
+    def forward(ctx, means2d, conics, opacities, colors, depths, backgrounds, radii, offsets, ids, dims):
         lib = load_kernel()
         sfx = "f64" if means2d.dtype == torch.float64 else "f32"
-        n_cams, _, k = colors.shape
+        n_cams, d = depths.shape[0], colors.shape[-1]
         width, height = int(dims[3]), int(dims[4])
-        out = means2d.new_empty(n_cams, height, width, k)
+        out = means2d.new_empty(n_cams, height, width, d)
         alpha = means2d.new_empty(n_cams, height, width, 1)
+        depth = means2d.new_empty(n_cams, height, width, 1)
         t_final = means2d.new_empty(n_cams, height, width)
         last = torch.empty(n_cams, height, width, dtype=torch.int32)
         getattr(lib, f"ccl_splat_fwd_{sfx}")(
-            _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(backgrounds),
-            _ptr(radii), _ptr(offsets), _ptr(ids), _ptr(out), _ptr(alpha), _ptr(t_final), _ptr(last),
-            ctypes.c_int(torch.get_num_threads()),
+            _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(depths),
+            _ptr(backgrounds), _ptr(radii), _ptr(offsets), _ptr(ids), _ptr(out), _ptr(alpha), _ptr(depth),
+            _ptr(t_final), _ptr(last), _threads(),
         )  # fmt: skip
         ctx.save_for_backward(
-            means2d, conics, opacities, colors, backgrounds, radii, offsets, ids, dims, t_final, last
+            means2d,
+            conics,
+            opacities,
+            colors,
+            depths,
+            backgrounds,
+            radii,
+            offsets,
+            ids,
+            dims,
+            t_final,
+            last,
+            depth,
         )
-        return out, alpha
+        return out, alpha, depth
 
     @staticmethod
-    def backward(ctx, v_out, v_alpha):
-        means2d, conics, opacities, colors, backgrounds, radii, offsets, ids, dims, t_final, last = (
-            ctx.saved_tensors
-        )
+    def backward(ctx, v_out, v_alpha, v_depth):
+        (means2d, conics, opacities, colors, depths, backgrounds, radii, offsets, ids, dims, t_final, last,
+         depth) = ctx.saved_tensors  # fmt: skip
         lib = load_kernel()
         sfx = "f64" if means2d.dtype == torch.float64 else "f32"
-        if v_out is None:
-            v_out = means2d.new_zeros(t_final.shape + (colors.shape[-1],))
-        v_out = v_out.contiguous()
-        v_alpha = None if v_alpha is None else v_alpha.contiguous()
-        v_means2d = torch.zeros_like(means2d)
-        v_conics = torch.zeros_like(conics)
-        v_opac = torch.zeros_like(opacities)
-        v_colors = torch.zeros_like(colors)
-        v_bg = None if backgrounds is None else torch.zeros_like(backgrounds)
+        v_out, v_alpha, v_depth = (None if v is None else v.contiguous() for v in (v_out, v_alpha, v_depth))
+        v_means2d, v_conics = torch.empty_like(means2d), torch.empty_like(conics)
+        v_opac, v_colors, v_depths = (
+            torch.empty_like(opacities),
+            torch.empty_like(colors),
+            torch.empty_like(depths),
+        )
+        v_bg = None if backgrounds is None else torch.empty_like(backgrounds)
         getattr(lib, f"ccl_splat_bwd_{sfx}")(
-            _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(backgrounds),
-            _ptr(radii), _ptr(offsets), _ptr(ids), _ptr(t_final), _ptr(last), _ptr(v_out), _ptr(v_alpha),
-            _ptr(v_means2d), _ptr(v_conics), _ptr(v_opac), _ptr(v_colors), _ptr(v_bg),
-            ctypes.c_int(torch.get_num_threads()),
+            _ptr(dims), _ptr(means2d), _ptr(conics), _ptr(opacities), _ptr(colors), _ptr(depths),
+            _ptr(backgrounds), _ptr(radii), _ptr(offsets), _ptr(ids), _ptr(t_final), _ptr(last), _ptr(depth),
+            _ptr(v_out), _ptr(v_alpha), _ptr(v_depth), _ptr(v_means2d), _ptr(v_conics), _ptr(v_opac),
+            _ptr(v_colors), _ptr(v_depths), _ptr(v_bg), _threads(),
         )  # fmt: skip
-        return v_means2d, v_conics, v_opac, v_colors, v_bg, None, None, None, None
+        return v_means2d, v_conics, v_opac, v_colors, v_depths, v_bg, None, None, None, None
 
 
 class _ProjectFused(torch.autograd.Function):
@@ -170,7 +190,7 @@ class _ProjectFused(torch.autograd.Function):
         radii = torch.empty(n_cams, n, 2, dtype=torch.int32)
         getattr(lib, f"ccl_splat_project_fwd_{sfx}")(
             _ptr(dims), _ptr(fparams), _ptr(means), _ptr(quats), _ptr(scales), _ptr(opacities), _ptr(viewmats),
-            _ptr(Ks), _ptr(means2d), _ptr(conics), _ptr(depths), _ptr(radii), ctypes.c_int(torch.get_num_threads()),
+            _ptr(Ks), _ptr(means2d), _ptr(conics), _ptr(depths), _ptr(radii), _threads(),
         )  # fmt: skip
         ctx.mark_non_differentiable(radii)
         ctx.save_for_backward(means, quats, scales, viewmats, Ks, dims, fparams)
@@ -194,7 +214,7 @@ class _ProjectFused(torch.autograd.Function):
         getattr(lib, f"ccl_splat_project_bwd_{sfx}")(
             _ptr(dims), _ptr(fparams), _ptr(means), _ptr(quats), _ptr(scales), _ptr(viewmats), _ptr(Ks),
             _ptr(v_means2d), _ptr(v_conics), _ptr(v_depths), _ptr(v_means), _ptr(v_quats), _ptr(v_scales),
-            ctypes.c_int(torch.get_num_threads()),
+            _threads(),
         )  # fmt: skip
         return v_means, v_quats, v_scales, None, None, None, None, None
 
@@ -247,25 +267,27 @@ def composite_tiles(
     means2d: Tensor,  # [C, N, 2]
     conics: Tensor,  # [C, N, 3]
     opacities: Tensor,  # [N]
-    colors: Tensor,  # [C, N, K]
+    colors: Tensor,  # [N, D]
     depths: Tensor,  # [C, N]
     radii: Tensor,  # [C, N, 2] int32
     width: int,
     height: int,
-    backgrounds: Tensor | None,  # [C, K]
+    backgrounds: Tensor | None,  # [C, D]
     *,
     tile_size: int = 16,
-) -> tuple[Tensor, Tensor]:
-    """-> (colors [C, H, W, K] with background, alpha [C, H, W, 1]); the C++ kernel when it loads."""
-    args = (means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size)
+) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (colors [C, H, W, D] with background, alpha [C, H, W, 1], expected depth [C, H, W, 1]);
+    the C++ kernel when it loads, else the PyTorch tile loop."""
     if means2d.dtype not in (torch.float32, torch.float64) or load_kernel() is None:
-        return _composite_tiles_torch(*args)
-    n_cams, n, k = colors.shape
+        return _composite_tiles_torch(
+            means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size
+        )
+    n_cams, n = depths.shape
     tx, ty = -(-width // tile_size), -(-height // tile_size)
-    dims = torch.tensor([n_cams, n, k, width, height, tile_size, tx, ty], dtype=torch.int64)
+    dims = torch.tensor([n_cams, n, colors.shape[-1], width, height, tile_size, tx, ty], dtype=torch.int64)
     means2d, radii = means2d.contiguous(), radii.contiguous()
     offsets, ids = bin_tiles_kernel(load_kernel(), means2d, depths, radii, dims)
     return _TileComposite.apply(
-        means2d, conics.contiguous(), opacities.contiguous(), colors.contiguous(),
+        means2d, conics.contiguous(), opacities.contiguous(), colors.contiguous(), depths.contiguous(),
         None if backgrounds is None else backgrounds.contiguous(), radii, offsets, ids, dims,
     )  # fmt: skip

@@ -50,6 +50,46 @@ def _composite_chunk(
     return weights @ colors, t_final
 
 
+def with_depth_channel(
+    colors: Tensor,  # [N, D]
+    depths: Tensor,  # [C, N]
+    backgrounds: Tensor | None,  # [C, D]
+) -> tuple[Tensor, Tensor | None]:
+    """-> per-camera channels [C, N, D + 1] with camera z last, and backgrounds [C, D + 1] (0 for z), as
+    gsplat's "RGB+ED" render mode blends depth as one more channel."""
+    n_cams = depths.shape[0]
+    feats = torch.cat([colors.expand(n_cams, -1, -1), depths[..., None]], dim=-1)
+    if backgrounds is not None:
+        backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(n_cams, 1)], dim=-1)
+    return feats, backgrounds
+
+
+def composite_reference(
+    means2d: Tensor,  # [C, N, 2]
+    conics: Tensor,  # [C, N, 3]
+    opacities: Tensor,  # [N]
+    colors: Tensor,  # [N, D]
+    depths: Tensor,  # [C, N]
+    radii: Tensor,  # [C, N, 2] int32
+    width: int,
+    height: int,
+    backgrounds: Tensor | None,  # [C, D]
+    tile_size: int = 16,  # unused: no tiles here
+) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (colors [C, H, W, D] with background, alpha [C, H, W, 1], expected depth [C, H, W, 1])."""
+    feats, bgs = with_depth_channel(colors, depths, backgrounds)
+    outs, alphas = [], []
+    for c in range(means2d.shape[0]):
+        o, a = composite_dense(
+            means2d[c], conics[c], opacities, feats[c], depths[c], radii[c], width, height,
+            None if bgs is None else bgs[c],
+        )  # fmt: skip
+        outs.append(o)
+        alphas.append(a)
+    out, alpha = torch.stack(outs), torch.stack(alphas)
+    return out[..., :-1], alpha, out[..., -1:] / alpha.clamp(min=1e-10)
+
+
 def composite_dense(
     means2d: Tensor,  # [N, 2]
     conics: Tensor,  # [N, 3]

@@ -11,6 +11,7 @@ Backends (all with gsplat 1.5.3's conventions, see projection.py and _reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -99,33 +100,21 @@ def rasterize(
     )  # fmt: skip
 
 
-def _composite_reference(
-    means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size
-):
-    """[C, ...] projected Gaussians -> (colors [C, H, W, K], alpha [C, H, W, 1]), dense per camera."""
-    import torch
+def _composite_reference(*args):
+    from ccl.splat._reference import composite_reference
 
-    from ccl.splat._reference import composite_dense
-
-    outs, alphas = [], []
-    for c in range(means2d.shape[0]):
-        bg = None if backgrounds is None else backgrounds[c]
-        o, a = composite_dense(
-            means2d[c], conics[c], opacities, colors[c], depths[c], radii[c], width, height, bg
-        )
-        outs.append(o)
-        alphas.append(a)
-    return torch.stack(outs), torch.stack(alphas)
+    return composite_reference(*args)
 
 
-def _composite_cpu(means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size):
+def _composite_cpu(*args):
     from ccl.splat._cpu_tiles import composite_tiles
 
-    return composite_tiles(
-        means2d, conics, opacities, colors, depths, radii, width, height, backgrounds, tile_size=tile_size
-    )
+    *rest, tile_size = args
+    return composite_tiles(*rest, tile_size=tile_size)
 
 
+# name -> compositor(means2d, conics, opacities, colors, depths, radii, width, height, backgrounds,
+# tile_size) -> (colors [C, H, W, D], alpha [C, H, W, 1], expected depth [C, H, W, 1])
 _COMPOSITORS: dict[str, Callable[..., Any]] = {
     "reference": _composite_reference,
     "cpu": _composite_cpu,
@@ -137,8 +126,6 @@ def _rasterize_torch(
     means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
     backgrounds, compositor, near_plane, far_plane, eps2d, tile_size,
 ) -> RenderOutput:  # fmt: skip
-    import torch
-
     from ccl.splat.projection import project_gaussians
 
     project = project_gaussians
@@ -148,18 +135,11 @@ def _rasterize_torch(
         means, quats, scales, viewmats, Ks, width, height,
         opacities=opacities, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
     )  # fmt: skip
-    n_cams = viewmats.shape[0]
-    d = colors.shape[-1]
-    # depth rides along as one more channel with background 0, as gsplat's "RGB+ED" render mode does
-    feats = torch.cat([colors.expand(n_cams, -1, -1), proj.depths[..., None]], dim=-1)  # [C, N, D+1]
-    bgs = None
-    if backgrounds is not None:
-        bgs = torch.cat([backgrounds, backgrounds.new_zeros(n_cams, 1)], dim=-1)  # [C, D+1]
-    out, alpha = compositor(
-        proj.means2d, proj.conics, opacities, feats, proj.depths, proj.radii, width, height, bgs, tile_size
-    )
-    depth = out[..., d:] / alpha.clamp(min=1e-10)
-    return RenderOutput(colors=out[..., :d], alpha=alpha, depth=depth, means2d=proj.means2d, radii=proj.radii)
+    out, alpha, depth = compositor(
+        proj.means2d, proj.conics, opacities, colors, proj.depths, proj.radii, width, height, backgrounds,
+        tile_size,
+    )  # fmt: skip
+    return RenderOutput(colors=out, alpha=alpha, depth=depth, means2d=proj.means2d, radii=proj.radii)
 
 
 def check_inputs(
@@ -220,7 +200,32 @@ def check_inputs(
             "use backend='cpu' or 'auto' on the CPU"
         )
 
-    # value checks: one device sync for all of them
+    # value checks: a cheap pass (sums propagate NaN/inf, extrema for ranges) with one device sync;
+    # only when it flags something, the counting pass below finds and names the bad entries
+    with torch.no_grad():
+        quick = [t.sum() for t in named.values()]
+        if n:
+            omin, omax = torch.aminmax(opacities)
+            quick += [scales.min(), omin, 1 - omax, quats.norm(dim=-1).min()]
+        if c:
+            quick.append(torch.minimum(Ks[:, 0, 0], Ks[:, 1, 1]).min())
+        values = torch.stack(quick).tolist() if quick else []
+    ok = all(math.isfinite(v) for v in values[: len(named)])
+    ranges = values[len(named) :]
+    if n:
+        scale_min, opac_min, opac_gap, quat_norm_min = ranges[:4]
+        ok = ok and scale_min > 0 and opac_min >= 0 and opac_gap >= 0 and quat_norm_min > 0
+    if c:
+        ok = ok and ranges[-1] > 0
+    if ok:
+        return
+    _raise_bad_values(named, scales, opacities, quats, Ks, n, c)
+
+
+def _raise_bad_values(named, scales, opacities, quats, Ks, n, c) -> None:
+    """Count the bad entries of each check and raise for the first failing one (see check_inputs)."""
+    import torch
+
     with torch.no_grad():
         checks = {
             name: (~torch.isfinite(t)).reshape(t.shape[0], -1 if t.numel() else 1).any(dim=1).sum()

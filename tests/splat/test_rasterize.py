@@ -81,14 +81,16 @@ def test_cpu_matches_reference_forward_and_backward(dtype, seed):
         assert_close_scaled(got, want, tol, f"grad {name}")
 
 
-def test_cpu_handles_many_gaussians_per_tile_and_odd_sizes():
-    """Dense overlap (pixels hit the 1e-4 transmittance stop), non-multiple-of-tile image, tile 8."""
+@pytest.mark.parametrize("tile_size", [8, 12])
+def test_cpu_handles_many_gaussians_per_tile_and_odd_sizes(tile_size):
+    """Dense overlap (pixels hit the 1e-4 transmittance stop), image and tile sizes that are not
+    multiples of the kernel's 8-pixel chunks."""
     case = list(make_case(5, torch.float64, n=600, width=37, height=29, d=3))
     case[2] = case[2] * 3.0  # big Gaussians: deep overlap
     case[3] = case[3].clamp(min=0.6)
-    ref, ref_grads = render_and_grads(case, "reference", tile_size=8)
-    cpu, cpu_grads = render_and_grads(case, "cpu", tile_size=8)
-    assert float(ref.alpha.max()) > 1 - 2e-4  # some pixels stopped on the transmittance cut-off
+    ref, ref_grads = render_and_grads(case, "reference", tile_size=tile_size)
+    cpu, cpu_grads = render_and_grads(case, "cpu", tile_size=tile_size)
+    assert float(ref.alpha.detach().max()) > 1 - 2e-4  # some pixels stopped on the transmittance cut-off
     for name in ("colors", "alpha", "depth"):
         assert_close_scaled(getattr(cpu, name), getattr(ref, name), 1e-9, name)
     for got, want in zip(cpu_grads, ref_grads, strict=True):
@@ -97,22 +99,24 @@ def test_cpu_handles_many_gaussians_per_tile_and_odd_sizes():
 
 def test_pytorch_tile_fallback_matches_reference():
     """The path used when the C++ kernel cannot be built gives the reference's result and gradients."""
+    from ccl.splat._reference import composite_reference
+
     means, quats, scales, opacities, colors, viewmats, Ks, w, h, bgs = make_case(2, torch.float64, n=120, d=4)
-    params = [t.clone().requires_grad_() for t in (means, quats, scales, opacities, colors)]
-    proj = project_gaussians(params[0], params[1], params[2], viewmats, Ks, w, h, opacities=params[3])
-    feats = params[4].expand(2, -1, -1)
-    out, alpha = _composite_tiles_torch(
-        proj.means2d, proj.conics, params[3], feats, proj.depths, proj.radii, w, h, bgs, 16
-    )
-    (out.sum() + alpha.sum()).backward()
-    fallback_grads = [p.grad for p in params]
-    params2 = [t.clone().requires_grad_() for t in (means, quats, scales, opacities, colors)]
-    ref = rasterize(*params2, viewmats, Ks, w, h, backgrounds=bgs, backend="reference")
-    (ref.colors.sum() + ref.alpha.sum()).backward()
-    assert_close_scaled(out, ref.colors, 1e-9, "colors")
-    assert_close_scaled(alpha, ref.alpha, 1e-9, "alpha")
-    for got, p in zip(fallback_grads, params2, strict=True):
-        assert_close_scaled(got, p.grad, 1e-9, "grad")
+    results = []
+    for composite in (_composite_tiles_torch, composite_reference):
+        params = [t.clone().requires_grad_() for t in (means, quats, scales, opacities, colors, bgs)]
+        proj = project_gaussians(*params[:3], viewmats, Ks, w, h, opacities=params[3])
+        outs = composite(
+            proj.means2d, proj.conics, params[3], params[4], proj.depths, proj.radii, w, h, params[5], 16
+        )
+        g = torch.Generator().manual_seed(7)
+        sum((t * torch.rand(t.shape, generator=g, dtype=t.dtype)).sum() for t in outs).backward()
+        results.append((outs, [p.grad for p in params]))
+    (fb, fb_grads), (ref, ref_grads) = results
+    for name, got, want in zip(("colors", "alpha", "depth"), fb, ref, strict=True):
+        assert_close_scaled(got, want, 1e-9, name)
+    for got, want in zip(fb_grads, ref_grads, strict=True):
+        assert_close_scaled(got, want, 1e-9, "grad")
 
 
 def tiny_case(dtype=torch.float64):
