@@ -16,7 +16,7 @@ STRATEGIES = ("default", "mcmc")
 class RgbConfig:
     """The colour field (3DGS): initialisation, loss, Adam learning rates, densification, checkpoints."""
 
-    iterations: int = 3000  # optimisation steps (one view each)
+    iterations: int = 600  # optimisation steps (one view each); 3DGS: 30000
     holdout_every: int = 8  # every k-th view (0, k, 2k, ...) is held out for PSNR; 0 = none
     sh_degree: int = 1  # spherical-harmonics degree of the colours (0 = view-independent)
     ssim_lambda: float = 0.2  # loss = (1 - λ)·L1 + λ·D-SSIM
@@ -33,8 +33,8 @@ class RgbConfig:
     lr_sh0: float = 2.5e-3  # SH degree-0 (base colour) coefficients
     lr_shN: float = 1.25e-4  # higher SH coefficients (3DGS: lr_sh0 / 20)
     strategy: str = "default"  # densification: "default" (3DGS: clone, split, prune) or "mcmc"
-    refine_start_iter: int = 500  # densify after this step
-    refine_stop_iter: int = 15000  # ... and until this one
+    refine_start_iter: int = 100  # densify after this step (3DGS: 500)
+    refine_stop_iter: int = 500  # ... and until this one (3DGS: 15000)
     refine_every: int = 100
     reset_every: int = 3000  # opacity reset period ("default" strategy)
     grow_grad2d: float = 2e-4  # mean screen-space gradient above which a Gaussian is cloned or split
@@ -46,7 +46,7 @@ class RgbConfig:
     opacity_reg: float = 0.0  # L1 weight on opacities (MCMC uses 0.01)
     scale_reg: float = 0.0  # L1 weight on scales (MCMC uses 0.01)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB in [0, 1] behind the Gaussians
-    checkpoint_every: int = 500  # steps between resumable checkpoints (*.partial.safetensors)
+    checkpoint_every: int = 200  # steps between resumable checkpoints (*.partial.safetensors)
 
     def validate(self) -> None:
         """Raise ValueError naming the key, the value and the allowed range."""
@@ -83,7 +83,7 @@ _LR_KEYS = ("lr_means", "lr_means_final_factor", "lr_scales", "lr_quats", "lr_op
 class LanguageConfig:
     """The language field of one scale: per-Gaussian features, the decoder, and how they are trained."""
 
-    iterations: int = 1500  # optimisation steps (one view each)
+    iterations: int = 300  # optimisation steps (one view each); the paper: 30000
     feature_dim: int = 8  # language feature per Gaussian
     decoder_hidden: int = 64  # width of the decoder's hidden layer (feature_dim → hidden → n_classes)
     lr: float = 1e-3  # Adam, decoder weights
@@ -91,7 +91,7 @@ class LanguageConfig:
     joint: bool = False  # train colour and language together from the scene's points (paper); else freeze rgb
     language_weight: float = 1.0  # joint only: loss = colour loss + this × cross-entropy
     holdout_every: int = 8  # every k-th view is held out (its accuracy is reported apart); 0 = none
-    checkpoint_every: int = 500  # steps between resumable checkpoints (*.partial.safetensors)
+    checkpoint_every: int = 100  # steps between resumable checkpoints (*.partial.safetensors)
 
     def validate(self) -> None:
         _check(

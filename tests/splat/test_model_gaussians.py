@@ -161,3 +161,24 @@ def test_mcmc_relocation_twin_matches_the_kernel_formula():
     o1, s1 = compute_relocation_torch(opac, scales, torch.ones(30, dtype=torch.int64), binoms.double())
     torch.testing.assert_close(o1, opac)
     torch.testing.assert_close(s1, scales)
+
+
+def test_default_strategy_resets_opacities_every_reset_every_steps():
+    """gsplat 1.5.3's own reset never fires (operator precedence); ours does, as 3DGS specifies."""
+    from ccl.splat.config import RgbConfig
+    from ccl.splat.strategy import build_strategy, step_post_backward
+
+    g = _gaussians(6)
+    g.opacity_logits[:] = 3.0
+    params = g.param_dict()
+    opts = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
+    cfg = RgbConfig(reset_every=5, refine_start_iter=100, refine_stop_iter=200, prune_opa=0.01)
+    strategy, state = build_strategy(cfg, scene_scale=1.0)
+    means2d = torch.zeros(1, 6, 2, requires_grad=True)
+    means2d.grad = torch.zeros(1, 6, 2)
+    info = {"means2d": means2d, "radii": torch.ones(1, 6, 2, dtype=torch.int32), "width": 8, "height": 8,
+            "n_cameras": 1, "gaussian_ids": None}  # fmt: skip
+    step_post_backward(strategy, params, opts, state, 4, info, means_lr=0.0)
+    assert (params["opacities"].sigmoid() > 0.9).all()
+    step_post_backward(strategy, params, opts, state, 5, info, means_lr=0.0)
+    torch.testing.assert_close(params["opacities"].sigmoid(), torch.full((6,), 0.02))
