@@ -1,19 +1,25 @@
-"""C++ tile compositor for the CPU (forward and analytic backward), built once with the system compiler.
+"""C++ CPU kernels of the "cpu" rasterizer backend, built once with the system compiler.
 
-One small translation unit with no torch headers, compiled by `g++ -O3` into a shared library and
-called through ctypes on tensors' data pointers: it builds in about a second (a torch C++ extension
-takes a minute, which CI pays on every fresh cache). The library is cached under
-``$CCL_CACHE_DIR/kernels`` (default ``~/.cache/ccl/kernels``), keyed by a hash of the source and the
-flags, and written atomically (temporary name + rename) so parallel jobs can build it at once.
-Threads: plain std::thread over tiles (no OpenMP runtime to clash with torch's), as many as
-`torch.get_num_threads()`.
+Three parts, each the twin of a PyTorch function the tests compare it with (forward and gradients):
+the EWA projection with its hand-written backward (`projection.project_gaussians`), the tile binning
+(`_cpu_tiles.bin_tiles`) and the depth-sorted tile compositing with its analytic backward
+(`_reference.composite_dense`).
+
+One small translation unit with no torch headers, compiled by `g++ -O3 -march=native` into a shared
+library and called through ctypes on tensors' data pointers: it builds in about a second (a torch C++
+extension takes a minute, which CI would pay on every fresh cache). The library is cached under
+``$CCL_CACHE_DIR/kernels`` (default ``~/.cache/ccl/kernels``), keyed by a hash of the source, the flags
+and the CPU model/features, and written atomically (temporary name + rename) so parallel jobs can build
+it at once. Threads: plain std::thread over tiles / Gaussian chunks (no OpenMP runtime to clash with
+torch's; `-fopenmp-simd` only enables the vectorisation pragmas), as many as `torch.get_num_threads()`.
 
 Rules of one Gaussian-pixel pair, as gsplat's RasterizeToPixels3DGS{Fwd,Bwd}.cu: sigma from the conic,
 alpha = min(0.999, opacity * exp(-sigma)), skipped below 1/255 or for sigma < 0, a pixel stops
-(exclusively) when its transmittance would fall to 1e-4 or below. The backward recomputes each
-pixel's front-to-back pass and keeps the transmittance of every contributor (rather than dividing
-back from the final one as gsplat does), then walks back to front.
-"""
+(exclusively) when its transmittance would fall to 1e-4 or below. Layout for speed: per tile, Gaussians
+in depth order; for each, only the tile rows and 8-pixel chunks its projected box overlaps, evaluated
+branch-free in vector registers; per-pixel state channel-major. The backward walks each tile's list
+back to front from the last blended Gaussian of the tile, recovering each pixel's transmittance by
+division as gsplat does, and accumulates per-Gaussian gradients per thread (no atomics)."""
 
 from __future__ import annotations
 

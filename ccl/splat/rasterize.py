@@ -3,8 +3,10 @@
 Backends (all with gsplat 1.5.3's conventions, see projection.py and _reference.py):
 
 - ``"gsplat"``: a thin wrapper over `gsplat.rasterization` (CUDA only: gsplat has no CPU path);
-- ``"cpu"``: ccl's tile-based, depth-sorted EWA rasterizer: projection in PyTorch, tile compositing in a
-  small C++ kernel with an analytic backward (falls back to a PyTorch tile loop if it cannot be built);
+- ``"cpu"``: ccl's tile-based, depth-sorted EWA rasterizer: projection, tile binning and compositing in
+  one small C++ library with analytic backwards (_cpu_kernel.py), each twin of a PyTorch function that
+  the tests compare it with; if the library cannot be built, the PyTorch projection and a PyTorch tile
+  loop are used (one warning);
 - ``"reference"``: dense brute force (every Gaussian x every pixel), the oracle of the tests;
 - ``"auto"``: ``"gsplat"`` when the inputs are on CUDA, else ``"cpu"``.
 """
@@ -66,12 +68,12 @@ def rasterize(
 ) -> RenderOutput:
     """Render N 3D Gaussians with D channels into C pinhole cameras, front to back by camera z.
 
-    Differentiable w.r.t. means, quats, scales, opacities, colors and backgrounds (not the cameras on
-    the "cpu" backend's kernel path beyond what autograd reaches through the projection: viewmats and
-    Ks do get gradients through the PyTorch projection). float32 or float64 on the CPU (the C++ kernel
-    runs either); gsplat needs float32 CUDA tensors. Raises ValueError naming the parameter on bad input
-    (non-finite values, non-positive scales, opacities outside [0, 1], zero quaternions, non-positive
-    focal lengths, shape/device/dtype mismatches).
+    Differentiable w.r.t. means, quats, scales, opacities, colors and backgrounds; also w.r.t. viewmats
+    and Ks when they require grad (the "cpu" backend then projects in PyTorch instead of C++). The depth
+    channel is differentiable too (its gradient reaches the means). dtype float32 or float64 on the CPU
+    (the C++ kernel runs either); gsplat needs float32 CUDA tensors. Raises ValueError naming the
+    parameter and the number of bad entries on bad input (NaN/inf anywhere, scales <= 0, opacities
+    outside [0, 1], all-zero quaternions, focal lengths <= 0, shape/device/dtype mismatches).
     """
     check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,

@@ -323,3 +323,34 @@ def test_bad_backend_and_planes():
         rasterize(**_good(), backend="gsplat")
     with pytest.raises(ValueError, match="near_plane < far_plane"):
         rasterize(**_good(), near_plane=2.0, far_plane=1.0)
+
+
+def test_gsplat_wrapper_passes_gsplat_conventions(monkeypatch):
+    """No CUDA here, so gsplat.rasterization is replaced by a recorder: the wrapper must ask for the
+    unpacked layout, classic mode and RGB+ED, and split the extra expected-depth channel off."""
+    import gsplat
+
+    from ccl.splat._gsplat import rasterize_gsplat
+
+    calls = {}
+
+    def fake_rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kw):
+        calls.update(kw)
+        c, d = viewmats.shape[0], colors.shape[-1]
+        out = torch.arange(c * height * width * (d + 1), dtype=torch.float32).reshape(c, height, width, d + 1)
+        meta = {
+            "means2d": torch.zeros(c, means.shape[0], 2),
+            "radii": torch.ones(c, means.shape[0], 2, dtype=torch.int32),
+        }
+        return out, torch.full((c, height, width, 1), 0.5), meta
+
+    monkeypatch.setattr(gsplat, "rasterization", fake_rasterization)
+    means, quats, scales, opacities, colors, viewmats, Ks, w, h, bgs = make_case(0, torch.float32, n=5, d=3)
+    out = rasterize_gsplat(
+        means, quats, scales, opacities, colors, viewmats, Ks, w, h,
+        backgrounds=bgs, near_plane=0.01, far_plane=1e10, eps2d=0.3, tile_size=16,
+    )  # fmt: skip
+    assert calls["render_mode"] == "RGB+ED" and calls["packed"] is False
+    assert calls["rasterize_mode"] == "classic" and calls["eps2d"] == 0.3 and calls["backgrounds"] is bgs
+    assert out.colors.shape == (2, h, w, 3) and out.depth.shape == (2, h, w, 1)
+    assert float(out.depth[0, 0, 0, 0]) == 3.0  # the 4th channel of the first pixel
