@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+DECODE_CHUNK = 1 << 16  # pixels decoded at once by render_class_map
+
 if TYPE_CHECKING:
     from ccl.scene import Camera
     from ccl.splat.checkpoint import LanguageField
@@ -112,7 +114,14 @@ def render_rgb(
 
 def render_class_map(language_field: LanguageField, camera: Camera) -> np.ndarray:
     """→ [H, W] int64: the class (codebook prototype index) the decoder picks at every pixel."""
-    return _decode_view(language_field, camera).argmax(dim=-1).cpu().numpy()
+    import torch
+
+    with torch.no_grad():
+        feat = _render_features(language_field, camera)  # [H, W, F]
+        flat = feat.reshape(-1, feat.shape[-1])
+        # decode in chunks: the logits of a full-resolution view (H·W × N floats) need not exist at once
+        out = torch.cat([language_field.decoder(c).argmax(dim=-1) for c in flat.split(DECODE_CHUNK)])
+    return out.reshape(feat.shape[:2]).cpu().numpy()
 
 
 def render_class_logits(language_field: LanguageField, camera: Camera) -> np.ndarray:
@@ -137,9 +146,13 @@ def render_prototype_features(
     return protos[render_class_map(language_field, camera)]
 
 
+def _render_features(language_field: LanguageField, camera: Camera) -> Any:
+    out = render_channels(language_field.gaussians, camera, rgb=False, features=language_field.features)
+    return out.colors[0]  # [H, W, F]
+
+
 def _decode_view(language_field: LanguageField, camera: Camera) -> Any:
     import torch
 
     with torch.no_grad():
-        out = render_channels(language_field.gaussians, camera, rgb=False, features=language_field.features)
-        return language_field.decoder(out.colors[0])  # [H, W, N]
+        return language_field.decoder(_render_features(language_field, camera))  # [H, W, N]

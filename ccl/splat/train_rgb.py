@@ -403,7 +403,7 @@ def optimise(
                 iterations,
                 float(np.mean(recent)),
                 len(recent),
-                len(run.params["features" if "means" not in run.params else "means"]),
+                len(next(iter(run.params.values()))),
             )
             recent.clear()
         if state_path is not None and done % checkpoint_every == 0 and done < iterations:

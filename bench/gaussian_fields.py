@@ -1,0 +1,88 @@
+"""Gaussian fields on the synthetic default scene at the default config: held-out colour PSNR, language
+pixel accuracy against the field's own index maps (every variant × scale), and the wall and CPU time of
+the rules train_rgb and train_language (their Snakemake benchmark files), with the machine's load.
+
+Runs the workflow (sim backends, CPU) in a scratch folder up to the language fields, so the figures are
+those of `snakemake` itself. Writes bench/out/gaussian_fields.json.
+Run: python -m bench.gaussian_fields [workdir]   (an existing workdir is reused: done jobs are kept)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).parent / "out" / "gaussian_fields.json"
+
+
+def _benchmark(path: Path) -> dict:
+    with path.open() as f:
+        row = next(csv.DictReader(f, delimiter="\t"))
+    return {"wall_s": round(float(row["s"]), 1), "cpu_s": round(float(row["cpu_time"]), 1),
+            "max_rss_mb": round(float(row["max_rss"]), 1)}  # fmt: skip
+
+
+def main(workdir: str | None = None) -> dict:
+    import yaml
+
+    from ccl.config import load_config
+
+    work = Path(workdir or tempfile.mkdtemp(prefix="ccl_bench_fields_"))
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config.yaml", work / "config.yaml")
+    config = load_config(work / "config.yaml")
+    scene = next(iter(config["scenes"]))
+    targets = [f"results/{scene}/gaussians/rgb.safetensors"] + [
+        f"results/{scene}/gaussians/{v}/{s}.safetensors" for v in config["variants"] for s in config["scales"]
+    ]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1), *targets]  # fmt: skip
+    load_before = os.getloadavg()
+    subprocess.run(cmd, check=True, cwd=work)
+    res = work / "results" / scene / "gaussians"
+    rgb = json.loads((res / "rgb.metrics.json").read_text())
+    out = {
+        "scene": scene,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },  # fmt: skip
+        "config": {"rgb": config["rgb"], "language": config["language"], "synthetic": config["synthetic"]},
+        "train_rgb": {
+            "psnr_heldout_db": round(rgb["psnr_heldout"], 2),
+            "psnr_train_db": round(rgb["psnr_train"], 2),
+            "n_gaussians": rgb["n_gaussians"],
+            "iterations": rgb["iterations"],
+            "benchmark": _benchmark(work / "benchmarks" / "train_rgb" / f"{scene}.tsv"),
+        },
+        "train_language": [],
+    }
+    for v in config["variants"]:
+        for s in config["scales"]:
+            m = json.loads((res / v / f"{s}.metrics.json").read_text())
+            out["train_language"].append({
+                "variant": v, "scale": s, "accuracy_all": round(m["accuracy_all"], 4),
+                "accuracy_train": round(m["accuracy_train"], 4),
+                "accuracy_heldout": None if m["accuracy_heldout"] is None else round(m["accuracy_heldout"], 4),
+                "labelled_fraction": round(m["labelled_fraction"], 3), "n_classes": m["n_classes"],
+                "iterations": m["iterations"],
+                "benchmark": _benchmark(work / "benchmarks" / "train_language" / f"{scene}_{v}_{s}.tsv"),
+            })  # fmt: skip
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    print(yaml.safe_dump({k: out[k] for k in ("train_rgb", "train_language")}, sort_keys=False))
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
