@@ -57,31 +57,36 @@ def from_arrays(queries: Sequence[str], positives: np.ndarray, negatives: np.nda
     return TextEmbeddings(queries, l2_normalize(positives), tuple(cfg.negatives), l2_normalize(negatives))
 
 
-def feature_relevance(features: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig) -> np.ndarray:
+def feature_relevance(
+    features: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig, with_negatives: bool = False
+) -> np.ndarray:
     """Relevance of every query for features [..., D] -> [..., Q] float32 in [0, 1].
 
-    paper: softmax over the query set; with a single query the set is completed by the negatives
-    (a softmax over one query would be 1 everywhere), and only the query's probability is returned.
+    paper: softmax over the query set. With a single query, or `with_negatives` (interactive queries:
+    a pixel that matches none of a few texts is then not forced onto one of them), the set is completed
+    by the negatives and only the queries' probabilities are returned.
     langsplat: LangSplat's relevancy against the negatives.
     """
     q = len(emb.queries)
     pos = cosine(features, emb.positives)
     if cfg.mode == "paper":
-        if q == 1:
+        if q == 1 or with_negatives:
             sims = np.concatenate([pos, cosine(features, emb.negatives)], axis=-1)
-            return paper_relevance(sims, temperature=cfg.temperature, n_queries=1)
+            return paper_relevance(sims, temperature=cfg.temperature, n_queries=q)
         return paper_relevance(pos, temperature=cfg.temperature)
     if cfg.mode == "langsplat":
         return langsplat_relevance(pos, cosine(features, emb.negatives))
     raise AssertionError(cfg.mode)  # QueryConfig validates the mode
 
 
-def prototype_relevance(prototypes: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig) -> np.ndarray:
+def prototype_relevance(
+    prototypes: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig, with_negatives: bool = False
+) -> np.ndarray:
     """[N, D] prototypes -> [N, Q] relevance of each prototype for each query."""
     prototypes = np.asarray(prototypes, dtype=np.float32)
     if prototypes.ndim != 2:
         raise ValueError(f"prototypes: expected [N, D], got shape {prototypes.shape}")
-    return feature_relevance(prototypes, emb, cfg=cfg)
+    return feature_relevance(prototypes, emb, cfg=cfg, with_negatives=with_negatives)
 
 
 def relevance_maps(class_map: np.ndarray, proto_relevance: np.ndarray) -> np.ndarray:
@@ -101,11 +106,16 @@ class GaussianSelection:
 
 
 def select_gaussians(
-    classes: np.ndarray, prototypes: np.ndarray, emb: TextEmbeddings, *, cfg: QueryConfig
+    classes: np.ndarray,
+    prototypes: np.ndarray,
+    emb: TextEmbeddings,
+    *,
+    cfg: QueryConfig,
+    with_negatives: bool = True,
 ) -> GaussianSelection:
     """Decoded classes [G] (argmax of the decoder on each Gaussian's own feature) -> selection."""
     classes = np.asarray(classes).astype(np.int64).reshape(-1)
-    rel = prototype_relevance(prototypes, emb, cfg=cfg)  # [N, Q]
+    rel = prototype_relevance(prototypes, emb, cfg=cfg, with_negatives=with_negatives)  # [N, Q]
     per_gaussian = paint(classes[None, :], rel)[:, 0, :]  # [Q, G]
     selected = (per_gaussian > cfg.threshold).any(axis=0)
     log.info(

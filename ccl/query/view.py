@@ -71,7 +71,11 @@ def query_image(
     scene_cfg: Any,
     device: str = "cpu",
 ) -> ImageQueryResult:
-    """Relevance of each query in one view, drawn over the image (pixels above the threshold outlined)."""
+    """Relevance of each query in one view, drawn over the image (pixels above the threshold outlined).
+
+    In paper mode the softmax runs over the texts and the negatives (`query.negatives`), so a pixel that
+    matches none of the texts is not forced onto one of them.
+    """
     from ccl.eval.figures import frame_figure
     from ccl.scene import load_image
 
@@ -88,7 +92,8 @@ def query_image(
     maps = np.stack(
         [
             relevance_maps(
-                source.class_map(s, cam), prototype_relevance(source.prototypes(s), emb, cfg=query_cfg)
+                source.class_map(s, cam),
+                prototype_relevance(source.prototypes(s), emb, cfg=query_cfg, with_negatives=True),
             )
             for s in scales
         ]

@@ -142,3 +142,14 @@ def test_scale_sets():
 def test_config_refuses_bad_mode():
     with pytest.raises(ValueError, match="query.mode"):
         QueryConfig(mode="lerf")
+
+
+def test_interactive_paper_mode_lets_no_query_win():
+    # two texts (e0, e1) and one negative (e2); a feature on e2 matches neither text
+    cfg = QueryConfig(mode="paper", temperature=0.1)
+    eye = np.eye(3, dtype=np.float32)
+    emb = from_arrays(["mug", "bear"], eye[:2], eye[2:], cfg=QueryConfig(negatives=("object",)))
+    closed = feature_relevance(eye[2:], emb, cfg=cfg)  # eq. 10 over the two texts: forced 50/50
+    np.testing.assert_allclose(closed, [[0.5, 0.5]], atol=ATOL32)
+    opened = feature_relevance(eye[2:], emb, cfg=cfg, with_negatives=True)
+    np.testing.assert_allclose(opened, [[1 / (math.exp(10) + 2)] * 2], atol=ATOL32)
