@@ -2,7 +2,7 @@
 
 Each Gaussian sits at a point of the synthetic scene's points3d.ply and carries the class of the object
 it lies on (read from gt.h5 by projecting it into the views where it is visible): class 0 for the
-table/room, class k + 1 for category k. The decoder maps class codes back to their class exactly, and
+table/room (prototype: the text 'table'), class k + 1 for category k. The decoder maps class codes back to their class exactly, and
 prototype k + 1 is the text embedding of category k, so a query of a category's name picks its class.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 N_FEATURE = 8
+BACKGROUND = "table"  # the text of class 0 (everything that is not an object)
 
 
 def _point_categories(scene, gt_path) -> np.ndarray:
@@ -83,10 +84,8 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
         categories = json.loads(f.attrs["categories"])
     classes = _point_categories(scene, gt) + 1  # 0 = no object
     n = len(categories) + 1
-    text = encode_text(categories, cfg=FeaturesConfig())
-    rng = np.random.default_rng(0)
-    background = rng.normal(size=(1, text.shape[1])).astype(np.float32)
-    prototypes = np.concatenate([background / np.linalg.norm(background), text]).astype(np.float32)
+    text = encode_text([BACKGROUND, *categories], cfg=FeaturesConfig())
+    prototypes = np.asarray(text, dtype=np.float32)  # class 0: the background's text
     field, header = build_language_field(scene, classes, n, "tiny")
     for scale in ("sp", "wp"):
         save_language_field(scene_dir / "gaussians" / "full" / f"{scale}.safetensors", field, header=header)

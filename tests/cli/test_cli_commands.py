@@ -92,3 +92,53 @@ def test_evaluate_then_tables(tiny_results, tmp_path, capsys):
     t1 = pd.read_csv(tmp_path / "results" / "tables" / "table1.csv")
     assert t1.loc[0, "tiny"] == pytest.approx(100 * rows["iou"].mean(), abs=1e-3)
     assert (tmp_path / "results" / "tables" / "efficiency.md").is_file()
+
+
+def test_evaluate_scene_with_the_3dovs_protocol(tiny_results, tiny_scene_dir, tmp_path):
+    """A 3D-OVS segmentations folder made from the synthetic ground truth, evaluated end to end."""
+    import h5py
+    from PIL import Image
+
+    from ccl.eval import EvalConfig, evaluate_scene
+    from ccl.features import FeaturesConfig
+    from ccl.query import QueryConfig, scene_fields
+    from ccl.scene import SceneLoadConfig, write_manifest
+
+    seg = tmp_path / "segmentations"
+    cats = tiny_results["categories"]
+    (seg / "00").mkdir(parents=True)
+    (seg / "classes.txt").write_text("\n".join(cats) + "\ntable\n")  # 3D-OVS classes cover every pixel
+    with h5py.File(tiny_scene_dir / "gt.h5", "r") as f:
+        cid = f["frame_00000"]["category_id"][()]
+    for k, c in enumerate([*cats, "table"]):
+        Image.fromarray(((cid == (k if c != "table" else -1)) * 255).astype(np.uint8)).save(
+            seg / "00" / f"{c}.png"
+        )
+    manifest = write_manifest(
+        tmp_path / "scene.json", name="tiny", entry={"source": "synthetic", "protocol": "3dovs", "labels": str(seg)},
+        source_dir=tiny_scene_dir, cfg=SceneLoadConfig(),
+    )  # fmt: skip
+    fields, codebooks = scene_fields(tiny_results["scene_dir"], "full")
+    out = tmp_path / "eval"
+    summary = evaluate_scene(
+        out, manifest=manifest, fields=fields, codebooks=codebooks, variant="full", seed=0,
+        query_cfg=QueryConfig(), eval_cfg=EvalConfig(), features_cfg=FeaturesConfig(), scene_cfg=SceneLoadConfig(),
+    )  # fmt: skip
+    rows = pd.read_csv(out / "queries.csv")
+    assert len(rows) == len(cats) + 1 and set(rows["protocol"]) == {"3dovs"}
+    assert sorted(rows["query"]) == sorted([*cats, "table"])  # every class, 0 for classes not in view
+    assert rows["loc_hit"].isna().all() and summary["results"]["sp+wp"]["loc_acc"] is None
+    # The field's class c (0 = "table", k + 1 = cats[k]) has its own text as prototype, so the argmax over
+    # the classes is the rendered class: each IoU is that of the render against the ground truth.
+    from ccl.scene import load_scene_from_manifest
+    from ccl.splat.checkpoint import load_language_field
+    from ccl.splat.render import render_class_map
+
+    cam = load_scene_from_manifest(manifest, cfg=SceneLoadConfig()).camera("frame_00000")
+    rendered = render_class_map(load_language_field(fields["sp"]), cam) - 1  # -1 = table
+    for k, c in enumerate([*cats, "table"]):
+        want = k if c != "table" else -1
+        p, g = rendered == want, cid == want
+        union = (p | g).sum()
+        expected = (p & g).sum() / union if union else 0.0
+        assert rows.set_index("query").loc[c, "iou"] == pytest.approx(expected), c
