@@ -1,7 +1,8 @@
 """Codebook training: time per 10^4 masks on the CPU (synthetic clustered CLIP-like features, D=512,
 default CodebookConfig), and, on the synthetic default scene with `sim` masks, tracks and features,
 how consistently each variant maps a track's masks (base vs full, and full with the hard j* gradient).
-Wall and CPU seconds (CPU is steadier on a shared machine). Writes bench/out/codebook.json.
+Wall and CPU seconds (CPU is steadier on a shared machine), one torch thread (on a machine shared
+by many processes, two threads per process ran 8x slower than one). Writes bench/out/codebook.json.
 Run: python -m bench.codebook   (python -m bench.codebook speed: the timing part only)
 """
 
@@ -132,7 +133,10 @@ def synthetic_figures() -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import torch
+
     argv = sys.argv[1:] if argv is None else argv
+    torch.set_num_threads(1)
     out = {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),

@@ -65,8 +65,24 @@ def assigned_prototypes(
     straight_through: bool = False,
     temperature: float = 0.1,
 ) -> torch.Tensor:
-    """T_j*(i) for each row of `features` [P, D] -> [P, D]; the value is always the hard selection.
+    """T_j*(i) for each row of `features` [P, D] -> [P, D]; see `select_prototypes`."""
+    import torch
 
+    with torch.set_grad_enabled(straight_through and torch.is_grad_enabled()):
+        _, sims = nearest_prototype(features, prototypes)
+    return select_prototypes(sims, prototypes, straight_through=straight_through, temperature=temperature)
+
+
+def select_prototypes(
+    sims: torch.Tensor,
+    prototypes: torch.Tensor,
+    *,
+    straight_through: bool = False,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """T_j*(i) from the cosines `sims` [P, N] of P masks with the prototypes -> [P, D].
+
+    The value is always the hard selection of eq. 4, so every loss value is exactly eq. 6–7.
     hard (the paper, read literally): the gradient of a pair term reaches only the two selected
     prototypes and moves them along their geodesic, towards (pull) or away from (push) each other. A
     mask's nearest prototype then never changes because of a pair term: the prototype holding the
@@ -76,17 +92,13 @@ def assigned_prototypes(
     q_i = softmax(cos(F_i, T) / temperature) with the prototype values held fixed,
     i.e. T_j*(i) + (q_i @ sg(T) − sg(q_i @ T)). That term moves a prototype towards the masks it
     should take over (the one agreeing with the pair partner) and away from those it should give up,
-    so a pair term can hand a mask to another prototype. The forward value, and so every loss value,
-    is exactly eq. 6–7.
+    so a pair term can hand a mask to another prototype. Needs `sims` with its graph.
     """
     import torch
 
+    hard = prototypes[sims.detach().argmax(dim=1)]
     if not straight_through:
-        with torch.no_grad():
-            j, _ = nearest_prototype(features, prototypes)
-        return prototypes[j]
-    j, sims = nearest_prototype(features, prototypes)
-    hard = prototypes[j]
+        return hard
     soft = torch.softmax(sims / temperature, dim=1) @ prototypes.detach()
     return hard + (soft - soft.detach())
 

@@ -100,7 +100,6 @@ def train_prototypes(
     rng_pairs = np.random.default_rng([int(seed), 2])
     sampler = ops.PairSampler.from_labels(labels)
     terms = effective_terms(terms, sampler)
-    straight_through = cfg.assignment == "straight_through"
 
     x = ops.normalize(torch.from_numpy(features).to(device))
     t0 = init_prototypes(x, cfg=cfg, generator=gen)
@@ -110,7 +109,6 @@ def train_prototypes(
     opt = torch.optim.Adam([w], lr=cfg.lr)
     curve = torch.zeros((cfg.iterations, len(LOSS_COLUMNS)), dtype=torch.float32, device=device)
     full_batch = m <= cfg.batch_size
-    batch_all = torch.arange(m, device=device)
 
     log.info(
         "training %d prototypes on %d masks (D=%d, %d labelled, %d tracks): terms L_max%s%s, %d steps",
@@ -125,24 +123,12 @@ def train_prototypes(
     )
     for step in progress(range(cfg.iterations), desc="codebook", total=cfg.iterations):
         t = ops.normalize(w)
-        if full_batch:
-            batch = batch_all
-        else:
-            batch = torch.from_numpy(rng_batch.integers(m, size=cfg.batch_size)).to(device)
-        l_max, _ = ops.loss_max(x[batch], t)
-        loss = l_max
-        zero = l_max.new_zeros(())
-        l_pull = l_push = zero
-        if terms.pull:
-            i, k = sampler.positive(cfg.pairs_per_step, rng_pairs)
-            t_i, t_k = _pair_prototypes(x, t, i, k, straight_through, cfg.temperature)
-            l_pull = ops.loss_pull(t_i, t_k)
-            loss = loss + cfg.lambda_pull * l_pull
-        if terms.push:
-            i, k = sampler.negative(cfg.pairs_per_step, rng_pairs)
-            t_i, t_k = _pair_prototypes(x, t, i, k, straight_through, cfg.temperature)
-            l_push = ops.loss_push(t_i, t_k, cfg.margin)
-            loss = loss + cfg.lambda_push * l_push
+        batch = (
+            None if full_batch else torch.from_numpy(rng_batch.integers(m, size=cfg.batch_size)).to(device)
+        )
+        pos = sampler.positive(cfg.pairs_per_step, rng_pairs) if terms.pull else None
+        neg = sampler.negative(cfg.pairs_per_step, rng_pairs) if terms.push else None
+        loss, l_max, l_pull, l_push = step_losses(x, t, batch=batch, pos=pos, neg=neg, cfg=cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -162,10 +148,48 @@ def train_prototypes(
     )
 
 
-def _pair_prototypes(x, t, i: np.ndarray, k: np.ndarray, straight_through: bool, temperature: float):
-    """T_j*(i), T_j*(k) for a batch of pairs, from one [2P, N] similarity product."""
+Pairs = tuple[np.ndarray, np.ndarray]  # (i [P], k [P]) mask indices
+
+
+def step_losses(
+    x, t, *, batch, pos: Pairs | None, neg: Pairs | None, cfg: CodebookConfig, shared: bool = True
+):
+    """(L, L_max, L_pull, L_push) of one step, eq. 5–8, as 0-d tensors with their graphs.
+
+    x [M, D] masks, t [N, D] prototypes; `batch` [B] mask indices for L_max, None = every mask;
+    `pos`/`neg` same-/different-label pairs, None = term off. With `batch` None and `shared`, one
+    [M, N] product serves L_max and every pair (few masks: cheaper than 4·P rows); otherwise each
+    term takes the cosines of its own rows (bounded memory for any M). Both give the same values
+    and gradients (tests/codebook/test_train.py).
+    """
     import torch
 
-    idx = torch.from_numpy(np.concatenate([i, k])).to(x.device)
-    both = ops.assigned_prototypes(x[idx], t, straight_through=straight_through, temperature=temperature)
-    return both[: len(i)], both[len(i) :]
+    straight_through = cfg.assignment == "straight_through"
+    if batch is None and shared:
+        with torch.set_grad_enabled(straight_through and (pos is not None or neg is not None)):
+            _, sims_all = ops.nearest_prototype(x, t)
+        l_max = (1.0 - (x * t[sims_all.detach().argmax(dim=1)]).sum(dim=1)).mean()
+
+        def pair_sims(idx):
+            return sims_all[idx]
+
+    else:
+        l_max, _ = ops.loss_max(x if batch is None else x[batch], t)
+
+        def pair_sims(idx):
+            with torch.set_grad_enabled(straight_through):
+                return ops.nearest_prototype(x[idx], t)[1]
+
+    def pair_prototypes(pairs: Pairs):
+        i, k = pairs
+        idx = torch.from_numpy(np.concatenate([i, k])).to(t.device)
+        both = ops.select_prototypes(
+            pair_sims(idx), t, straight_through=straight_through, temperature=cfg.temperature
+        )
+        return both[: len(i)], both[len(i) :]
+
+    zero = l_max.new_zeros(())
+    l_pull = ops.loss_pull(*pair_prototypes(pos)) if pos is not None else zero
+    l_push = ops.loss_push(*pair_prototypes(neg), cfg.margin) if neg is not None else zero
+    loss = l_max + cfg.lambda_pull * l_pull + cfg.lambda_push * l_push
+    return loss, l_max, l_pull, l_push

@@ -197,3 +197,52 @@ def test_all_unmatched_labels_warn_and_give_the_base_codebook(tmp_path, caplog):
     assert all(np.array_equal(a.prototype_index[n], b.prototype_index[n]) for n in FRAMES)
     assert b.model["terms_trained"] == {"max": True, "pull": False, "push": False}
     assert json.loads(diagnostics_path(full).read_text())["after"]["single_prototype_track_fraction"] is None
+
+
+def test_refuses_files_of_different_scenes_by_inputs_attr(tmp_path):
+    f_path, t_path, _ = write_inputs(tmp_path, masks_file=None)
+    import h5py
+
+    with h5py.File(t_path, "r+") as t:
+        t.attrs["inputs"] = json.dumps({"masks": None, "scene": "other"})
+    with pytest.raises(ValueError, match=r"the 'scene' attributes differ \(features: s; tracks: other\)"):
+        fit_codebook(f_path, t_path, variant="full", cfg=CFG, out_path=tmp_path / "cb.h5", seed=0)
+
+
+def test_index_maps_refuse_a_masks_file_of_another_scale(tmp_path):
+    f_path, t_path, counts = write_inputs(tmp_path, n_masks=5, frames=FRAMES[:2], counts=[3, 2])
+    out = tmp_path / "cb.h5"
+    fit_codebook(
+        f_path, t_path, variant="base", cfg=dataclasses.replace(CFG, n_prototypes=2), out_path=out, seed=0
+    )
+    masks = tmp_path / "masks.h5"
+    with write_h5(masks, kind="masks", format_version=1, params={}, frame_names=FRAMES[:2]) as f:
+        for name in FRAMES[:2]:
+            g = f.create_group(name)
+            put_array(g, "segmentation", np.array([[0, 1], [2, 3]], np.int32))
+            put_array(g, "score", np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"frame 'frame_00000'.*4 masks but the codebook.*indexes 3"):
+        list(iter_index_maps(out, masks))
+
+
+def test_upstream_sim_stages_feed_the_codebook(tiny_scene_dir, tmp_path):
+    # The real writers of masks, tracks and features (sim backends) on the tiny synthetic scene.
+    from ccl.features import FeaturesConfig, extract_features
+    from ccl.masks import MasksConfig, generate_masks, merge_masks
+    from ccl.scene import SceneLoadConfig, load_scene
+    from ccl.tracks import TracksConfig, track_masks
+
+    scene = load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig(), name="tiny")
+    generate_masks(scene, cfg=MasksConfig(), out_path=tmp_path / "raw.h5", seed=0)
+    merge_masks(tmp_path / "raw.h5", scale="wp", cfg=MasksConfig(), out_path=tmp_path / "wp.h5")
+    track_masks(scene, tmp_path / "wp.h5", cfg=TracksConfig(), out_path=tmp_path / "t.h5", seed=0)
+    extract_features(scene, tmp_path / "wp.h5", cfg=FeaturesConfig(), out_path=tmp_path / "f.h5", seed=0)
+    out = tmp_path / "cb.h5"
+    cfg = dataclasses.replace(CFG, n_prototypes=8, iterations=20)
+    fit_codebook(tmp_path / "f.h5", tmp_path / "t.h5", variant="full", cfg=cfg, out_path=out, seed=0)
+    cb = read_codebook(out)
+    assert cb.model["inputs_simulated"] is True
+    maps = dict(iter_index_maps(out, tmp_path / "wp.h5"))
+    assert list(maps) == [c.name for c in scene.cameras]
+    assert all(m.min() >= -1 and m.max() < 8 for m in maps.values())
+    assert any((m >= 0).any() for m in maps.values())

@@ -24,7 +24,7 @@ rule train_codebook:
         "logs/train_codebook/{scene}_{variant}_{scale}.log",
     benchmark:
         "benchmarks/train_codebook/{scene}_{variant}_{scale}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
