@@ -100,7 +100,7 @@ def fit_codebook(
         loss_plot_out or loss_plot_path(out_path),
         result.loss_curve,
         LOSS_COLUMNS,
-        title=f"codebook {variant}: {data.n_masks} masks, N={cfg.n_prototypes}",
+        title=f"codebook {variant}: {data.n_masks} masks, N={cfg.n_prototypes}, j* gradient {cfg.assignment}",
         active=active,
     )
 
@@ -139,6 +139,15 @@ def fit_codebook(
     return result
 
 
+LOSS_CURVE_NOTES = {
+    "hard": "values of eq. 5-8 per step; the optimiser follows their gradient",
+    "straight_through": (
+        "values of eq. 5-8 per step (hard j*); the optimiser follows the straight-through gradient, which "
+        "also moves masks between prototypes, so L_max and the total can rise while tracks consolidate"
+    ),
+}
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -163,6 +172,8 @@ def build_diagnostics(
         "variant": variant,
         "terms_requested": dict(zip(("pull", "push"), variant_terms(variant), strict=True)),
         "terms_trained": {"pull": result.terms.pull, "push": result.terms.push},
+        "assignment": cfg.assignment,
+        "loss_curve_note": LOSS_CURVE_NOTES[cfg.assignment],
         "n_masks": data.n_masks,
         "n_labelled_masks": int((labels >= 0).sum()),
         "n_tracks": int(len(np.unique(labels[labels >= 0]))),
