@@ -11,6 +11,9 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -40,3 +43,12 @@ rule all:
     default_target: True
     input:
         ALL_TARGETS,
+
+
+onsuccess:
+    print(
+        "\nccl-lgs: done. Tables: results/tables/ (table1.md: mIoU per scene); "
+        "per-query IoUs: results/<scene>/eval/<variant>/queries.csv.\n"
+        "HTML report with tables and relevance maps: "
+        "snakemake --report results/report.html"
+    )
