@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
+    )
     failed = []
     for name in names:
         print(f"== bench.{name}", flush=True)

@@ -29,9 +29,7 @@ def section(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str = "co
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(mapping) - names)
     if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(names)}"
-        )
+        raise ValueError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known keys: {sorted(names)}")
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()}
     return cls(**kwargs)
 
@@ -82,7 +80,9 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
     return config
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Read a config YAML (default: the repository's config.yaml), apply overrides, validate."""
     import yaml
 

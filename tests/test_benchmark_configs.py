@@ -26,7 +26,7 @@ def _fake_data_root(root: Path, config: dict) -> None:
 
 
 def _job_counts(stdout: str) -> dict[str, int]:
-    table = stdout[stdout.index("Job stats:"):]
+    table = stdout[stdout.index("Job stats:") :]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
 
 
@@ -41,9 +41,21 @@ def test_benchmark_config_plans_every_stage_of_every_scene(name, tmp_path):
     _fake_data_root(data_root, yaml.safe_load(path.read_text()))
 
     r = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(path), "--config", f"data_root={data_root}", "-n"],
-        capture_output=True, text=True, timeout=300,
+        [
+            SNAKEMAKE,
+            "--snakefile",
+            str(REPO_ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(path),
+            "--config",
+            f"data_root={data_root}",
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     counts = _job_counts(r.stdout)
@@ -64,12 +76,14 @@ def test_benchmark_config_plans_every_stage_of_every_scene(name, tmp_path):
     assert {k: counts.get(k, 0) for k in expected} == expected, r.stdout[-3000:]
     # The GPU stages ask the cluster for a GPU under `device: cuda`.
     for rule in ("sam_masks", "train_rgb"):
-        block = r.stdout[r.stdout.index(f"rule {rule}:"):]
-        resources = block[block.index("resources:"):].splitlines()[0]
+        block = r.stdout[r.stdout.index(f"rule {rule}:") :]
+        resources = block[block.index("resources:") :].splitlines()[0]
         assert "gpu=1" in resources, (rule, resources)
 
 
 def test_ablation_config_adds_variants_and_the_merged_scale():
-    config = load_config(CONFIGS / "lerf_ovs.yaml", overrides=yaml.safe_load((CONFIGS / "ablation.yaml").read_text()))
+    config = load_config(
+        CONFIGS / "lerf_ovs.yaml", overrides=yaml.safe_load((CONFIGS / "ablation.yaml").read_text())
+    )
     assert config["variants"] == ["full", "base", "pull", "push"]
     assert config["scales"] == ["sp", "wp", "all"]

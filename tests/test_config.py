@@ -39,7 +39,9 @@ def test_dataclass_defaults_equal_schema_defaults(name):
     if not _defined(name):
         pytest.fail(f"section {name!r}: {SECTION_DATACLASSES[name]} does not exist yet")
     cls = section_dataclass(name)
-    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, f"{cls} must be a frozen dataclass"
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, (
+        f"{cls} must be a frozen dataclass"
+    )
     schema = _stage_schema(name)
     assert schema.get("additionalProperties") is False, f"{name}: schema must refuse unknown keys"
     props = schema["properties"]

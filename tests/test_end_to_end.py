@@ -27,9 +27,21 @@ TINY = {
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-        capture_output=True, text=True, timeout=1200,
+        [
+            SNAKEMAKE,
+            "--snakefile",
+            str(REPO_ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
 
 
@@ -40,8 +52,14 @@ def test_tiny_dag_runs_every_stage_and_writes_tables(tmp_path):
     assert "results/tables/" in r.stdout + r.stderr  # the closing message says where to look
 
     results = tmp_path / "results" / "synthetic"
-    for rel in ("masks/raw.h5", "tracks/sp.h5", "features/wp.h5", "codebook/full/sp.h5",
-                "gaussians/rgb.safetensors", "gaussians/base/wp.safetensors"):
+    for rel in (
+        "masks/raw.h5",
+        "tracks/sp.h5",
+        "features/wp.h5",
+        "codebook/full/sp.h5",
+        "gaussians/rgb.safetensors",
+        "gaussians/base/wp.safetensors",
+    ):
         assert (results / rel).is_file(), rel
     for variant in ("full", "base"):
         rows = pd.read_csv(results / "eval" / variant / "queries.csv")

@@ -31,8 +31,14 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
 
 def test_h5_round_trip_records_params_and_frames(tmp_path):
     path = tmp_path / "x.h5"
-    with write_h5(path, kind="demo", format_version=1, params={"k": 2}, model={"simulated": True},
-                  frame_names=["b", "a"]) as f:
+    with write_h5(
+        path,
+        kind="demo",
+        format_version=1,
+        params={"k": 2},
+        model={"simulated": True},
+        frame_names=["b", "a"],
+    ) as f:
         g = f.create_group("b")
         put_array(g, "big", np.arange(5000, dtype=np.int32).reshape(50, 100))
     with open_h5_for_read(path, kind="demo") as f:

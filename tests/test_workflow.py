@@ -15,7 +15,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 def _snakemake(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [SNAKEMAKE, "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(cwd), *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -46,7 +46,9 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(target: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
-    return atomic_write_text(target, json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n")
+    return atomic_write_text(
+        target, json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n"
+    )
 
 
 def _json_default(obj: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import ccl
-from ccl.io.atomic import atomic_path, _json_default
+from ccl.io.atomic import _json_default, atomic_path
 
 
 class H5FormatError(ValueError):

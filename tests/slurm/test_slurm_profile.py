@@ -54,9 +54,18 @@ def slurm_env():
 def _snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
     shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
     return _run(
-        [SNAKEMAKE, "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(workdir / "config.yaml"), *args],
-        env=env, timeout=3600,
+        [
+            SNAKEMAKE,
+            "--snakefile",
+            str(REPO_ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            *args,
+        ],
+        env=env,
+        timeout=3600,
     )
 
 
@@ -65,7 +74,9 @@ def _h5_arrays(path: Path) -> dict[str, np.ndarray]:
 
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+        )
     return out
 
 
@@ -100,7 +111,9 @@ def test_default_config_runs_through_sbatch_and_matches_a_local_run(slurm_env, t
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
     slurm_dir.mkdir(), local_dir.mkdir()
 
-    r = _snakemake(slurm_dir, "--profile", str(REPO_ROOT / "profiles" / "slurm"), "--jobs", "4", env=slurm_env)
+    r = _snakemake(
+        slurm_dir, "--profile", str(REPO_ROOT / "profiles" / "slurm"), "--jobs", "4", env=slurm_env
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
     acct = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,JobName,State,Comment"], env=slurm_env, timeout=60)
@@ -110,7 +123,9 @@ def test_default_config_runs_through_sbatch_and_matches_a_local_run(slurm_env, t
     assert rows and all(row[2] == "COMPLETED" for row in rows), acct.stdout
     for rule in ("synthetic_scene", "sam_masks"):  # heavy rules went through sbatch ...
         assert f"rule_{rule}" in comments, acct.stdout
-    assert "rule_scene_manifest" not in comments, "a localrule was submitted as a job"  # ... cheap ones did not
+    assert "rule_scene_manifest" not in comments, (
+        "a localrule was submitted as a job"
+    )  # ... cheap ones did not
 
     r = _snakemake(local_dir, "--cores", "2", "--workflow-profile", "none")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
