@@ -16,7 +16,7 @@ STRATEGIES = ("default", "mcmc")
 class RgbConfig:
     """The colour field (3DGS): initialisation, loss, Adam learning rates, densification, checkpoints."""
 
-    iterations: int = 600  # optimisation steps (one view each); 3DGS: 30000
+    iterations: int = 800  # optimisation steps (one view each); 3DGS: 30000
     holdout_every: int = 8  # every k-th view (0, k, 2k, ...) is held out for PSNR; 0 = none
     sh_degree: int = 1  # spherical-harmonics degree of the colours (0 = view-independent)
     ssim_lambda: float = 0.2  # loss = (1 - λ)·L1 + λ·D-SSIM
@@ -27,14 +27,14 @@ class RgbConfig:
     )
     lr_means: float = 1.6e-4  # × scene scale, decayed exponentially to lr_means_final_factor × that
     lr_means_final_factor: float = 0.01
-    lr_scales: float = 5e-3  # on log scales
+    lr_scales: float = 1e-2  # on log scales (3DGS: 5e-3, for 30k steps)
     lr_quats: float = 1e-3
-    lr_opacities: float = 5e-2  # on opacity logits
+    lr_opacities: float = 0.1  # on opacity logits (3DGS: 5e-2, for 30k steps)
     lr_sh0: float = 2.5e-3  # SH degree-0 (base colour) coefficients
     lr_shN: float = 1.25e-4  # higher SH coefficients (3DGS: lr_sh0 / 20)
     strategy: str = "default"  # densification: "default" (3DGS: clone, split, prune) or "mcmc"
     refine_start_iter: int = 100  # densify after this step (3DGS: 500)
-    refine_stop_iter: int = 500  # ... and until this one (3DGS: 15000)
+    refine_stop_iter: int = 650  # ... and until this one (3DGS: 15000)
     refine_every: int = 100
     reset_every: int = 3000  # opacity reset period ("default" strategy)
     grow_grad2d: float = 2e-4  # mean screen-space gradient above which a Gaussian is cloned or split

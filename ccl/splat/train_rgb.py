@@ -43,7 +43,7 @@ class RgbMetrics:
 
     psnr_heldout: float | None  # dB, mean over held-out views (None when holdout_every = 0)
     psnr_heldout_per_view: dict[str, float]  # frame name → dB
-    psnr_train: float  # dB, mean over the training views
+    psnr_train: float | None  # dB, mean over the training views
     n_gaussians: int
     iterations: int
     seconds: float  # wall time of this run (resumed runs: since the resume)
@@ -135,9 +135,9 @@ def train_rgb(
     )
     partial_path(out_path).unlink(missing_ok=True)
     log.info(
-        "%s: %d Gaussians, held-out PSNR %s dB, train PSNR %.2f dB",
+        "%s: %d Gaussians, held-out PSNR %s dB, train PSNR %s dB",
         out_path, metrics.n_gaussians,
-        "n/a" if metrics.psnr_heldout is None else f"{metrics.psnr_heldout:.2f}", metrics.psnr_train,
+        "n/a" if metrics.psnr_heldout is None else f"{metrics.psnr_heldout:.2f}", f"{metrics.psnr_train:.2f}",
     )  # fmt: skip
     return metrics
 
@@ -462,7 +462,7 @@ def evaluate_rgb(
     return RgbMetrics(
         psnr_heldout=float(np.mean(list(held.values()))) if held else None,
         psnr_heldout_per_view=held,
-        psnr_train=float(np.mean(train)),
+        psnr_train=float(np.mean(train)) if train else None,
         n_gaussians=len(gaussians),
         iterations=cfg.iterations,
         seconds=0.0,

@@ -20,6 +20,16 @@ N_CLASSES = 4
 FAST = LanguageConfig(iterations=150, holdout_every=4, checkpoint_every=50)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train on one thread: bit-for-bit reproducible (the CPU kernel's multi-threaded backward sums
+    per-thread gradient buffers in a varying order) and, on a busy shared CPU, much faster."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def teacher(tiny_scene_dir):
     """Frozen geometry at the tiny scene's points and index maps the field can represent exactly.
@@ -57,16 +67,7 @@ def test_language_field_learns_its_index_maps(teacher):
         assert torch.equal(getattr(lf.gaussians, k), v)
 
 
-@pytest.fixture
-def one_thread():
-    """Bit-for-bit runs need one thread (the CPU kernel's threaded backward sums in a varying order)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_interrupted_language_run_resumes_to_the_same_result(teacher, tmp_path, one_thread):
+def test_interrupted_language_run_resumes_to_the_same_result(teacher, tmp_path):
     scene, g, maps = teacher
     cfg = dataclasses.replace(FAST, iterations=30, checkpoint_every=10)
 

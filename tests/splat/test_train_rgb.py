@@ -39,6 +39,16 @@ SHORT = RgbConfig(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train on one thread: bit-for-bit reproducible (the CPU kernel's multi-threaded backward sums
+    per-thread gradient buffers in a varying order) and, on a busy shared CPU, much faster."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_scene_dir):
     scene = load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig(), name="tiny")
@@ -117,17 +127,7 @@ def test_training_lowers_the_loss_and_raises_psnr(tiny):
     assert loss(g) < 0.8 * loss(g0)
 
 
-@pytest.fixture
-def one_thread():
-    """Bit-for-bit runs need one thread: the CPU kernel's multi-threaded backward sums per-thread
-    gradient buffers whose tile assignment (dynamic scheduling) changes from run to run."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_interrupted_run_resumes_to_the_same_result(tiny, tmp_path, one_thread):
+def test_interrupted_run_resumes_to_the_same_result(tiny, tmp_path):
     state = partial_path(tmp_path / "rgb.safetensors")
     g_full, m_full = _fit(tiny, state_path=state, fingerprint="run-a")
 

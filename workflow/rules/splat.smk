@@ -4,6 +4,9 @@
 # the decoder into the codebook's classes, trained on the index maps (masks × prototype index), on the
 # colour field's frozen geometry (or jointly with colour when language.joint) → {variant}/{scale}.*
 # An interrupted job resumes from its *.partial.safetensors on the next run (deleted on success).
+# One thread per job: on a shared or busy CPU, torch's and the tile kernel's threads wait on each other
+# (measured 10x slower with 2 threads on a loaded 2-core machine); Snakemake runs jobs side by side
+# instead. On a dedicated many-core CPU, raise it: `--set-threads train_rgb=8 train_language=8`.
 # Keys and defaults come from ccl.splat.RgbConfig / LanguageConfig (= the schemas'); bad values stop here.
 from ccl.config import section
 from ccl.splat.config import LanguageConfig, RgbConfig
@@ -26,7 +29,7 @@ rule train_rgb:
         "logs/train_rgb/{scene}.log",
     benchmark:
         "benchmarks/train_rgb/{scene}.tsv"
-    threads: 8
+    threads: 1
     resources:
         mem_mb=per_attempt(8000),
         runtime=per_attempt(240),
@@ -55,7 +58,7 @@ rule train_language:
         "logs/train_language/{scene}_{variant}_{scale}.log",
     benchmark:
         "benchmarks/train_language/{scene}_{variant}_{scale}.tsv"
-    threads: 8
+    threads: 1
     resources:
         mem_mb=per_attempt(8000),
         runtime=per_attempt(120),
