@@ -1,6 +1,7 @@
 """Gaussian fields on the synthetic default scene at the default config: held-out colour PSNR, language
-pixel accuracy against the field's own index maps (every variant × scale), and the wall and CPU time of
-the rules train_rgb and train_language (their Snakemake benchmark files), with the machine's load.
+pixel accuracy against the field's own index maps (every variant × scale) beside those maps' multi-view
+consistency (the accuracy ceiling of any 3D field), and the wall and CPU time of the rules train_rgb and
+train_language (their Snakemake benchmark files), with the machine's load.
 
 Runs the workflow (sim backends, CPU) in a scratch folder up to the language fields, so the figures are
 those of `snakemake` itself. Writes bench/out/gaussian_fields.json.
@@ -74,6 +75,7 @@ def main(workdir: str | None = None) -> dict:
                 "variant": v, "scale": s, "accuracy_all": round(m["accuracy_all"], 4),
                 "accuracy_train": round(m["accuracy_train"], 4),
                 "accuracy_heldout": None if m["accuracy_heldout"] is None else round(m["accuracy_heldout"], 4),
+                "index_consistency": m["index_consistency"] and round(m["index_consistency"], 4),
                 "labelled_fraction": round(m["labelled_fraction"], 3), "n_classes": m["n_classes"],
                 "iterations": m["iterations"],
                 "benchmark": _benchmark(work / "benchmarks" / "train_language" / f"{scene}_{v}_{s}.tsv"),

@@ -48,6 +48,10 @@ class LanguageMetrics:
     resumed_from: int  # iteration a partial checkpoint was resumed from, 0 = fresh start
     joint: bool
     psnr_heldout: float | None = None  # joint runs: colour PSNR on the held-out views
+    # the best accuracy any 3D field could reach: share of labelled pixels agreeing with the majority
+    # class of their voxel (pixels back-projected with the field's depth; see index_consistency)
+    index_consistency: float | None = None
+    consistency_voxel: float | None = None  # voxel edge, scene units (0.01 × the scene scale)
     heldout_views: list[str] = field(default_factory=list)
 
 
@@ -316,6 +320,10 @@ def fit_language(
         header=dict(header or {}),
     )
     metrics = evaluate_language(lf, cameras, index_maps, train_idx, test_idx)
+    from ccl.splat.model import scene_scale
+
+    voxel = 0.01 * scene_scale(np.stack([c.center for c in cameras]))
+    consistency = index_consistency(lf.gaussians, cameras, index_maps, voxel=voxel)
     psnr_heldout = None
     if cfg.joint and test_idx:
         from ccl.splat.train_rgb import evaluate_rgb
@@ -328,6 +336,8 @@ def fit_language(
         resumed_from=start,
         joint=cfg.joint,
         psnr_heldout=psnr_heldout,
+        index_consistency=consistency,
+        consistency_voxel=voxel,
     )
     return lf, metrics
 
@@ -462,3 +472,49 @@ def evaluate_language(
         joint=False,
         heldout_views=[cameras[i].name for i in test_idx],
     )
+
+
+def index_consistency(
+    gaussians: Any, cameras: Sequence[Any], index_maps: Sequence[np.ndarray], *, voxel: float
+) -> float | None:
+    """How 3D-consistent the index maps are: the accuracy ceiling of any field with one class per point.
+
+    Every labelled pixel that the field covers (alpha > 0.5) is back-projected with the field's
+    rendered depth into a voxel of edge `voxel`; among the voxels seen from at least two views, the
+    result is the share of pixels whose class is their voxel's majority class over all views. Maps that give one surface different classes in
+    different views (an inconsistent codebook) cap the language field's accuracy at this value.
+    """
+    import torch
+
+    from ccl.splat.render import render_channels
+
+    ids, classes, views = [], [], []
+    ones = torch.ones(len(gaussians), 1)
+    for view, (cam, m) in enumerate(zip(cameras, index_maps, strict=True)):
+        with torch.no_grad():
+            out = render_channels(gaussians, cam, rgb=False, features=ones)
+        z = out.depth[0, ..., 0].numpy()
+        ok = (np.asarray(m) >= 0) & (out.alpha[0, ..., 0].numpy() > 0.5)
+        v, u = np.nonzero(ok)
+        zz = z[ok].astype(np.float64)
+        k = cam.K
+        xc = np.stack([(u + 0.5 - k[0, 2]) / k[0, 0] * zz, (v + 0.5 - k[1, 2]) / k[1, 1] * zz, zz], axis=1)
+        rot, t = cam.world_to_camera[:3, :3], cam.world_to_camera[:3, 3]
+        ids.append(np.floor(((xc - t) @ rot) / voxel).astype(np.int64))
+        classes.append(np.asarray(m)[ok].astype(np.int64))
+        views.append(np.full(len(zz), view, dtype=np.int64))
+    if sum(len(c) for c in classes) == 0:
+        return None
+    _, vid = np.unique(np.concatenate(ids), axis=0, return_inverse=True)
+    vid, cls, view = vid.reshape(-1), np.concatenate(classes), np.concatenate(views)
+    # only voxels seen from at least two views say anything about consistency
+    seen = np.unique(vid * len(cameras) + view) // len(cameras)
+    multi = np.bincount(seen, minlength=vid.max() + 1) >= 2
+    keep = multi[vid]
+    if not keep.any():
+        return None
+    vid, cls = vid[keep], cls[keep]
+    n = int(cls.max()) + 1
+    pairs, counts = np.unique(vid * n + cls, return_counts=True)
+    starts = np.flatnonzero(np.r_[True, np.diff(pairs // n) != 0])
+    return float(np.maximum.reduceat(counts, starts).sum() / len(cls))

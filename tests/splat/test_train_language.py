@@ -182,3 +182,16 @@ def test_stage_entry_reads_masks_and_codebook(teacher, tiny_scene_dir, tmp_path)
         ValueError, match=rf"frame {names[0]}: index map is 32x24 \(W x H\) but the camera is 64x48"
     ):
         train_language(out, cfg=FAST, **{**kw, "masks_path": tmp_path / "small.h5"})
+
+
+def test_index_consistency_measures_multi_view_agreement(teacher):
+    from ccl.splat.model import scene_scale
+    from ccl.splat.train_language import index_consistency
+
+    scene, g, maps = teacher
+    voxel = 0.01 * scene_scale(np.stack([c.center for c in scene.cameras]))
+    consistent = index_consistency(g, scene.cameras, maps, voxel=voxel)
+    # each view names the classes differently (a codebook that is not view-consistent)
+    shuffled = [np.where(m >= 0, (m + i) % N_CLASSES, -1) for i, m in enumerate(maps)]
+    inconsistent = index_consistency(g, scene.cameras, shuffled, voxel=voxel)
+    assert consistent > 0.85 and inconsistent < consistent - 0.2, (consistent, inconsistent)
