@@ -255,9 +255,7 @@ def initial_gaussians(
 class ColourRun:
     """Parameters, optimisers and densification strategy of a colour-field optimisation."""
 
-    trainable = ("means", "quats", "scales", "opacities", "sh0", "shN")
-
-    def __init__(self, params, optimizers, strategy, strategy_state, *, cfg, scene_scale, extra_params=()):
+    def __init__(self, params, optimizers, strategy, strategy_state, *, cfg, scene_scale):
         self.params = params
         self.optimizers = optimizers
         self.strategy = strategy
