@@ -50,7 +50,7 @@ def _stage_cfgs(config: dict[str, Any], args: argparse.Namespace | None = None) 
 
 
 def _device(config: dict[str, Any]) -> str:
-    from ccl.splat.render import resolve_device
+    from ccl.device import resolve_device
 
     return resolve_device(config["device"])
 

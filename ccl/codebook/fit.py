@@ -15,6 +15,7 @@ from ccl.codebook.data import CodebookInputs, load_inputs
 from ccl.codebook.diagnostics import assignment_stats, plot_loss_curve, track_cosine_stats
 from ccl.codebook.train import LOSS_COLUMNS, LossTerms, TrainResult, train_prototypes
 from ccl.config import as_params
+from ccl.device import resolve_device
 from ccl.io.atomic import atomic_write_json
 from ccl.io.hashing import file_sha256
 
@@ -31,19 +32,6 @@ def loss_plot_path(out_path: str | os.PathLike) -> Path:
     """`{scale}.loss.png` beside `{scale}.h5`."""
     p = Path(out_path)
     return p.with_name(p.stem + ".loss.png")
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → cuda when available, else cpu; `cuda` without CUDA is an error naming the fix."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} requested but torch sees no CUDA device; set `device: auto` or `cpu`"
-        )
-    return device
 
 
 def fit_codebook(

@@ -12,27 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ccl.device import resolve_device as resolve_device  # re-exported: ccl.splat, tests
+
 DECODE_CHUNK = 1 << 16  # pixels decoded at once by render_class_map
 
 if TYPE_CHECKING:
     from ccl.scene import Camera
     from ccl.splat.checkpoint import LanguageField
     from ccl.splat.model import Gaussians
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → "cuda" when a CUDA device is present, else "cpu"; "cpu" and "cuda" are checked."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device: 'cuda' was asked for but torch sees no CUDA device; set `device: auto` or `cpu`"
-        )
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be one of auto, cpu, cuda; got {device!r}")
-    return device
 
 
 def camera_tensors(cameras: Sequence[Camera], device: Any = "cpu") -> tuple[Any, Any]:

@@ -5,9 +5,9 @@ from ccl.runlog import script_logging
 
 with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
     from ccl.config import section, section_dataclass
+    from ccl.device import resolve_device
     from ccl.eval import EvalConfig, evaluate_scene
     from ccl.query import QueryConfig
-    from ccl.splat.render import resolve_device
 
     p = snakemake.params  # noqa: F821
     evaluate_scene(

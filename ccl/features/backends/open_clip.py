@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.device import resolve_device
 from ccl.features.config import FeaturesConfig
 from ccl.features.ops import l2_normalize, mask_boxes, masked_crop
 
@@ -74,19 +75,6 @@ def weights_path(cfg: FeaturesConfig) -> Path:
         f"{path}: features.pretrained is neither an existing weights file nor an open_clip tag of "
         f"{cfg.model_name} (tags: {tags}); set it to the path of the model's weights file"
     )
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → "cuda" when torch sees a CUDA device, else "cpu"; an unavailable "cuda" is refused."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            "device: 'cuda' was asked for but torch sees no CUDA device; set `device: auto` or `cpu`"
-        )
-    return str(device)
 
 
 def load_weights(model, path: Path, model_name: str) -> None:

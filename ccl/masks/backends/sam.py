@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.device import resolve_device
 from ccl.io.masks_h5 import LEVELS, LevelMasks
 from ccl.masks.config import MasksConfig
 
@@ -105,18 +106,6 @@ def load_sam(
         )
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "config.yaml: device is 'cuda' but torch sees no CUDA device; use device: auto or cpu"
-        )
-    return device
 
 
 class SamBackend:

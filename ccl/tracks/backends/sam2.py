@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.device import resolve_device
 from ccl.tracks.backends import Seed
 from ccl.tracks.config import TracksConfig
 
@@ -135,19 +136,6 @@ def build_model(cfg: TracksConfig, device: str):
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return model
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → "cuda" when torch sees a CUDA device, else "cpu"; an unavailable "cuda" is refused."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            "device: 'cuda' was asked for but torch sees no CUDA device; set `device: auto` or `cpu`"
-        )
-    return str(device)
 
 
 def build(cfg: TracksConfig, *, scene, device: str, seed: int, load_image=None) -> Sam2Propagator:
