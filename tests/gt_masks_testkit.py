@@ -10,7 +10,7 @@ import numpy as np
 def gt_frame_masks(scene, *, layer: str = "part_id", level: int = 1, empty: tuple[str, ...] = ()):
     """One `FrameMasks` per frame: every id of a ground-truth layer is a mask (ids in increasing order)."""
     from ccl.io.masks_h5 import FrameMasks, boxes_from_masks
-    from ccl.tracks.backends.gt import GroundTruth, gt_path
+    from ccl.synthetic.gt import GroundTruth, gt_path
 
     gt = GroundTruth(gt_path(scene), scene.frame_names)
     try:
@@ -41,7 +41,7 @@ def gt_frame_masks(scene, *, layer: str = "part_id", level: int = 1, empty: tupl
 
 def gt_ids(scene, layer: str = "part_id") -> list[np.ndarray]:
     """The ids of a ground-truth layer present in each frame, as `gt_frame_masks` orders its masks."""
-    from ccl.tracks.backends.gt import GroundTruth, gt_path
+    from ccl.synthetic.gt import GroundTruth, gt_path
 
     gt = GroundTruth(gt_path(scene), scene.frame_names)
     try:

@@ -2,17 +2,25 @@
 
 `make_scene(out_dir, cfg=SyntheticConfig(...), seed=0)` writes the scene folder of docs/contracts.md
 ("Scene folder", "gt.h5"): images, transforms.json, points3d.ply, gt.h5, LERF-OVS labels, scene.json.
+`GroundTruth(require_gt(scene, stage), scene.frame_names)` reads gt.h5 back for the `sim` backends.
 """
 
 from ccl.synthetic.config import SyntheticConfig
+from ccl.synthetic.gt import LEVEL_LAYERS, GroundTruth, GtFrame, gt_path, majority_id, require_gt
 from ccl.synthetic.make import GT_FORMAT_VERSION, FrameRender, ScenePlan, make_scene, plan_scene, render_frame
 
 __all__ = [
     "GT_FORMAT_VERSION",
+    "LEVEL_LAYERS",
     "FrameRender",
+    "GroundTruth",
+    "GtFrame",
     "ScenePlan",
     "SyntheticConfig",
+    "gt_path",
+    "majority_id",
     "make_scene",
     "plan_scene",
     "render_frame",
+    "require_gt",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ccl.io.masks_h5 import open_masks
 from ccl.io.tracks_h5 import read_tracks
-from ccl.tracks.backends.gt import GroundTruth, majority_id, require_gt
+from ccl.synthetic.gt import GroundTruth, majority_id, require_gt
 from ccl.tracks.ops import iou_matrix
 
 SAME_THING_IOU = 0.5

@@ -11,7 +11,7 @@ from features_testkit import first_frames, gt_ids, write_gt_masks
 from ccl.features import FeaturesConfig, encode_text, extract_features
 from ccl.features.backends.sim import AnchorSpace
 from ccl.io.features_h5 import read_features
-from ccl.tracks.backends.gt import GroundTruth, gt_path
+from ccl.synthetic.gt import GroundTruth, gt_path
 
 F16 = 2e-3  # float16 storage: a unit row's norm and entries are within ~1e-3 of the float32 value
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ccl.features.config import FeaturesConfig
 from ccl.features.ops import l2_normalize, normalize_query
-from ccl.tracks.backends.gt import LEVEL_LAYERS, GroundTruth, require_gt
+from ccl.synthetic.gt import LEVEL_LAYERS, GroundTruth, require_gt
 
 STREAM = 0xFEA7  # RNG stream of the view noise (the seed is the workflow's)
 

@@ -13,7 +13,6 @@ Deterministic per (seed, frame index, level). Every file it produces says `simul
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from ccl.io.masks_h5 import LEVELS, LevelMasks
 from ccl.masks.config import MasksConfig
 from ccl.masks.ops import filter_candidates
+from ccl.synthetic.gt import GroundTruth, require_gt
 
 _SALT = 0x6D61736B  # "mask": this stage's stream of the run's seed
 
@@ -33,24 +33,15 @@ def _rng(seed: int, frame_index: int, level_index: int) -> np.random.Generator:
 
 class SimBackend:
     def __init__(self, scene: Any, *, cfg: MasksConfig, seed: int):
-        from ccl.io.h5 import open_h5_for_read
         from ccl.io.hashing import file_sha256
 
-        gt_path = Path(scene.root) / "gt.h5"
-        if not gt_path.is_file():
-            raise ValueError(
-                f"scene {scene.name!r}: masks.backend 'sim' simulates SAM from a synthetic scene's ground truth "
-                f"({gt_path} not found), so it runs on synthetic scenes only; for this scene set "
-                "masks.backend: sam and masks.sam_checkpoint in config.yaml"
-            )
-        self._gt = open_h5_for_read(gt_path, kind="gt")
-        missing = [c.name for c in scene.cameras if c.name not in self._gt]
-        if missing:
-            self._gt.close()
-            raise ValueError(
-                f"{gt_path}: no ground truth for frames {missing[:5]} ({len(missing)}); "
-                "the scene folder changed after gt.h5 was written: rebuild the synthetic scene"
-            )
+        gt_path = require_gt(
+            scene,
+            "masks",
+            fix="The sim backend runs on synthetic scenes only: for this scene set masks.backend: sam "
+            "and masks.sam_checkpoint in config.yaml",
+        )
+        self._gt = GroundTruth(gt_path, scene.frame_names)
         self.cfg, self.seed = cfg, int(seed)
         self.model_info = {
             "backend": "sim",
@@ -64,8 +55,8 @@ class SimBackend:
         self._gt.close()
 
     def frame_levels(self, index: int, camera: Any) -> tuple[LevelMasks, LevelMasks, LevelMasks]:
-        g = self._gt[camera.name]
-        layers = [_at_size(g[f"{lv}_id"][()], camera.height, camera.width) for lv in LEVELS]
+        g = self._gt.read_frame(camera.name)
+        layers = [_at_size(g.layer(li), camera.height, camera.width) for li in range(len(LEVELS))]
         candidates = simulate_levels(*layers, cfg=self.cfg, seed=self.seed, frame_index=index)
         return tuple(filter_candidates(c, self.cfg) for c in candidates)  # type: ignore[return-value]
 

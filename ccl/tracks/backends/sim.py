@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ccl.synthetic.gt import GroundTruth, majority_id, require_gt
 from ccl.tracks.backends import Seed
-from ccl.tracks.backends.gt import GroundTruth, majority_id, require_gt
 from ccl.tracks.config import TracksConfig
 
 STREAM = 0x7A11  # RNG stream of this backend (the seed is the workflow's)

@@ -1,4 +1,5 @@
-"""Reading a synthetic scene's gt.h5 (docs/contracts.md "gt.h5") for the `sim` backends.
+"""Reading a synthetic scene's gt.h5 (docs/contracts.md "gt.h5"), written by `make_scene`, for the
+`sim` backends of the masks, tracks and features stages and for the tracks evaluation.
 
 Only synthetic scenes have it: `require_gt(scene, stage)` is the check every sim backend runs at the
 stage's entry, so a real scene is refused before any work.
@@ -21,13 +22,15 @@ def gt_path(scene) -> Path:
     return Path(scene.root) / "gt.h5"
 
 
-def require_gt(scene, stage: str) -> Path:
+def require_gt(scene, stage: str, *, fix: str | None = None) -> Path:
+    """gt.h5 of `scene`; a ValueError naming `stage` and `fix` (default: use the stage's real backend)
+    when the scene is not synthetic."""
     path = gt_path(scene)
     if not path.is_file():
+        fix = fix or f"Use the real backend for real scenes ({stage}.backend in config.yaml)"
         raise ValueError(
             f"{stage}.backend = 'sim' simulates models from a synthetic scene's ground truth, but scene "
-            f"{scene.name!r} has no {path}: it is not a synthetic scene. Use the real backend for real "
-            f"scenes ({stage}.backend in config.yaml)"
+            f"{scene.name!r} has no {path}: it is not a synthetic scene. {fix}"
         )
     return path
 
@@ -66,17 +69,22 @@ class GroundTruth:
         self._cache: dict[str, GtFrame] = {}
 
     def frame(self, name: str) -> GtFrame:
+        """The frame's layers, kept for the next call (backends that revisit frames)."""
         if name not in self._cache:
-            g = self._f[name]
-            self._cache[name] = GtFrame(
-                name=name,
-                whole_id=g["whole_id"][()].astype(np.int32),
-                part_id=g["part_id"][()].astype(np.int32),
-                subpart_id=g["subpart_id"][()].astype(np.int32),
-                occluded_fraction=g["occluded_fraction"][()].astype(np.float32),
-                blur=float(g["blur"][()]),
-            )
+            self._cache[name] = self.read_frame(name)
         return self._cache[name]
+
+    def read_frame(self, name: str) -> GtFrame:
+        """The frame's layers read from the file, not kept (one pass over the frames)."""
+        g = self._f[name]
+        return GtFrame(
+            name=name,
+            whole_id=g["whole_id"][()].astype(np.int32),
+            part_id=g["part_id"][()].astype(np.int32),
+            subpart_id=g["subpart_id"][()].astype(np.int32),
+            occluded_fraction=g["occluded_fraction"][()].astype(np.float32),
+            blur=float(g["blur"][()]),
+        )
 
     def close(self) -> None:
         self._f.close()
