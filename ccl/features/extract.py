@@ -15,9 +15,8 @@ from ccl.config import as_params
 from ccl.features.backends import backend_module
 from ccl.features.config import FeaturesConfig
 from ccl.io.features_h5 import features_writer
-from ccl.io.masks_h5 import open_masks
+from ccl.io.masks_h5 import check_masks_match_scene, open_masks, read_frame_masks
 from ccl.runlog import progress
-from ccl.tracks.track import check_masks_match_scene, read_frame_masks
 
 if TYPE_CHECKING:
     from ccl.scene import Camera

@@ -368,3 +368,25 @@ def open_masks(path: str | os.PathLike) -> MasksReader:
     ``with open_masks(p) as r: for fm in r: ...`` yields `FrameMasks` in frame order.
     """
     return MasksReader(path)
+
+
+def check_masks_match_scene(reader: MasksReader, scene: Any, masks_path: str | os.PathLike) -> None:
+    """Refuse a masks file made for another scene (other frames; `read_frame_masks` checks the sizes)."""
+    if list(reader.frame_names) != list(scene.frame_names):
+        raise ValueError(
+            f"{masks_path}: its frames {reader.frame_names[:3]}… ({len(reader.frame_names)}) are not scene "
+            f"{scene.name!r}'s {scene.frame_names[:3]}… ({len(scene.frame_names)}): a masks file of another "
+            "scene; delete it and rerun the masks rules for this scene"
+        )
+
+
+def read_frame_masks(reader: MasksReader, camera: Any, masks_path: str | os.PathLike) -> FrameMasks:
+    """`reader.read(camera.name)`, refusing a frame whose size is not the camera's."""
+    fm = reader.read(camera.name)
+    if fm.shape_hw != (camera.height, camera.width):
+        raise ValueError(
+            f"{masks_path}: frame {camera.name} is {fm.shape_hw[1]}x{fm.shape_hw[0]}, the scene's image "
+            f"{camera.width}x{camera.height}: a masks file of another scene or another scene_load.downscale; "
+            "delete it and rerun the masks rules"
+        )
+    return fm

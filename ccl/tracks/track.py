@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ccl.config import as_params
-from ccl.io.masks_h5 import FrameMasks, open_masks
+from ccl.io.masks_h5 import FrameMasks, check_masks_match_scene, open_masks, read_frame_masks
 from ccl.io.tracks_h5 import FrameTracks, write_tracks
 from ccl.runlog import progress
 from ccl.tracks.backends import Seed, backend_module
@@ -72,27 +72,6 @@ def track_masks(
         100.0 * matched / max(total, 1),
     )
     return tracked
-
-
-def check_masks_match_scene(reader, scene, masks_path) -> None:
-    """Refuse a masks file made for another scene (other frames, or other image sizes)."""
-    if list(reader.frame_names) != list(scene.frame_names):
-        raise ValueError(
-            f"{masks_path}: its frames {reader.frame_names[:3]}… ({len(reader.frame_names)}) are not scene "
-            f"{scene.name!r}'s {scene.frame_names[:3]}… ({len(scene.frame_names)}): a masks file of another "
-            "scene; delete it and rerun the masks rules for this scene"
-        )
-
-
-def read_frame_masks(reader, camera, masks_path) -> FrameMasks:
-    fm = reader.read(camera.name)
-    if fm.shape_hw != (camera.height, camera.width):
-        raise ValueError(
-            f"{masks_path}: frame {camera.name} is {fm.shape_hw[1]}x{fm.shape_hw[0]}, the scene's image "
-            f"{camera.width}x{camera.height}: a masks file of another scene or another scene_load.downscale; "
-            "delete it and rerun the masks rules"
-        )
-    return fm
 
 
 def _track(reader, scene, *, cfg, backend, device, seed, load_image):
