@@ -2,6 +2,8 @@
 # all logic lives in the `ccl` package. See README.md and docs/contracts.md.
 from snakemake.utils import min_version, validate
 
+from ccl.config import validate_config
+
 min_version("9.0")
 
 
@@ -9,6 +11,10 @@ configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+# Snakemake's validate fills only the top level's defaults, not the stage schemas' (stages/*.yaml);
+# ccl's fills them all, so every rule's params carry the values its job runs with and a changed
+# schema default reruns what it affects.
+config.update(validate_config(config, source="config"))
 
 
 report: "workflow/report/workflow.rst"

@@ -40,7 +40,8 @@ def as_params(cfg: Any) -> dict[str, Any]:
 
 
 def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "config") -> dict[str, Any]:
-    """Validate against the schema and fill its defaults, as Snakemake's `validate` does.
+    """Validate against the schema and fill all its defaults, those of the stage schemas included
+    (Snakemake's `validate` fills only the top level's).
 
     Returns a new dict; raises ValueError naming the source file, the offending key path and the rule
     it broke.
@@ -49,6 +50,7 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
     import yaml
     from jsonschema import Draft202012Validator, validators
     from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     schema["$id"] = SCHEMA_PATH.resolve().as_uri()
@@ -57,7 +59,13 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
         from urllib.parse import urlparse
         from urllib.request import url2pathname
 
-        return Resource.from_contents(yaml.safe_load(Path(url2pathname(urlparse(uri).path)).read_text()))
+        contents = yaml.safe_load(Path(url2pathname(urlparse(uri).path)).read_text())
+        # A subschema's own `$schema` makes jsonschema validate it with that dialect's plain validator
+        # (`evolve` → `validator_for`), which drops `set_defaults`: the stage schemas' defaults would
+        # stay unfilled, as they do with Snakemake's `validate`. Every file here is draft 2020-12.
+        dialect = contents.pop("$schema", base.META_SCHEMA["$schema"])
+        assert dialect == base.META_SCHEMA["$schema"], f"{uri}: schema dialect {dialect}"
+        return Resource(contents=contents, specification=DRAFT202012)
 
     registry = Registry(retrieve=retrieve)
     base = Draft202012Validator
