@@ -7,8 +7,11 @@ import dataclasses
 import numpy as np
 
 
-def gt_frame_masks(scene, *, layer: str = "part_id", level: int = 1, empty: tuple[str, ...] = ()):
-    """One `FrameMasks` per frame: every id of a ground-truth layer is a mask (ids in increasing order)."""
+def gt_frame_masks(
+    scene, *, layer: str = "part_id", level: int = 1, empty: tuple[str, ...] = (), background: bool = False
+):
+    """One `FrameMasks` per frame: every id of a ground-truth layer is a mask (ids in increasing order),
+    then, with `background`, one mask of the background (whole_id < 0), as SAM gives at the whole level."""
     from ccl.io.masks_h5 import FrameMasks, boxes_from_masks
     from ccl.synthetic.gt import GroundTruth, gt_path
 
@@ -23,6 +26,9 @@ def gt_frame_masks(scene, *, layer: str = "part_id", level: int = 1, empty: tupl
             for i, v in enumerate(ids):
                 seg[lay == v] = i
             m = len(ids)
+            if background and cam.name not in empty:
+                seg[gt.frame(cam.name).whole_id < 0] = m
+                m += 1
             masks = seg[None] == np.arange(m, dtype=np.int32)[:, None, None]
             ones = np.ones(m, np.float32)
             yield FrameMasks(

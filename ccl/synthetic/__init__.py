@@ -6,10 +6,20 @@
 """
 
 from ccl.synthetic.config import SyntheticConfig
-from ccl.synthetic.gt import LEVEL_LAYERS, GroundTruth, GtFrame, gt_path, majority_id, require_gt
+from ccl.synthetic.gt import (
+    BACKGROUND,
+    LEVEL_LAYERS,
+    WHOLE_LEVEL,
+    GroundTruth,
+    GtFrame,
+    gt_path,
+    majority_id,
+    require_gt,
+)
 from ccl.synthetic.make import GT_FORMAT_VERSION, FrameRender, ScenePlan, make_scene, plan_scene, render_frame
 
 __all__ = [
+    "BACKGROUND",
     "GT_FORMAT_VERSION",
     "LEVEL_LAYERS",
     "FrameRender",
@@ -17,6 +27,7 @@ __all__ = [
     "GtFrame",
     "ScenePlan",
     "SyntheticConfig",
+    "WHOLE_LEVEL",
     "gt_path",
     "majority_id",
     "make_scene",

@@ -16,6 +16,8 @@ import numpy as np
 
 GT_KIND = "gt"
 LEVEL_LAYERS = ("subpart_id", "part_id", "whole_id")  # mask level 0, 1, 2 → the layer it is judged on
+WHOLE_LEVEL = 2
+BACKGROUND = -1  # the id `majority_id` gives a mask that covers mostly background
 
 
 def gt_path(scene) -> Path:
@@ -46,6 +48,19 @@ class GtFrame:
 
     def layer(self, level: int) -> np.ndarray:
         return getattr(self, LEVEL_LAYERS[int(level)])
+
+    def region(self, level: int, ident: int) -> np.ndarray:
+        """[H, W] bool: the pixels of `ident` on the layer of `level`.
+
+        BACKGROUND at the whole level is the background itself (table, walls, occluders): gt.h5 gives
+        it no ids, but SAM segments it at that level (the masks sim offers it there) and SAM2 tracks it
+        like any other mask. Below the whole level a background id is nothing (an empty region).
+        """
+        if ident >= 0:
+            return self.layer(level) == ident
+        if ident == BACKGROUND and int(level) == WHOLE_LEVEL:
+            return self.whole_id < 0
+        return np.zeros(self.whole_id.shape, dtype=bool)
 
 
 class GroundTruth:

@@ -1,12 +1,13 @@
 """How right the track labels are, on a synthetic scene (the figure of issue 3; not a workflow step).
 
 A mask stands for a ground-truth region: the id covering most of it on the layer of its level
-(subpart, part or whole), or background. A track stands for the region of its seed (the mask that
+(subpart, part or whole), or background (a thing in itself at the whole level, where SAM segments the
+table and walls and SAM2 tracks them; nothing below it). A track stands for the region of its seed (the mask that
 carries its label on the first frame it appears). On a frame, a mask and a track are the same thing
 when their ground-truth regions there overlap with IoU > 0.5, whatever their levels (an apple's fruit
 and the whole apple are one thing to a tracker; a mug's handle and the mug are not). A label k is
-right when mask and track k are the same thing; -1 is right when the mask is the same thing as no track
-(or is background): the label a tracker that knew the ground truth would give.
+right when mask and track k are the same thing; -1 is right when the mask is the same thing as no track:
+the label a tracker that knew the ground truth would give.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import numpy as np
 
 from ccl.io.masks_h5 import open_masks
 from ccl.io.tracks_h5 import read_tracks
-from ccl.synthetic.gt import GroundTruth, majority_id, require_gt
+from ccl.synthetic.gt import BACKGROUND, WHOLE_LEVEL, GroundTruth, majority_id, require_gt
 from ccl.tracks.ops import iou_matrix
 
 SAME_THING_IOU = 0.5
+BACKGROUND_KEY = (WHOLE_LEVEL, BACKGROUND)  # the one background thing a track can follow
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def track_label_accuracy(
                         seeds[k] = keys[i]
                 if t == 0:
                     continue
-                track_ids = sorted(k for k, v in seeds.items() if v[1] >= 0)
+                track_ids = sorted(k for k, key in seeds.items() if key[1] >= 0 or key == BACKGROUND_KEY)
                 same = _same_thing(g, keys, [seeds[k] for k in track_ids])  # [M, T] bool
                 for i, k in enumerate(labels.tolist()):
                     matches = {track_ids[j] for j in np.flatnonzero(same[i])}
@@ -88,10 +90,11 @@ def _same_thing(g, mask_keys, track_keys) -> np.ndarray:
     out = np.zeros((len(mask_keys), len(track_keys)), dtype=bool)
     if not track_keys:
         return out
-    track_regions = np.stack([g.layer(lv) == v for lv, v in track_keys])  # [T, H, W]
+    track_regions = np.stack([g.region(lv, v) for lv, v in track_keys])  # [T, H, W]
     for i, (lv, v) in enumerate(mask_keys):
-        if v < 0:
+        region = g.region(lv, v)
+        if not region.any():
             continue
-        region = (g.layer(lv) == v).astype(np.int32) - 1  # one mask: index 0 where the region is
+        region = region.astype(np.int32) - 1  # one mask: index 0 where the region is
         out[i] = iou_matrix(region, track_regions, 1)[0] > SAME_THING_IOU
     return out

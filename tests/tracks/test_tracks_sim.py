@@ -33,6 +33,23 @@ def test_perfect_propagation_labels_every_mask_with_its_parts_track(tiny_scene, 
         assert f.frames[fr.name].labels.dtype == np.int32 and f.frames[fr.name].best_iou.dtype == np.float32
 
 
+def test_background_mask_of_the_whole_level_is_tracked_like_an_object(tiny_scene, tmp_path):
+    """SAM gives the table and walls a mask at the whole level, and SAM2 follows it across frames like
+    any other region: the sim does too, so the codebook's pull loss sees the background as one track."""
+    from ccl.tracks.evaluate import track_label_accuracy
+
+    masks = write_gt_masks(tiny_scene, tmp_path / "wp.h5", layer="whole_id", level=2, background=True)
+    frames = track_masks(tiny_scene, masks, cfg=PERFECT, out_path=tmp_path / "tracks.h5", seed=0)
+    ids = gt_ids(tiny_scene, "whole_id")
+    background_track = len(ids[0])  # the last mask of frame 0
+    first = {int(v): k for k, v in enumerate(ids[0])}
+    for fr, frame_ids in zip(frames, ids, strict=True):
+        want = [first.get(int(v), -1) for v in frame_ids] + [background_track]
+        np.testing.assert_array_equal(fr.labels, want, err_msg=fr.name)
+    acc = track_label_accuracy(tiny_scene, masks, tmp_path / "tracks.h5")
+    assert acc.right_fraction == 1.0 and acc.n_trackable == acc.n_labelled
+
+
 def test_same_seed_same_labels_other_seed_other_errors(tiny_scene, part_masks, tmp_path):
     noisy = TracksConfig(sim_drift_rate=0.2, sim_swap_rate=0.2)
 

@@ -1,7 +1,9 @@
 """`sim` tracks backend: propagation simulated from a synthetic scene's ground truth.
 
 A seed mask's identity is the ground-truth id that covers most of it, on the layer of its level
-(subpart, part or whole). Its propagated mask on a later frame is that id's visible region, with the
+(subpart, part or whole); a whole-level mask of the background (table, walls: SAM segments them at that
+level) follows the background, as SAM2 follows any region it is given. Its propagated mask on a later
+frame is that identity's visible region, with the
 two failures of video propagation: drift (the track is lost for good from a random frame on: the
 probability of having lost it grows with the frame distance, 1 - (1 - sim_drift_rate)^d) and identity
 errors (with probability sim_swap_rate per frame the track jumps to the nearest other id of its layer,
@@ -21,6 +23,7 @@ from ccl.tracks.backends import Seed
 from ccl.tracks.config import TracksConfig
 
 STREAM = 0x7A11  # RNG stream of this backend (the seed is the workflow's)
+LOST = -2  # identity of a track after drift lost it
 
 
 def check(cfg: TracksConfig, scene) -> None:
@@ -35,7 +38,7 @@ class SimPropagator:
     def __init__(self, cfg: TracksConfig, *, scene, seed: int):
         self.cfg, self.scene, self.seed = cfg, scene, int(seed)
         self.gt = GroundTruth(require_gt(scene, "tracks"), scene.frame_names)
-        self._paths: dict[int, dict[int, int]] = {}  # track → {frame: identity (-2 = lost)}
+        self._paths: dict[int, dict[int, int]] = {}  # track → {frame: identity (BACKGROUND = -1)}
         self._lost_at: dict[int, int] = {}
 
     def model_info(self) -> dict[str, Any]:
@@ -66,8 +69,8 @@ class SimPropagator:
                     out[j] = s.mask  # the conditioning frame gives back its input mask
                     continue
                 ident = self._identity(s, t)
-                if ident >= 0:
-                    out[j] = gt.layer(s.level) == ident
+                if ident != LOST:
+                    out[j] = gt.region(s.level, ident)
             yield t, out
 
     def _start_track(self, s: Seed) -> None:
@@ -78,10 +81,10 @@ class SimPropagator:
         self._lost_at[s.track_id] = s.frame_index + int(rng.geometric(p)) if p > 0 else 1 << 62
 
     def _identity(self, s: Seed, t: int) -> int:
-        """The id track `s` follows on frame t (-1: background, lost or never an object)."""
+        """The id track `s` follows on frame t (BACKGROUND: the background; LOST: nothing any more)."""
         path = self._paths[s.track_id]
         if t >= self._lost_at[s.track_id]:
-            return -1
+            return LOST
         last = max(f for f in path if f <= t)
         for f in range(last + 1, t + 1):  # frames are visited in order; this fills any gap
             ident = path[f - 1]
