@@ -10,11 +10,12 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-# Snakemake's validate fills only the top level's defaults, not the stage schemas' (stages/*.yaml);
-# ccl's fills them all, so every rule's params carry the values its job runs with and a changed
-# schema default reruns what it affects.
+# ccl's validate fills every default, the stage schemas' (stages/*.yaml) included, so each rule's params
+# carry the values its job runs with and a changed schema default reruns what it affects (Snakemake's
+# fills only the top level's); it also reads nested `--config` values, which Snakemake leaves as
+# strings, as YAML. Snakemake's validate then checks the result.
 config.update(validate_config(config, source="config"))
+validate(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"

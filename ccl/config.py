@@ -80,12 +80,74 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
 
     validator_cls = validators.extend(base, {"properties": set_defaults})
     config = copy.deepcopy(config)
+    validator = validator_cls(schema, registry=registry)
+    _coerce_strings(validator, config)
     try:
-        validator_cls(schema, registry=registry).validate(config)
+        validator.validate(config)
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ValueError(f"{source}: invalid config at '{where}': {e.message}") from None
     return config
+
+
+_SCHEMA_TYPES = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+_UNREADABLE = object()
+
+
+def _read_as(text: str, wanted: list[str]) -> Any:
+    """`text` read as YAML (or as a float, which YAML 1.1 misses for '1e-2'), if of a wanted type."""
+    import yaml
+
+    candidates = []
+    try:
+        candidates.append(yaml.safe_load(text))
+    except yaml.YAMLError:
+        pass
+    try:
+        candidates.append(float(text))
+    except ValueError:
+        pass
+    for value in candidates:
+        if any(_SCHEMA_TYPES.get(t, lambda v: False)(value) for t in wanted):
+            return value
+    return _UNREADABLE
+
+
+def _coerce_strings(validator: Any, config: dict[str, Any]) -> None:
+    """Read as YAML the strings that stand where the schema wants another type, in place.
+
+    Snakemake parses `--config key=value` nested values with YAML's BaseLoader, so
+    `--config codebook='{n_prototypes: 64}'` arrives as the string '64'; this makes it 64, as the same
+    line in a config file would be. A string that does not read as the wanted type is left for the
+    validation to refuse with its message.
+    """
+
+    for _ in range(100):  # each pass fixes every reported value; nested fixes may reveal more
+        changed = False
+        for err in validator.iter_errors(config):
+            if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
+                continue
+            wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+            value = _read_as(err.instance, wanted)
+            if value is _UNREADABLE:
+                continue
+            *parents, key = err.absolute_path
+            target = config
+            for p in parents:
+                target = target[p]
+            target[key] = value
+            changed = True
+        if not changed:
+            return
 
 
 def load_config(

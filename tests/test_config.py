@@ -101,3 +101,15 @@ def test_load_config_overrides_and_missing_file(tmp_path):
 
 def test_deep_update_keeps_siblings():
     assert deep_update({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}}
+
+
+def test_strings_where_the_schema_wants_numbers_or_booleans_are_read_as_yaml():
+    """What `snakemake --config codebook='{n_prototypes: 64}'` hands over (nested values stay strings)."""
+    cfg = validate_config(
+        {"seed": "3", "codebook": {"n_prototypes": "64", "lr": "1e-2"}, "language": {"joint": "true"}}
+    )
+    assert cfg["seed"] == 3 and cfg["codebook"]["n_prototypes"] == 64 and cfg["codebook"]["lr"] == 0.01
+    assert cfg["language"]["joint"] is True
+    for bad in ("many", "2.5"):  # not an integer however read: refused, naming the key
+        with pytest.raises(ValueError, match="codebook/n_prototypes"):
+            validate_config({"codebook": {"n_prototypes": bad}})

@@ -34,7 +34,7 @@ print({mark!r} + json.dumps({{
 """
 
 
-def _workflow_params(tmp_path: Path, config_yaml: str) -> dict:
+def _workflow_params(tmp_path: Path, config_yaml: str, *extra_args: str) -> dict:
     (tmp_path / "config.yaml").write_text(config_yaml)
     wrapper = tmp_path / "Snakefile"
     wrapper.write_text(
@@ -43,7 +43,17 @@ def _workflow_params(tmp_path: Path, config_yaml: str) -> dict:
         )
     )
     r = subprocess.run(
-        [SNAKEMAKE, "-n", "--quiet", "all", "--snakefile", str(wrapper), "--directory", str(tmp_path)],
+        [
+            SNAKEMAKE,
+            "-n",
+            "--quiet",
+            "all",
+            "--snakefile",
+            str(wrapper),
+            "--directory",
+            str(tmp_path),
+            *extra_args,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -74,3 +84,17 @@ def test_params_carry_stage_schema_defaults_that_config_yaml_does_not_set(tmp_pa
             assert value.items() <= want[name].items(), (rule, name)
             checked += 1
     assert checked >= 10
+
+
+def test_nested_command_line_config_reaches_the_rules_with_its_type(tmp_path):
+    """Snakemake leaves nested `--config` values as strings; the workflow reads them as YAML would."""
+    got = _workflow_params(
+        tmp_path,
+        "scenes:\n  synthetic: {source: synthetic}\n",
+        "--config",
+        "codebook={n_prototypes: 64, lr: 1e-2}",
+        "language={joint: true}",
+    )
+    assert got["params"]["train_codebook"]["codebook"]["n_prototypes"] == 64
+    assert got["params"]["train_codebook"]["codebook"]["lr"] == 0.01
+    assert got["config"]["language"]["joint"] is True
