@@ -19,7 +19,7 @@ import numpy as np
 
 from ccl.io.masks_h5 import open_masks
 from ccl.io.tracks_h5 import read_tracks
-from ccl.synthetic.gt import BACKGROUND, WHOLE_LEVEL, GroundTruth, majority_id, require_gt
+from ccl.synthetic.gt import BACKGROUND, WHOLE_LEVEL, GroundTruth, gt_path, majority_id
 from ccl.tracks.ops import iou_matrix
 
 SAME_THING_IOU = 0.5
@@ -42,7 +42,13 @@ class TrackAccuracy:
 def track_label_accuracy(
     scene, masks_path: str | os.PathLike, tracks_path: str | os.PathLike
 ) -> TrackAccuracy:
-    gt = GroundTruth(require_gt(scene, "tracks evaluation"), scene.frame_names)
+    path = gt_path(scene)
+    if not path.is_file():
+        raise ValueError(
+            f"track_label_accuracy judges labels against a synthetic scene's ground truth, but scene "
+            f"{scene.name!r} has no {path}: only synthetic scenes can be scored this way"
+        )
+    gt = GroundTruth(path, scene.frame_names)
     tracks = read_tracks(tracks_path)
     seeds: dict[int, tuple[int, int]] = {}  # track → (level, id) of its seed
     n = right = labelled = labelled_right = trackable = trackable_right = 0

@@ -219,3 +219,13 @@ def test_accuracy_figure_is_one_for_perfect_tracks_and_drops_with_errors(tiny_sc
     track_masks(tiny_scene, part_masks, cfg=noisy, out_path=tmp_path / "b.h5", seed=1)
     worse = track_label_accuracy(tiny_scene, part_masks, tmp_path / "b.h5")
     assert worse.right_fraction < 1.0 and worse.trackable_recall < perfect.trackable_recall
+
+
+def test_accuracy_figure_of_a_scene_without_ground_truth_says_so(tiny_scene, part_masks, tmp_path):
+    import dataclasses
+
+    from ccl.tracks.evaluate import track_label_accuracy
+
+    real = dataclasses.replace(tiny_scene, root=tmp_path)  # no gt.h5 there: a real scene
+    with pytest.raises(ValueError, match=r"no .*gt\.h5: only synthetic scenes"):
+        track_label_accuracy(real, part_masks, tmp_path / "tracks.h5")
