@@ -33,3 +33,32 @@ def tiny_scene_dir(tmp_path_factory, tiny_synthetic_config):
     out = tmp_path_factory.mktemp("tiny_scene") / "scene"
     make_scene(out, cfg=cfg, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tiny_scene_dir):
+    """The tiny scene loaded (read-only: a test that needs another scene makes one with dataclasses.replace)."""
+    from ccl.scene import SceneLoadConfig, load_scene
+
+    return load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig(), name="tiny")
+
+
+@pytest.fixture(scope="session")
+def part_masks(tiny_scene, tmp_path_factory):
+    """A masks file of the tiny scene: every ground-truth part of every frame is one mask."""
+    from gt_masks_testkit import write_gt_masks
+
+    return write_gt_masks(tiny_scene, tmp_path_factory.mktemp("masks") / "sp.h5")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests, restored afterwards. Tiny models on a shared CPU spend more
+    on thread hand-offs than on work, and training on one thread is bit-for-bit reproducible (the CPU
+    kernel's multi-threaded backward sums per-thread gradient buffers in a varying order)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

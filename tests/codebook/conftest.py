@@ -7,10 +7,6 @@ import pytest
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """tests/conftest.py's one_torch_thread, for every module here."""
     yield
-    torch.set_num_threads(before)

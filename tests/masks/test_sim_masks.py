@@ -29,13 +29,6 @@ CLEAN = dict(
 
 
 @pytest.fixture(scope="module")
-def tiny_scene(tiny_scene_dir):
-    from ccl.scene import SceneLoadConfig, load_scene
-
-    return load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig(), name="tiny")
-
-
-@pytest.fixture(scope="module")
 def default_run(tiny_scene, tmp_path_factory):
     out = tmp_path_factory.mktemp("masks")
     cfg = MasksConfig()

@@ -20,14 +20,8 @@ N_CLASSES = 4
 FAST = LanguageConfig(iterations=150, holdout_every=4, checkpoint_every=50)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Train on one thread: bit-for-bit reproducible (the CPU kernel's multi-threaded backward sums
-    per-thread gradient buffers in a varying order) and, on a busy shared CPU, much faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one thread: bit-for-bit reproducible training (see tests/conftest.py), and faster on a busy CPU
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

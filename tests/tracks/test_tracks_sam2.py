@@ -21,6 +21,8 @@ from ccl.tracks import TracksConfig, track_masks  # noqa: E402
 from ccl.tracks.backends.sam2 import check, link_frames  # noqa: E402
 
 CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+# tiny models on a shared CPU: thread start-up costs more than the work (x10 on a loaded machine)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_overrides(d: int = 32) -> tuple[str, ...]:
@@ -66,17 +68,6 @@ def save_tiny_checkpoint(path, overrides) -> None:
         hydra_overrides_extra=list(overrides),
     )
     torch.save({"model": model.state_dict()}, path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models on a shared CPU: thread start-up costs more than the work (x10 on a loaded machine).
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
