@@ -121,7 +121,7 @@ def train_prototypes(
         " + push" if terms.push else "",
         cfg.iterations,
     )
-    for step in progress(range(cfg.iterations), desc="codebook", total=cfg.iterations):
+    for step in progress(range(cfg.iterations), desc="codebook", total=cfg.iterations, unit="step"):
         t = ops.normalize(w)
         batch = (
             None if full_batch else torch.from_numpy(rng_batch.integers(m, size=cfg.batch_size)).to(device)

@@ -174,7 +174,7 @@ def evaluate_lerf_ovs(
     proto_rel = {s: prototype_relevance(source.prototypes(s), emb, cfg=query_cfg) for s in source.scales}
     sets = scale_sets(source.scales)
     rows: list[QueryRow] = []
-    for fl in progress(labels, desc=f"evaluate {scene}/{variant}", total=len(labels)):
+    for fl in progress(labels, desc=f"evaluate {scene}/{variant}", total=len(labels), unit="frame"):
         cam = cams[fl.frame]
         frame_queries = [q for q in fl.categories if q in qindex]  # the label file's order, as LangSplat
         if not frame_queries:
@@ -229,7 +229,7 @@ def evaluate_3dovs(
     cams = camera_by_name(cameras, [v.frame for v in views], where=f"scene {scene!r}")
     proto_rel = {s: prototype_relevance(source.prototypes(s), emb, cfg=query_cfg) for s in source.scales}
     rows: list[QueryRow] = []
-    for v in progress(views, desc=f"evaluate {scene}/{variant}", total=len(views)):
+    for v in progress(views, desc=f"evaluate {scene}/{variant}", total=len(views), unit="frame"):
         cam = cams[v.frame]
         maps = {s: relevance_maps(source.class_map(s, cam), proto_rel[s]) for s in source.scales}
         for s, m in maps.items():

@@ -61,7 +61,7 @@ def extract_features(
                     "scene": scene.name,
                 },
             ) as writer:
-                for t, cam in enumerate(progress(scene.cameras, desc="features")):
+                for t, cam in enumerate(progress(scene.cameras, desc="features", unit="frame")):
                     fm = read_frame_masks(reader, cam, masks_path)
                     if fm.n_masks == 0:
                         log.info("frame %s has no masks: features [0, %d]", cam.name, encoder.dim)

@@ -366,7 +366,7 @@ def optimise(
 
     last_saved: int | None = start if start > 0 else None
     recent: list[float] = []
-    for step in progress(range(start, iterations), desc=desc, total=iterations, initial=start):
+    for step in progress(range(start, iterations), desc=desc, total=iterations, initial=start, unit="step"):
         lrs = run.learning_rates(step)
         for name, opt in run.optimizers.items():
             if name in lrs:

@@ -205,7 +205,7 @@ def _write_folder(root: Path, plan: ScenePlan) -> None:
     ) as f:
         f.attrs["categories"] = json.dumps(plan.categories)
         f.attrs["objects"] = json.dumps([obj.hierarchy() for obj in geo.objects])
-        for i, cam in enumerate(progress(cams, desc="synthetic views")):
+        for i, cam in enumerate(progress(cams, desc="synthetic views", unit="view")):
             fr = render_frame(
                 geo, cam, cfg=cfg, blur=float(plan.blur_px[i]), blur_angle=float(plan.blur_angle[i])
             )

@@ -107,7 +107,7 @@ def _track(reader, scene, *, cfg, backend, device, seed, load_image):
         while start < n_frames:
             restart = None
             stream = propagator.propagate(seeds, start)
-            for t, propagated in progress(stream, desc="tracks", total=n_frames - start):
+            for t, propagated in progress(stream, desc="tracks", total=n_frames - start, unit="frame"):
                 fm = first if t == 0 else read_frame_masks(reader, cameras[t], masks_path)
                 labels, best_iou = _label_frame(fm, propagated, seeds, t, cfg.iou_thresh)
                 unmatched = np.flatnonzero(labels < 0)

@@ -24,6 +24,7 @@ rule train_codebook:
         "logs/train_codebook/{scene}_{variant}_{scale}.log",
     benchmark:
         "benchmarks/train_codebook/{scene}_{variant}_{scale}.tsv"
+    # small [M, N] products per step: one thread is as fast and bit-exact; jobs run side by side
     threads: 1
     resources:
         mem_mb=4000,

@@ -52,6 +52,9 @@ if EVAL_SCENES:
             "logs/evaluate/{scene}_{variant}.log",
         benchmark:
             "benchmarks/evaluate/{scene}_{variant}.tsv"
+        # renders class maps with the CPU tile kernel, whose threads wait on torch's on a busy CPU (see
+        # splat.smk): one thread, jobs side by side
+        threads: 1
         resources:
             mem_mb=per_attempt(4000),
             runtime=per_attempt(30),
@@ -76,6 +79,8 @@ if EVAL_SCENES:
             **TABLE_OUTPUTS,
         log:
             "logs/tables/tables.log",
+        # reads CSVs: one thread
+        threads: 1
         resources:
             mem_mb=1000,
             runtime=5,

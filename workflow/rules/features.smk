@@ -19,6 +19,11 @@ rule clip_features:
         "logs/clip_features/{scene}_{scale}.log",
     benchmark:
         "benchmarks/clip_features/{scene}_{scale}.tsv"
+    # OpenCLIP's ViT spreads its matrix products over the job's threads (ccl.runlog sets torch's count
+    # from them; with no `threads:` torch took every core while Snakemake counted one). 4: several
+    # cores for a CPU run, the rest left to the jobs beside it; Snakemake lowers it to --cores and
+    # `--set-threads clip_features=16` raises it on a dedicated node. The simulator needs one.
+    threads: 4 if FEATURES.backend == "open_clip" else 1
     resources:
         mem_mb=per_attempt(8000 if FEATURES.backend == "open_clip" else 2000),
         runtime=per_attempt(240 if FEATURES.backend == "open_clip" else 30),

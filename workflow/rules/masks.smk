@@ -17,6 +17,11 @@ rule sam_masks:
         "logs/sam_masks/{scene}.log",
     benchmark:
         "benchmarks/sam_masks/{scene}.tsv"
+    # SAM's ViT spreads its matrix products over the job's threads (ccl.runlog sets torch's count
+    # from them; with no `threads:` torch took every core while Snakemake counted one). 4: several
+    # cores for a CPU run, the rest left to the jobs beside it; Snakemake lowers it to --cores and
+    # `--set-threads sam_masks=16` raises it on a dedicated node. The simulator needs one.
+    threads: 4 if MASKS.backend == "sam" else 1
     resources:
         mem_mb=per_attempt(16000 if MASKS.backend == "sam" else 2000),
         runtime=per_attempt(600 if MASKS.backend == "sam" else 30),
@@ -41,6 +46,8 @@ rule merge_masks:
         "logs/merge_masks/{scene}_{scale}.log",
     benchmark:
         "benchmarks/merge_masks/{scene}_{scale}.tsv"
+    # numpy on one mask stack at a time: one thread
+    threads: 1
     resources:
         mem_mb=per_attempt(4000),
         runtime=per_attempt(30),

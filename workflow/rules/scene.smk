@@ -9,6 +9,8 @@ rule synthetic_scene:
         "logs/synthetic_scene/{scene}.log",
     benchmark:
         "benchmarks/synthetic_scene/{scene}.tsv"
+    # numpy and OpenCV on one view at a time: one thread
+    threads: 1
     resources:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(30),
@@ -26,6 +28,8 @@ rule scene_manifest:
         manifest="results/{scene}/scene.json",
     log:
         "logs/scene_manifest/{scene}.log",
+    # reads and checks files: one thread
+    threads: 1
     resources:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(10),

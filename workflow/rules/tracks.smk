@@ -17,6 +17,11 @@ rule track_masks:
         "logs/track_masks/{scene}_{scale}.log",
     benchmark:
         "benchmarks/track_masks/{scene}_{scale}.tsv"
+    # SAM2's video predictor spreads its matrix products over the job's threads (ccl.runlog sets torch's count
+    # from them; with no `threads:` torch took every core while Snakemake counted one). 4: several
+    # cores for a CPU run, the rest left to the jobs beside it; Snakemake lowers it to --cores and
+    # `--set-threads track_masks=16` raises it on a dedicated node. The simulator needs one.
+    threads: 4 if TRACKS.backend == "sam2" else 1
     resources:
         mem_mb=per_attempt(16000 if TRACKS.backend == "sam2" else 2000),
         runtime=per_attempt(600 if TRACKS.backend == "sam2" else 30),

@@ -1,7 +1,7 @@
 # A CLIP embedding for every mask of one scale (ccl.features.extract_features) → features/{scale}.h5.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     import functools
 
     from ccl.config import section

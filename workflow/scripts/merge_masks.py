@@ -1,7 +1,7 @@
 # Merge raw.h5's levels into one non-overlapping scale (ccl.masks.merge_masks) → {scale}.h5.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.config import section
     from ccl.masks import MasksConfig, merge_masks
 

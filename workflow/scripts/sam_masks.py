@@ -1,7 +1,7 @@
 # SAM's three mask levels for every image of a scene (ccl.masks.generate_masks) → raw.h5.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     import functools
 
     from ccl.config import section

@@ -1,7 +1,7 @@
 # Load and check a scene (ccl.scene.write_manifest): bad input stops here, before any expensive stage.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.config import section
     from ccl.scene import SceneLoadConfig, write_manifest
 

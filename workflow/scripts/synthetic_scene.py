@@ -1,7 +1,7 @@
 # Build the embedded synthetic scene (ccl.synthetic.make_scene) into the rule's output folder.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.config import section
     from ccl.synthetic import SyntheticConfig, make_scene
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.eval import build_tables
 
     build_tables(

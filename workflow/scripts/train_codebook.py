@@ -2,13 +2,10 @@
 # (ccl.codebook.fit_codebook) → codebook/{variant}/{scale}.h5 + diagnostics JSON + loss PNG.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
-    import torch
-
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.codebook import CodebookConfig, fit_codebook
     from ccl.config import section
 
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
     cfg = section(CodebookConfig, snakemake.params.codebook, where="config.yaml: codebook")  # noqa: F821
     fit_codebook(
         snakemake.input.features,  # noqa: F821

@@ -2,14 +2,11 @@
 # → gaussians/{variant}/{scale}.safetensors + .metrics.json.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
-    import torch
-
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.config import section
     from ccl.scene import SceneLoadConfig
     from ccl.splat import LanguageConfig, RgbConfig, train_language
 
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
     params = snakemake.params  # noqa: F821
     inputs = snakemake.input  # noqa: F821
     train_language(

@@ -1,14 +1,11 @@
 # The colour field of one scene (ccl.splat.train_rgb) → gaussians/rgb.safetensors + rgb.metrics.json.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
-    import torch
-
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.config import section
     from ccl.scene import SceneLoadConfig
     from ccl.splat import RgbConfig, train_rgb
 
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
     params = snakemake.params  # noqa: F821
     train_rgb(
         snakemake.output.field,  # noqa: F821
