@@ -1,21 +1,42 @@
 # CCL-LGS workflow: a table of contents. Each stage is one file under workflow/rules/;
 # all logic lives in the `ccl` package. See README.md and docs/contracts.md.
+import time
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from ccl.config import validate_config
+from ccl.preflight import PreflightError, check_run
+from ccl.run_summary import closing_message
 
 min_version("9.0")
 
+RUN_STARTED = time.time()  # the closing message names what this run wrote after it
 
-configfile: "config.yaml"
+
+# Config composition: a config named on the command line (--configfile, several compose left to right,
+# or a profile's configfile) describes the run; config.yaml, the embedded synthetic default, applies
+# only when none is named. `--config key=value` adds to whichever it is.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 # ccl's validate fills every default, the stage schemas' (stages/*.yaml) included, so each rule's params
 # carry the values its job runs with and a changed schema default reruns what it affects (Snakemake's
 # fills only the top level's); it also reads nested `--config` values, which Snakemake leaves as
 # strings, as YAML. Snakemake's validate then checks the result.
-config.update(validate_config(config, source="config"))
+CONFIG_SOURCE = " ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml"
+config.update(validate_config(config, source=CONFIG_SOURCE))
 validate(config, "workflow/schemas/config.schema.yaml")
+
+# Every check the config and the scene folders allow, over every scene, all reported at once before any
+# job (a dry run too). Jobs re-parse this file on their node: the main process has checked already.
+if workflow.is_main_process:
+    try:
+        check_run(config, source=CONFIG_SOURCE)
+    except PreflightError as e:
+        raise WorkflowError(str(e)) from None  # the message is the whole story: no traceback
 
 
 report: "workflow/report/workflow.rst"
@@ -53,9 +74,4 @@ rule all:
 
 
 onsuccess:
-    print(
-        "\nccl-lgs: done. Tables: results/tables/ (table1.md: mIoU per scene); "
-        "per-query IoUs: results/<scene>/eval/<variant>/queries.csv.\n"
-        "HTML report with tables and relevance maps: "
-        "snakemake --report results/report.html"
-    )
+    print("\n" + closing_message("results", RUN_STARTED))

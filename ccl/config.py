@@ -85,6 +85,12 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
     try:
         validator.validate(config)
     except jsonschema.ValidationError as e:
+        if e.validator == "required" and not e.absolute_path and "scenes" not in config:
+            raise ValueError(
+                f"{source}: no `scenes`: name a config that lists them first; configs/ablation.yaml adds to "
+                "one, e.g. `--configfile configs/lerf_ovs.yaml configs/ablation.yaml`, or "
+                "`--configfile config.yaml configs/ablation.yaml` for the synthetic scene"
+            ) from None
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ValueError(f"{source}: invalid config at '{where}': {e.message}") from None
     return config

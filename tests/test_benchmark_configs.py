@@ -1,67 +1,42 @@
-"""configs/*.yaml plan the full DAG of every benchmark scene against a fake data root."""
+"""configs/*.yaml, run as the README says from a copy of the repository root (config.yaml present), plan
+the full DAG of every benchmark scene and nothing else; without --configfile the synthetic default runs."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
+from workflow_testkit import (
+    checkpoint_files,
+    job_counts,
+    minimal_3dovs_scene,
+    minimal_lerf_ovs_scene,
+    repo_copy,
+    snakemake,
+)
 
 from ccl.config import REPO_ROOT, load_config
 
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 CONFIGS = REPO_ROOT / "configs"
+SCENE_MAKERS = {"lerf_ovs": minimal_lerf_ovs_scene, "3dovs": minimal_3dovs_scene}
 
 
-def _fake_data_root(root: Path, config: dict) -> None:
-    """Empty folders where each scene's images, model and labels would be: a dry run reads no data."""
-    for entry in config["scenes"].values():
-        scene = root / entry["path"]
-        (scene / "images").mkdir(parents=True, exist_ok=True)
-        (scene / "sparse" / "0").mkdir(parents=True, exist_ok=True)
-        (root / entry["labels"]).mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def benchmark_repo(tmp_path_factory):
+    """A copy of the repository root with every benchmark scene where the configs point (data/…) and
+    files where they name the checkpoints (checkpoints/…)."""
+    repo = repo_copy(tmp_path_factory.mktemp("bench") / "repo")
+    for name in ("lerf_ovs", "3dovs"):
+        config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+        for scene in config["scenes"]:
+            SCENE_MAKERS[name](repo / config["data_root"], scene)
+        checkpoint_files(repo, config)
+    return repo
 
 
-def _job_counts(stdout: str) -> dict[str, int]:
-    table = stdout[stdout.index("Job stats:") :]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
-
-
-@pytest.mark.parametrize("name", ["lerf_ovs", "3dovs"])
-def test_benchmark_config_plans_every_stage_of_every_scene(name, tmp_path):
-    path = CONFIGS / f"{name}.yaml"
-    config = load_config(path)
-    assert config["masks"]["backend"] == "sam" and config["tracks"]["backend"] == "sam2"
-    assert config["features"]["backend"] == "open_clip" and config["device"] == "cuda"
-    assert config["rgb"]["iterations"] == 30000 and config["language"]["iterations"] == 30000
-    data_root = tmp_path / "data"
-    _fake_data_root(data_root, yaml.safe_load(path.read_text()))
-
-    r = subprocess.run(
-        [
-            SNAKEMAKE,
-            "--snakefile",
-            str(REPO_ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(path),
-            "--config",
-            f"data_root={data_root}",
-            "-n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    counts = _job_counts(r.stdout)
+def _expected_jobs(config: dict) -> dict[str, int]:
     n_scenes, n_scales, n_variants = len(config["scenes"]), len(config["scales"]), len(config["variants"])
-    assert counts.get("synthetic_scene", 0) == 0
-    expected = {
+    return {
+        "synthetic_scene": 0,
         "scene_manifest": n_scenes,
         "sam_masks": n_scenes,
         "merge_masks": n_scenes * n_scales,
@@ -73,7 +48,25 @@ def test_benchmark_config_plans_every_stage_of_every_scene(name, tmp_path):
         "evaluate": n_scenes * n_variants,
         "tables": 1,
     }
-    assert {k: counts.get(k, 0) for k in expected} == expected, r.stdout[-3000:]
+
+
+@pytest.mark.parametrize("name, n_scenes", [("lerf_ovs", 4), ("3dovs", 5)])
+def test_benchmark_config_plans_exactly_its_scenes(benchmark_repo, name, n_scenes):
+    path = CONFIGS / f"{name}.yaml"
+    config = load_config(path)
+    assert len(config["scenes"]) == n_scenes
+    assert config["masks"]["backend"] == "sam" and config["tracks"]["backend"] == "sam2"
+    assert config["features"]["backend"] == "open_clip" and config["device"] == "cuda"
+    assert config["rgb"]["iterations"] == 30000 and config["language"]["iterations"] == 30000
+
+    r = snakemake(benchmark_repo, "-n", "--configfile", f"configs/{name}.yaml")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    counts = job_counts(r.stdout)
+    assert {k: counts.get(k, 0) for k in _expected_jobs(config)} == _expected_jobs(config), r.stdout[-3000:]
+    planned = {
+        line.split("results/")[1].split("/")[0] for line in r.stdout.splitlines() if "results/" in line
+    }
+    assert planned - {"tables"} == set(config["scenes"])  # the synthetic default does not join
     # The GPU stages ask the cluster for a GPU under `device: cuda`.
     for rule in ("sam_masks", "train_rgb"):
         block = r.stdout[r.stdout.index(f"rule {rule}:") :]
@@ -81,9 +74,27 @@ def test_benchmark_config_plans_every_stage_of_every_scene(name, tmp_path):
         assert "gpu=1" in resources, (rule, resources)
 
 
-def test_ablation_config_adds_variants_and_the_merged_scale():
+def test_ablation_config_adds_variants_and_the_merged_scale(benchmark_repo):
     config = load_config(
         CONFIGS / "lerf_ovs.yaml", overrides=yaml.safe_load((CONFIGS / "ablation.yaml").read_text())
     )
     assert config["variants"] == ["full", "base", "pull", "push"]
     assert config["scales"] == ["sp", "wp", "all"]
+    r = snakemake(benchmark_repo, "-n", "--configfile", "configs/lerf_ovs.yaml", "configs/ablation.yaml")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert {k: job_counts(r.stdout).get(k, 0) for k in _expected_jobs(config)} == _expected_jobs(config)
+
+
+def test_ablation_config_alone_is_refused_naming_what_it_adds_to(benchmark_repo):
+    r = snakemake(benchmark_repo, "-n", "--configfile", "configs/ablation.yaml")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "no `scenes`" in out and "--configfile configs/lerf_ovs.yaml configs/ablation.yaml" in out
+
+
+def test_no_configfile_plans_the_synthetic_default(benchmark_repo):
+    r = snakemake(benchmark_repo, "-n")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    config = load_config(REPO_ROOT / "config.yaml")
+    assert list(config["scenes"]) == ["synthetic"]
+    assert job_counts(r.stdout) == {**_expected_jobs(config), "synthetic_scene": 1, "all": 1}

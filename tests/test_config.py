@@ -69,9 +69,20 @@ def test_unknown_top_level_key_is_refused():
         validate_config({"scenes": {"s": {"source": "synthetic"}}, "scalez": ["sp"]}, source="test.yaml")
 
 
+SYNTHETIC = {"synthetic": {"source": "synthetic"}}
+
+
+def test_a_config_without_scenes_names_the_config_it_adds_to():
+    """configs/ablation.yaml alone: it adds to a config with scenes, and never runs one of its own."""
+    with pytest.raises(
+        ValueError, match=r"ablation.yaml: no `scenes`.*configs/lerf_ovs.yaml configs/ablation"
+    ):
+        validate_config({"variants": ["full", "base"]}, source="configs/ablation.yaml")
+
+
 def test_bad_enum_names_the_key_path():
     with pytest.raises(ValueError, match="scales/0"):
-        validate_config({"scales": ["xp"]}, source="c.yaml")
+        validate_config({"scenes": SYNTHETIC, "scales": ["xp"]}, source="c.yaml")
 
 
 def test_real_scene_needs_a_path():
@@ -106,10 +117,15 @@ def test_deep_update_keeps_siblings():
 def test_strings_where_the_schema_wants_numbers_or_booleans_are_read_as_yaml():
     """What `snakemake --config codebook='{n_prototypes: 64}'` hands over (nested values stay strings)."""
     cfg = validate_config(
-        {"seed": "3", "codebook": {"n_prototypes": "64", "lr": "1e-2"}, "language": {"joint": "true"}}
+        {
+            "scenes": SYNTHETIC,
+            "seed": "3",
+            "codebook": {"n_prototypes": "64", "lr": "1e-2"},
+            "language": {"joint": "true"},
+        }
     )
     assert cfg["seed"] == 3 and cfg["codebook"]["n_prototypes"] == 64 and cfg["codebook"]["lr"] == 0.01
     assert cfg["language"]["joint"] is True
     for bad in ("many", "2.5"):  # not an integer however read: refused, naming the key
         with pytest.raises(ValueError, match="codebook/n_prototypes"):
-            validate_config({"codebook": {"n_prototypes": bad}})
+            validate_config({"scenes": SYNTHETIC, "codebook": {"n_prototypes": bad}})

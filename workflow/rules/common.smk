@@ -1,8 +1,8 @@
 # Helpers shared by every stage: scene lookup, path helpers, the wildcard patterns, and the list of
 # terminal outputs that `rule all` asks for (each stage file appends what it finishes with).
-import os
 import re
-from pathlib import Path
+
+from ccl.scene.entries import resolve_entry
 
 SCENES = list(config["scenes"])
 SYNTHETIC_SCENES = [
@@ -21,19 +21,9 @@ def _alternatives(names):
 SCENE_PATTERN = _alternatives(SCENES)
 
 
-def _under_data_root(path):
-    if not path or os.path.isabs(path):
-        return path
-    return os.path.join(config["data_root"], path) if config["data_root"] else path
-
-
 def scene_entry(wildcards):
     """The scene's config entry, with `path` and `labels` resolved against `data_root`."""
-    entry = dict(config["scenes"][wildcards.scene])
-    for key in ("path", "labels"):
-        if key in entry:
-            entry[key] = _under_data_root(entry[key])
-    return entry
+    return resolve_entry(config, wildcards.scene)
 
 
 def scene_source_dir(wildcards):

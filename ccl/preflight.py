@@ -1,0 +1,301 @@
+"""Preflight: every check that the config and the scene folders allow, over every scene, before any job.
+
+The Snakefile runs `check_run` when the workflow is parsed (so `snakemake -n` shows it too); it reports
+every problem at once, each naming the config key, the file and the fix, and nothing runs while one is
+left. On a real scene a problem found by a job instead costs the stages upstream of it: hours of GPU.
+
+What is checked, per scene of the run:
+- `data_root` exists; the scene's folder exists (with the nearest names in its parent for a typo) and
+  loads (images, COLMAP model or transforms.json, every image's size: headers only); no two scenes
+  share a folder;
+- a `sim` backend (masks, tracks, features) only on synthetic scenes; the real backends' checkpoint
+  files present and of the configured model (the backends' own cheap checks);
+- labels present and of the scene's frames for a protocol that needs them (`protocol: none` named as
+  the fix for an unlabelled scene);
+- the held-out views (`rgb.holdout_every`, `language.holdout_every`) leave views to train on;
+- `codebook.n_prototypes` within what the scene's views can fill (`MASKS_PER_VIEW_CEILING`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccl.scene.entries import resolve_entry
+
+# A view contributes at most this many masks per scale that a prototype can share with other views:
+# LangSplat's SAM settings give 20-60 masks per view on LERF-OVS, of which about a third are things
+# seen again in other views. More prototypes than views x this means some can only fit single-view
+# masks, and an index map that changes from view to view is one no 3D field can fit.
+MASKS_PER_VIEW_CEILING = 16
+
+STAGE_BACKENDS = {  # config section -> (its sim backend, the real one)
+    "masks": ("sim", "sam"),
+    "tracks": ("sim", "sam2"),
+    "features": ("sim", "open_clip"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # the config key at fault, e.g. "scenes.ramen.path"
+    file: str | None  # the file or folder at fault, if any
+    what: str  # what is wrong
+    fix: str | None  # what the user changes (None: `what` says it, as the backends' messages do)
+
+    def __str__(self) -> str:
+        where = f"{self.file}: " if self.file else ""
+        return f"[{self.key}] {where}{self.what}" + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+class PreflightError(ValueError):
+    """Raised with every problem of the run; nothing has run."""
+
+    def __init__(self, problems: list[Problem], *, source: str):
+        self.problems = problems
+        lines = [f"ccl-lgs preflight: {len(problems)} problem(s) in {source}; nothing was run."]
+        lines += [f"{i}. {p}" for i, p in enumerate(problems, 1)]
+        super().__init__("\n".join(lines))
+
+
+def check_run(config: Mapping[str, Any], *, source: str = "the config") -> None:
+    """Raise PreflightError listing every problem of the run `config` (validated, defaults filled)."""
+    problems = find_problems(config)
+    if problems:
+        raise PreflightError(problems, source=source)
+
+
+def find_problems(config: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    entries = {name: resolve_entry(config, name) for name in config["scenes"]}
+    data_root = config.get("data_root", "")
+    if data_root and not Path(data_root).expanduser().is_dir():
+        under = [n for n, e in config["scenes"].items() if e.get("path") and not os.path.isabs(e["path"])]
+        problems.append(
+            Problem(
+                "data_root",
+                str(Path(data_root).expanduser().absolute()),
+                f"data_root is not a folder, so scene(s) {under} under it cannot be read",
+                "set data_root to the folder holding the scenes (scene paths and labels are relative to it)",
+            )
+        )
+        entries = {n: e for n, e in entries.items() if n not in under}  # one problem, not one per scene
+    real = [name for name, e in entries.items() if e["source"] != "synthetic"]
+    problems += _backend_problems(config, real)
+    problems += _shared_folder_problems(entries)
+    for name, entry in entries.items():
+        problems += _scene_problems(config, name, entry)
+    return problems
+
+
+# --- backends and checkpoints -------------------------------------------------------------------------
+
+
+def _backend_problems(config: Mapping[str, Any], real_scenes: list[str]) -> list[Problem]:
+    problems = []
+    for stage, (sim, real) in STAGE_BACKENDS.items():
+        backend = config[stage]["backend"]
+        if backend == sim and real_scenes:
+            problems.append(
+                Problem(
+                    f"{stage}.backend",
+                    None,
+                    f"{stage}.backend is 'sim', which simulates the model from a synthetic scene's ground "
+                    f"truth, but scene(s) {real_scenes} are real",
+                    f"set {stage}.backend: {real} (and its checkpoint keys, as configs/lerf_ovs.yaml does)",
+                )
+            )
+        elif backend == real:
+            problems += _checkpoint_problems(stage, config[stage])
+    return problems
+
+
+def _checkpoint_problems(stage: str, section: Mapping[str, Any]) -> list[Problem]:
+    """The real backend's own checks of its model and checkpoint (cheap: no model is built)."""
+    from ccl.config import section as build_section
+    from ccl.config import section_dataclass
+
+    try:
+        cfg = build_section(section_dataclass(stage), section, where=f"config: {stage}")
+        if stage == "masks":
+            from ccl.masks.backends.sam import SAM_BUILDERS, check_checkpoint
+
+            check_checkpoint(cfg, SAM_BUILDERS)
+        elif stage == "tracks":
+            from ccl.tracks.backends.sam2 import check
+
+            check(cfg, None)
+        else:
+            from ccl.features.backends.open_clip import check
+
+            check(cfg)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        key = _checkpoint_key(stage, str(e))
+        return [Problem(key, None, str(e), None)]  # the backends' messages name the file to get and the key
+    return []
+
+
+def _checkpoint_key(stage: str, message: str) -> str:
+    for key in {"masks": ("sam_checkpoint", "sam_model_type"), "tracks": ("sam2_checkpoint", "sam2_config"),
+                "features": ("pretrained", "model_name", "crop_size")}[stage]:  # fmt: skip
+        if key in message:
+            return f"{stage}.{key}"
+    return f"{stage}.backend"
+
+
+# --- scenes -------------------------------------------------------------------------------------------
+
+
+def _shared_folder_problems(entries: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
+    by_folder: dict[str, list[str]] = {}
+    for name, e in entries.items():
+        if e["source"] != "synthetic" and e.get("path") and Path(e["path"]).expanduser().exists():
+            by_folder.setdefault(os.path.realpath(Path(e["path"]).expanduser()), []).append(name)
+    return [
+        Problem(
+            f"scenes.{names[1]}.path",
+            folder,
+            f"scenes {names} point at one folder, so they would train the same scene twice under two names",
+            "give each scene its own folder, or remove the repeated entry",
+        )
+        for folder, names in by_folder.items()
+        if len(names) > 1
+    ]
+
+
+def _scene_problems(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> list[Problem]:
+    if entry["source"] == "synthetic":
+        n_views = config["synthetic"]["n_views"]
+        frames = None  # the labels are the scene's own
+    else:
+        scene, problem = _load_real_scene(config, name, entry)
+        if problem is not None:
+            return [problem]
+        n_views, frames = len(scene.cameras), [c.name for c in scene.cameras]
+    problems = []
+    if entry.get("protocol", "lerf_ovs") != "none" and frames is not None:
+        problems += _label_problems(
+            name, entry, frames, sorted(Path(c.image_path).name for c in scene.cameras)
+        )
+    problems += _holdout_problems(config, name, n_views)
+    problems += _prototype_problems(config, name, n_views)
+    return problems
+
+
+def _load_real_scene(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]):
+    from ccl.config import section
+    from ccl.scene import SceneLoadConfig, load_scene
+
+    path = Path(entry["path"]).expanduser()
+    if not path.exists():
+        return None, Problem(
+            f"scenes.{name}.path",
+            str(path.absolute()),
+            "scene folder not found" + _near_names(path),
+            "fix the scene's `path` (relative paths are taken from data_root"
+            + (
+                f" = {config['data_root']}"
+                if config.get("data_root")
+                else ", or the folder snakemake runs in"
+            )
+            + ")",
+        )
+    try:
+        cfg = section(SceneLoadConfig, config["scene_load"], where="config: scene_load")
+        scene = load_scene(
+            path, source=entry["source"], cfg=cfg, name=name, images=entry.get("images", "images")
+        )
+    except (FileNotFoundError, ValueError) as e:
+        return None, Problem(f"scenes.{name}", None, str(e), None)  # the loader's messages name file and fix
+    return scene, None
+
+
+def _near_names(path: Path) -> str:
+    parent = path.parent
+    if not parent.is_dir():
+        return f" (nor its parent {parent.absolute()})"
+    near = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir() if p.is_dir()], n=3)
+    return f"; folders with near names in {parent.absolute()}: {near}" if near else ""
+
+
+def _label_problems(
+    name: str, entry: Mapping[str, Any], frames: list[str], image_files: list[str]
+) -> list[Problem]:
+    protocol = entry.get("protocol", "lerf_ovs")
+    key = f"scenes.{name}.labels"
+    no_eval = f"or set `scenes: {{{name}: {{protocol: none}}}}` to train without evaluation"
+    if not entry.get("labels"):
+        where = "label/<scene> for LERF-OVS" if protocol == "lerf_ovs" else "<scene>/segmentations for 3D-OVS"
+        return [Problem(key, None, f"protocol {protocol} needs labels, and the scene names none",
+                        f"set `labels:` to its label folder ({where}), {no_eval}")]  # fmt: skip
+    folder = Path(entry["labels"]).expanduser()
+    try:
+        if protocol == "lerf_ovs":
+            from ccl.eval.labels import read_lerf_label_dir
+
+            label_frames = [f.frame for f in read_lerf_label_dir(folder)]
+            unknown = [f for f in label_frames if f not in frames]
+        else:
+            from ccl.eval.ovs3d import frame_of_index, read_classes, view_folders
+
+            read_classes(folder)
+            unknown = []
+            for index, _ in view_folders(folder):
+                try:
+                    frame_of_index(index, image_files, where=str(folder))
+                except ValueError:
+                    unknown.append(f"{index:02d}/")
+    except (FileNotFoundError, ValueError) as e:
+        return [Problem(key, str(folder.absolute()), str(e), f"fix the scene's `labels` folder, {no_eval}")]
+    if unknown:
+        return [
+            Problem(
+                key,
+                str(folder.absolute()),
+                f"label frames {unknown[:6]}{'…' if len(unknown) > 6 else ''} ({len(unknown)}) are not images of "
+                f"the scene (its frames: {frames[:3]}…, {len(frames)} in all)",
+                "point `labels` at this scene's own label folder (labels are matched to images by name)",
+            )
+        ]
+    return []
+
+
+def _holdout_problems(config: Mapping[str, Any], name: str, n_views: int) -> list[Problem]:
+    from ccl.splat.train_rgb import split_views
+
+    problems = []
+    for stage in ("rgb", "language"):
+        every = config[stage]["holdout_every"]
+        try:
+            split_views(n_views, every)
+        except ValueError:  # the training's own split leaves no view to train on
+            problems.append(
+                Problem(
+                    f"{stage}.holdout_every",
+                    None,
+                    f"{stage}.holdout_every = {every} holds out every view of scene {name!r} ({n_views} view(s): "
+                    "view 0, k, 2k, … are held out), leaving none to train on",
+                    f"set `{stage}: {{holdout_every: 0}}` (no held-out views) or give the scene more views",
+                )
+            )
+    return problems
+
+
+def _prototype_problems(config: Mapping[str, Any], name: str, n_views: int) -> list[Problem]:
+    n = config["codebook"]["n_prototypes"]
+    bound = n_views * MASKS_PER_VIEW_CEILING
+    if n <= bound:
+        return []
+    return [
+        Problem(
+            "codebook.n_prototypes",
+            None,
+            f"{n} prototypes for scene {name!r}, whose {n_views} views give at most about {bound} masks that "
+            f"recur across views ({MASKS_PER_VIEW_CEILING} a view): prototypes would fit single views",
+            f"set `codebook: {{n_prototypes: {max(2, min(bound, n // 2))}}}` or fewer (at most {bound} for this scene)",
+        )
+    ]

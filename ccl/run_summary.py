@@ -1,0 +1,56 @@
+"""The workflow's closing message: what this run built, and where, read from the results tree."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+SHOWN_PER_SCENE = 4  # files named one by one; beyond, a count per stage folder
+STAGE_ORDER = ("scene", "export", "masks", "tracks", "features", "codebook", "gaussians", "eval")  # the DAG's
+
+
+def built_since(results: str | os.PathLike, started: float) -> list[Path]:
+    """Files under `results` written at or after `started` (a time.time()), hidden ones aside."""
+    root = Path(results)
+    if not root.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not name.startswith(".") and path.stat().st_mtime >= started:
+                out.append(path.relative_to(root))
+    return sorted(out)
+
+
+def closing_message(results: str | os.PathLike, started: float) -> str:
+    """What the run built, grouped by scene (a few files by name, else a count per stage), the tables
+    when they were rebuilt, and how to see the report."""
+    files = built_since(results, started)
+    if not files:
+        return "ccl-lgs: done; nothing new was built (every requested output was up to date)."
+    by_scene: dict[str, list[Path]] = defaultdict(list)
+    for f in files:
+        by_scene[f.parts[0] if len(f.parts) > 1 else "."].append(f)
+    lines = ["ccl-lgs: done. Built in this run:"]
+    tables = by_scene.pop("tables", [])
+    for scene, scene_files in by_scene.items():
+        if len(scene_files) <= SHOWN_PER_SCENE:
+            lines.append(f"  {scene}: " + ", ".join(f"results/{f}" for f in scene_files))
+            continue
+        stages: dict[str, int] = defaultdict(int)
+        for f in scene_files:
+            stages[f.parts[1] if len(f.parts) > 2 else f.name] += 1
+        order = sorted(
+            stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s)
+        )
+        counts = ", ".join(f"{stage} ({stages[stage]})" for stage in order)
+        lines.append(f"  {scene}: {len(scene_files)} files in results/{scene}/: {counts}")
+    if tables:
+        md = [f"results/{f}" for f in tables if f.suffix == ".md"]
+        lines.append(f"  tables: {', '.join(md)} (and .csv beside each)")
+        lines.append("Per-query IoUs: results/<scene>/eval/<variant>/queries.csv. HTML report with tables")
+        lines.append("and relevance maps: snakemake --report results/report.html")
+    return "\n".join(lines)
