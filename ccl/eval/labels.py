@@ -7,7 +7,7 @@ Reference: minghanqin/LangSplat, eval/evaluate_iou_loc.py (`eval_gt_lerfdata`) a
      "objects": [{"category": "egg", "segmentation": [[x, y], ...], "bbox": [x1, y1, x2, y2],
                   "area": ..., "iscrowd": 0 | false, "group": ..., "layer": ..., "note": ...}, ...]}
 
-What the real files do (tested on five of them, /work/shared/fixtures/lerf_ovs_labels): CRLF line
+What the real files do (tested on five of them, tests/fixtures/lerf_ovs_labels): CRLF line
 endings; `iscrowd` 0 or false (ignored, as LangSplat does); float coordinates; a category repeated in
 one frame (its polygons are unioned and its boxes stacked); names as released ("rubics cube").
 

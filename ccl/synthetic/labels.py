@@ -1,6 +1,6 @@
 """LERF-OVS label files of the synthetic scene's evaluation frames, from the ground-truth whole masks.
 
-The format is the released one (see /work/shared/fixtures/lerf_ovs_labels): `info` {name, width,
+The format is the released one (see tests/fixtures/lerf_ovs_labels): `info` {name, width,
 height, depth, note} and `objects` [{category, group, segmentation: [[x, y], ...], area, layer, bbox
 [xmin, ymin, xmax, ymax], iscrowd, note}], with float coordinates in pixel-index units and the
 polygon's shoelace area. An object seen in several pieces gives one polygon per piece, all with its

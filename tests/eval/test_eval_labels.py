@@ -12,7 +12,7 @@ import pytest
 from ccl.eval import LabelWarning, polygon_to_mask, read_lerf_label_dir, read_lerf_labels
 from ccl.eval.labels import is_self_intersecting, shoelace_area
 
-FIXTURES = Path("/work/shared/fixtures/lerf_ovs_labels")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "lerf_ovs_labels"  # real files: README there
 REAL = {
     # scene/file: (height, width, objects, categories)
     "figurines/frame_00152.json": (728, 986, 11, 11),
@@ -22,12 +22,6 @@ REAL = {
     "waldo_kitchen/frame_00089.json": (725, 985, 7, 3),
 }
 
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason="shared LERF-OVS label fixtures not mounted"
-)
-
-
-@needs_fixtures
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_label_files_parse(name):
     path = FIXTURES / name
@@ -50,7 +44,6 @@ def test_real_label_files_parse(name):
         assert obj["area"] - 1 <= area <= obj["area"] + perimeter + 2, (k, area, obj["area"])
 
 
-@needs_fixtures
 def test_repeated_category_is_unioned_and_keeps_every_box():
     path = FIXTURES / "waldo_kitchen/frame_00089.json"
     raw = json.loads(path.read_text())
@@ -64,7 +57,6 @@ def test_repeated_category_is_unioned_and_keeps_every_box():
     np.testing.assert_array_equal(fl.categories["knife"].boxes_xyxy, [o["bbox"] for o in knives])
 
 
-@needs_fixtures
 def test_names_as_released_and_iscrowd_mix():
     fl = read_lerf_labels(FIXTURES / "figurines/frame_00152.json")
     assert "rubics cube" in fl.categories  # spelled as released, not corrected

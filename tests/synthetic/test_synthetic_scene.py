@@ -19,7 +19,7 @@ from ccl.synthetic.ops import rot_z
 # Small scenes that still show every object with some tens of pixels.
 SMALL = SyntheticConfig(n_views=3, width=64, height=48, n_points=120, label_every=1)
 GT_LAYERS = ("whole_id", "part_id", "subpart_id", "category_id")
-# Label file keys of the released LERF-OVS files (/work/shared/fixtures/lerf_ovs_labels).
+# Label file keys of the released LERF-OVS files (tests/fixtures/lerf_ovs_labels).
 LABEL_INFO_KEYS = {"name", "width", "height", "depth", "note"}
 LABEL_OBJECT_KEYS = {"category", "group", "segmentation", "area", "layer", "bbox", "iscrowd", "note"}
 
