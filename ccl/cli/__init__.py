@@ -2,6 +2,8 @@
 
     ccl query    RESULTS/SCENE "text" [...] --frame N -o out.png   relevance overlay of one view
     ccl query3d  RESULTS/SCENE "text" [...] -o selected.ply         Gaussians chosen by text (appendix D)
+    ccl render   RESULTS/SCENE --frame N --what rgb|classes|relevance [--text "..."] -o view.png
+                                                                    one view of a field, at the frame's size
     ccl evaluate RESULTS/SCENE --variant full                       rule evaluate on one scene
     ccl tables   RESULTS                                            rule tables: rebuild results/tables/
 
@@ -16,6 +18,8 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 log = logging.getLogger("ccl.cli")
 
@@ -84,6 +88,167 @@ def cmd_query3d(args: argparse.Namespace) -> int:
     print(f"{res.n_selected} of {res.n_gaussians} Gaussians selected (scale {res.scale}, "
           f"highest relevance {res.max_relevance:.3f}); wrote {res.path}")  # fmt: skip
     return 0
+
+
+RENDER_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # -o suffix -> PIL format
+
+
+def _need_file(path: Path, rule: str, what: str) -> Path:
+    """`path` if it is a file, else FileNotFoundError naming it and the workflow rule that makes it."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: not found; {what} is made by the workflow's rule {rule}: run the workflow up to it"
+        )
+    return path
+
+
+def _language_source(scene_dir: Path, variant: str, scale: str, *, scene: str, device: str):
+    """The variant's language fields of the `--scale` choice, each with its codebook, checked first."""
+    from ccl.query.fields import LanguageFieldSource, scene_fields
+    from ccl.query.view import _scales
+
+    gdir, cdir = scene_dir / "gaussians" / variant, scene_dir / "codebook" / variant
+    if scale != "auto":
+        _need_file(
+            gdir / f"{scale}.safetensors", "train_language", f"the {scale} language field of {variant}"
+        )
+    elif not any(not p.name.endswith(".partial.safetensors") for p in gdir.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{gdir}: no language field (<scale>.safetensors) of variant {variant!r}; the workflow's rule "
+            "train_language makes them: run the workflow up to it"
+        )
+    for p in gdir.glob("*.safetensors"):
+        if not p.name.endswith(".partial.safetensors"):
+            s = p.name.removesuffix(".safetensors")
+            _need_file(cdir / f"{s}.h5", "train_codebook", f"the {s} codebook of {variant}")
+    fields, codebooks = scene_fields(scene_dir, variant)
+    scales = _scales(fields, scale)
+    return LanguageFieldSource(
+        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, scene=scene, device=device
+    )
+
+
+def class_colours(class_map: np.ndarray) -> np.ndarray:
+    """Class (prototype index) map [H, W] -> [H, W, 3] uint8 in a fixed palette, so a class has the same
+    colour in every view and run: tab20's colours for 0-19, then hues a golden-ratio turn apart; -1 black."""
+    import colorsys
+
+    from matplotlib import colormaps
+
+    idx = np.asarray(class_map, dtype=np.int64)
+    n = max(int(idx.max(initial=0)) + 1, 20)
+    palette = np.array(
+        [
+            *colormaps["tab20"].colors,
+            *(colorsys.hsv_to_rgb((k * 0.6180339887) % 1.0, 0.7, 0.9) for k in range(20, n)),
+        ]
+    )  # [n, 3] in [0, 1]
+    rgb = np.rint(palette[np.maximum(idx, 0)] * 255).astype(np.uint8)
+    rgb[idx < 0] = 0
+    return rgb
+
+
+def colour_to_uint8(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3] float colour in [0, 1] -> uint8 (rounded)."""
+    return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def write_view_image(out: Path, image: np.ndarray, *, made_by: dict[str, Any]) -> Path:
+    """PNG (with `made_by` as a text chunk) or JPEG (as its comment), written atomically."""
+    import json
+
+    from PIL import Image, PngImagePlugin
+
+    from ccl.io import atomic_path
+
+    fmt = RENDER_SUFFIXES[out.suffix.lower()]
+    note = json.dumps(made_by, sort_keys=True)
+    with atomic_path(out) as tmp:
+        img = Image.fromarray(image)
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_text("ccl", note)
+            img.save(tmp, format=fmt, pnginfo=info)
+        else:
+            img.save(tmp, format=fmt, quality=95, comment=note)
+    return out
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """One view of a trained field at the frame's camera, rendered as evaluation renders it."""
+    from ccl.query import pick_camera, validate_queries
+    from ccl.scene import load_scene_from_manifest, read_manifest
+
+    out = Path(args.out)
+    if out.suffix.lower() not in RENDER_SUFFIXES:
+        raise ValueError(
+            f"-o {out}: unknown image suffix {out.suffix!r}; accepted: {', '.join(RENDER_SUFFIXES)}"
+        )
+    if args.what == "relevance" and args.text is None:
+        raise ValueError('--what relevance needs --text "..." (the query whose relevance is drawn)')
+    if args.what != "relevance" and args.text is not None:
+        raise ValueError(f"--text is the query of --what relevance; --what {args.what} takes none")
+    config = _config(args)
+    cfgs = _stage_cfgs(config, args)
+    device = _device(config)
+    scene_dir = Path(args.scene_dir)
+    manifest = _need_file(scene_dir / "scene.json", "scene_manifest", "the scene's manifest")
+    m = read_manifest(manifest)
+    cam = pick_camera(load_scene_from_manifest(manifest, cfg=cfgs["scene_cfg"]).cameras, args.frame)
+    made_by = {"command": "ccl render", "scene": m.name, "frame": cam.name, "what": args.what}
+    if args.what == "rgb":
+        from ccl.splat.checkpoint import load_rgb_field
+        from ccl.splat.render import render_rgb
+
+        path = _need_file(scene_dir / "gaussians" / "rgb.safetensors", "train_rgb", "the colour field")
+        gaussians, header = load_rgb_field(path, scene=m.name)
+        # the background the field was trained and evaluated against (its header's config)
+        background = header.get("config", {}).get("background", config["rgb"]["background"])
+        image = colour_to_uint8(render_rgb(gaussians.to(device), cam, background=tuple(background)))
+        made_by.update(field=str(path), background=list(background))
+        detail = "colour field"
+    else:
+        text = validate_queries([args.text], where="--text")[0] if args.what == "relevance" else None
+        source = _language_source(scene_dir, args.variant, args.scale, scene=m.name, device=device)
+        made_by.update(variant=args.variant, fields={s: str(source.fields[s]) for s in source.scales})
+        if text is None:
+            scale = source.scales[0]
+            image = class_colours(source.class_map(scale, cam))
+            detail = f"{args.variant} {scale}, {source.prototypes(scale).shape[0]} classes"
+        else:
+            image, scale, frac = _relevance_image(source, cam, text, cfgs=cfgs, device=device)
+            made_by.update(text=text, mode=cfgs["query_cfg"].mode)
+            threshold = cfgs["query_cfg"].threshold
+            detail = f"{text!r}, {args.variant} {scale}, {100 * frac:.1f}% of pixels above {threshold:g}"
+        made_by["scale"] = scale
+    write_view_image(out, image, made_by=made_by)
+    print(f"{m.name} {cam.name} {args.what} ({detail}): {image.shape[1]}x{image.shape[0]}, wrote {out}")
+    return 0
+
+
+def _relevance_image(source: Any, cam: Any, text: str, *, cfgs: dict[str, Any], device: str):
+    """(overlay [H, W, 3] uint8, scale, share of pixels above the threshold): `ccl query`'s relevance of
+    one text (with the negatives in paper mode, the scale of the highest smoothed peak under `auto`)
+    drawn over the frame's image as its figure panels draw it."""
+    from ccl.eval.figures import overlay
+    from ccl.query import choose_scale, prototype_relevance, relevance_maps, text_embeddings
+    from ccl.scene import load_image
+
+    query_cfg = cfgs["query_cfg"]
+    emb = text_embeddings([text], cfg=query_cfg, features_cfg=cfgs["features_cfg"], device=device)
+    maps = np.stack(
+        [
+            relevance_maps(
+                source.class_map(s, cam),
+                prototype_relevance(source.prototypes(s), emb, cfg=query_cfg, with_negatives=True),
+            )[0]
+            for s in source.scales
+        ]
+    )  # [L, H, W]
+    i = choose_scale(maps) if len(source.scales) > 1 else 0
+    heat = maps[i]
+    image = overlay(load_image(cam, cfg=cfgs["scene_cfg"]), heat)
+    return image, source.scales[i], float((heat > query_cfg.threshold).mean())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -162,6 +327,23 @@ def build_parser() -> argparse.ArgumentParser:
     q3.add_argument("--context", action="store_true", help="also write the other Gaussians, in dark grey")
     common(q3)
     q3.set_defaults(func=cmd_query3d)
+
+    r = sub.add_parser(
+        "render", help="one view of the colour field, the decoded classes or a text's relevance, as an image"
+    )
+    r.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
+    r.add_argument("--frame", required=True, help="view: its name (frame_00060) or the number in it (60)")
+    r.add_argument(
+        "--what",
+        required=True,
+        choices=["rgb", "classes", "relevance"],
+        help="rgb: the colour field; classes: the language field's decoded class (prototype index) in a "
+        "fixed palette (--scale auto: the finest scale); relevance: the relevance of --text over the image",
+    )
+    r.add_argument("--text", help="the query of --what relevance")
+    r.add_argument("-o", "--out", required=True, help="output image: " + ", ".join(RENDER_SUFFIXES))
+    common(r)
+    r.set_defaults(func=cmd_render)
 
     ev = sub.add_parser("evaluate", help="evaluate one scene's variant (what rule evaluate runs)")
     ev.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
