@@ -1,8 +1,9 @@
-"""COLMAP sparse models, text and binary: our own small reader (and writer, for tests and fixtures).
+"""COLMAP sparse models, text and binary: our own small reader, and a writer (fixtures, exported scenes).
 
-The layouts are COLMAP's (src/colmap/scene/reconstruction_io.cc). Only what a scene needs is kept:
-cameras (model, size, parameters), images (pose, camera, name) and the points' positions and colours;
-2D observations and tracks are skipped. pycolmap reads the same files and is the tests' cross-check.
+The layouts are COLMAP's (src/colmap/scene/reconstruction_io.cc). The reader keeps only what a scene
+needs: cameras (model, size, parameters), images (pose, camera, name) and the points' positions and
+colours; 2D observations and tracks are skipped. The writer writes them when given (`ColmapTracks`),
+as COLMAP does, else empty tracks. pycolmap reads the same files and is the tests' cross-check.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ class ColmapImage:
     tvec: np.ndarray  # [3] float64, world-to-camera translation
     camera_id: int
     name: str  # path relative to the image folder
+
+
+@dataclass(frozen=True, eq=False)
+class ColmapTracks:
+    """The points' 2D observations: observation i sees point row `point_index[i]` in image `image_id[i]`."""
+
+    point_index: np.ndarray  # [O] int64, row of the model's points_xyz
+    image_id: np.ndarray  # [O] int64, ColmapImage.image_id
+    xy: np.ndarray  # [O, 2] float64, pixel coordinates (COLMAP's: image corner at (0, 0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,12 +246,28 @@ def write_model(
     points_rgb: np.ndarray,
     *,
     format: str = "txt",
+    tracks: ColmapTracks | None = None,
+    points_error: np.ndarray | None = None,
 ) -> Path:
-    """Write a COLMAP model (no 2D observations, empty tracks): fixtures for tests and examples."""
+    """Write a COLMAP model; point i gets id i + 1.
+
+    Without `tracks` the images have no 2D observations and the points empty tracks (fixtures). With
+    them, each image lists its observations as POINTS2D in point order and each point's track names
+    (image id, index in that image's POINTS2D), as COLMAP writes a reconstruction. `points_error` [P] is
+    the points' mean reprojection error in pixels (default 0).
+    """
+    if format not in ("txt", "bin"):
+        raise ValueError(f"format must be 'txt' or 'bin', got {format!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     xyz = np.asarray(points_xyz, np.float64).reshape(-1, 3)
     rgb = np.asarray(points_rgb, np.uint8).reshape(-1, 3)
+    error = np.zeros(len(xyz)) if points_error is None else np.asarray(points_error, np.float64).reshape(-1)
+    if len(rgb) != len(xyz) or len(error) != len(xyz):
+        raise ValueError(
+            f"write_model: {len(xyz)} points but {len(rgb)} colours and {len(error)} errors; give one per point"
+        )
+    points2d, point_tracks = _observation_lists(images, len(xyz), tracks)
     if format == "txt":
         cam_lines = ["# Camera list with one line of data per camera:"]
         cam_lines += [
@@ -251,30 +277,68 @@ def write_model(
         img_lines = ["# Image list with two lines of data per image:"]
         for im in images:
             vals = " ".join(repr(float(v)) for v in (*im.qvec, *im.tvec))
-            img_lines += [f"{im.image_id} {vals} {im.camera_id} {im.name}", ""]
+            xy, ids = points2d[im.image_id]
+            obs = " ".join(
+                f"{x!r} {y!r} {pid}" for (x, y), pid in zip(xy.tolist(), ids.tolist(), strict=True)
+            )
+            img_lines += [f"{im.image_id} {vals} {im.camera_id} {im.name}", obs]
         pt_lines = ["# 3D point list with one line of data per point:"]
-        pt_lines += [
-            f"{i + 1} {p[0]!r} {p[1]!r} {p[2]!r} {c[0]} {c[1]} {c[2]} 0.0"
-            for i, (p, c) in enumerate(zip(xyz.tolist(), rgb.tolist(), strict=True))
-        ]
+        for i, (p, c, e) in enumerate(zip(xyz.tolist(), rgb.tolist(), error.tolist(), strict=True)):
+            track = "".join(f" {iid} {idx}" for iid, idx in point_tracks[i].tolist())
+            pt_lines.append(f"{i + 1} {p[0]!r} {p[1]!r} {p[2]!r} {c[0]} {c[1]} {c[2]} {e!r}{track}")
         (folder / "cameras.txt").write_text("\n".join(cam_lines) + "\n")
         (folder / "images.txt").write_text("\n".join(img_lines) + "\n")
         (folder / "points3D.txt").write_text("\n".join(pt_lines) + "\n")
-    elif format == "bin":
-        out = [struct.pack("<Q", len(cameras))]
-        for c in cameras:
-            out.append(struct.pack("<iiQQ", c.camera_id, COLMAP_MODEL_IDS[c.model], c.width, c.height))
-            out.append(struct.pack(f"<{len(c.params)}d", *c.params))
-        (folder / "cameras.bin").write_bytes(b"".join(out))
-        out = [struct.pack("<Q", len(images))]
-        for im in images:
-            out.append(struct.pack("<I7dI", im.image_id, *im.qvec, *im.tvec, im.camera_id))
-            out.append(im.name.encode("utf-8") + b"\x00" + struct.pack("<Q", 0))
-        (folder / "images.bin").write_bytes(b"".join(out))
-        out = [struct.pack("<Q", len(xyz))]
-        for i, (p, c) in enumerate(zip(xyz.tolist(), rgb.tolist(), strict=True)):
-            out.append(struct.pack("<Q3d3BdQ", i + 1, *p, *c, 0.0, 0))
-        (folder / "points3D.bin").write_bytes(b"".join(out))
-    else:
-        raise ValueError(f"format must be 'txt' or 'bin', got {format!r}")
+        return folder
+    out = [struct.pack("<Q", len(cameras))]
+    for c in cameras:
+        out.append(struct.pack("<iiQQ", c.camera_id, COLMAP_MODEL_IDS[c.model], c.width, c.height))
+        out.append(struct.pack(f"<{len(c.params)}d", *c.params))
+    (folder / "cameras.bin").write_bytes(b"".join(out))
+    out = [struct.pack("<Q", len(images))]
+    for im in images:
+        xy, ids = points2d[im.image_id]
+        rows = np.empty(len(ids), dtype=[("x", "<f8"), ("y", "<f8"), ("point3D_id", "<u8")])
+        rows["x"], rows["y"], rows["point3D_id"] = xy[:, 0], xy[:, 1], ids
+        out.append(struct.pack("<I7dI", im.image_id, *im.qvec, *im.tvec, im.camera_id))
+        out.append(im.name.encode("utf-8") + b"\x00" + struct.pack("<Q", len(ids)) + rows.tobytes())
+    (folder / "images.bin").write_bytes(b"".join(out))
+    out = [struct.pack("<Q", len(xyz))]
+    for i, (p, c, e) in enumerate(zip(xyz.tolist(), rgb.tolist(), error.tolist(), strict=True)):
+        track = point_tracks[i]
+        out.append(struct.pack("<Q3d3BdQ", i + 1, *p, *c, e, len(track)))
+        out.append(track.astype("<u4").tobytes())  # (image_id, point2D_idx) pairs
+    (folder / "points3D.bin").write_bytes(b"".join(out))
     return folder
+
+
+def _observation_lists(
+    images: list[ColmapImage], n_points: int, tracks: ColmapTracks | None
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """Per image id its POINTS2D (xy [N, 2], point ids [N]); per point its track [T, 2] (image id, index)."""
+    if tracks is None:
+        tracks = ColmapTracks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2)))
+    point = np.asarray(tracks.point_index, np.int64).reshape(-1)
+    image = np.asarray(tracks.image_id, np.int64).reshape(-1)
+    xy = np.asarray(tracks.xy, np.float64).reshape(-1, 2)
+    if not len(point) == len(image) == len(xy):
+        raise ValueError(
+            f"ColmapTracks: {len(point)} point indices, {len(image)} image ids and {len(xy)} positions; "
+            "give one of each per observation"
+        )
+    known = np.array([im.image_id for im in images], np.int64)
+    if len(point) and (point.min() < 0 or point.max() >= n_points or not np.isin(image, known).all()):
+        raise ValueError(
+            f"ColmapTracks: observations name points outside 0..{n_points - 1} or images other than "
+            f"{known.tolist()}; every observation must name a written point and image"
+        )
+    order = np.lexsort((point, image))  # by image, then point: each image's POINTS2D in point order
+    point, image, xy = point[order], image[order], xy[order]
+    starts = np.searchsorted(image, known)
+    ends = np.searchsorted(image, known, side="right")
+    index_in_image = np.arange(len(image)) - np.searchsorted(image, image)  # POINT2D_IDX
+    points2d = {int(i): (xy[s:e], point[s:e] + 1) for i, s, e in zip(known, starts, ends, strict=True)}
+    by_point = np.lexsort((image, point))
+    bounds = np.searchsorted(point[by_point], np.arange(n_points + 1))
+    pairs = np.stack([image[by_point], index_in_image[by_point]], axis=1)
+    return points2d, [pairs[bounds[k] : bounds[k + 1]] for k in range(n_points)]

@@ -12,7 +12,7 @@ import pytest
 from scene_testkit import K_GT, POINT, H, W, gt_poses, make_colmap_scene, points, project, write_image
 
 from ccl.scene import SceneLoadConfig, load_image, load_scene, ops
-from ccl.scene.colmap import ColmapCamera, ColmapImage, read_model, write_model
+from ccl.scene.colmap import ColmapCamera, ColmapImage, ColmapTracks, read_model, write_model
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -87,6 +87,49 @@ def test_pycolmap_reads_what_our_writer_writes(tmp_path, fmt):
         im = rec.find_image_with_name(name)
         np.testing.assert_allclose(im.cam_from_world().matrix(), w2c[:3], atol=1e-12)
     np.testing.assert_allclose(rec.cameras[1].calibration_matrix(), K_GT)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "bin"])
+def test_pycolmap_reads_the_tracks_our_writer_writes(tmp_path, fmt):
+    """Each point seen by the images its index selects: POINTS2D at its projection, tracks that point back."""
+    poses = gt_poses(3)
+    xyz, rgb = points(6)
+    cams = [ColmapCamera(1, "PINHOLE", W, H, np.array([K_GT[0, 0], K_GT[1, 1], K_GT[0, 2], K_GT[1, 2]]))]
+    imgs = [
+        ColmapImage(i + 1, ops.rotmat_to_qvec(w2c[:3, :3]), w2c[:3, 3], 1, f"frame_{i + 1:05d}.jpg")
+        for i, w2c in enumerate(poses)
+    ]
+    seen = [(p, i) for p in range(len(xyz)) for i in range(3) if (p + i) % 3 != 0]  # point 0: images 2, 3
+    obs = ColmapTracks(
+        point_index=np.array([p for p, _ in seen]),
+        image_id=np.array([i + 1 for _, i in seen]),
+        xy=np.array([project(K_GT, poses[i], xyz[p].astype(np.float64)) for p, i in seen]),
+    )
+    write_model(tmp_path, cams, imgs[::-1], xyz, rgb, format=fmt, tracks=obs, points_error=np.full(6, 0.25))
+
+    rec = pycolmap.Reconstruction()
+    rec.read(str(tmp_path))
+    assert rec.num_points3D() == 6 and rec.compute_num_observations() == len(seen)
+    for pid, pt in rec.points3D.items():
+        p = pid - 1
+        assert sorted(e.image_id for e in pt.track.elements) == [i + 1 for q, i in seen if q == p]
+        assert pt.error == pytest.approx(0.25)
+        np.testing.assert_array_equal(pt.xyz, xyz[p].astype(np.float64))
+        for e in pt.track.elements:
+            p2d = rec.images[e.image_id].points2D[e.point2D_idx]
+            assert p2d.point3D_id == pid
+            np.testing.assert_allclose(p2d.xy, project(K_GT, poses[e.image_id - 1], pt.xyz), atol=PX_TOL)
+    ours = read_model(tmp_path)  # the reader skips the observations and still reads every point
+    np.testing.assert_array_equal(ours.points_xyz, xyz.astype(np.float64))
+    assert [ours.images[i + 1].name for i in range(3)] == [im.name for im in imgs]
+
+
+def test_tracks_naming_an_unwritten_image_are_refused(tmp_path):
+    cams = [ColmapCamera(1, "PINHOLE", W, H, np.array([70.0, 70, 32, 24]))]
+    imgs = [ColmapImage(1, np.array([1.0, 0, 0, 0]), np.zeros(3), 1, "a.png")]
+    obs = ColmapTracks(np.array([0]), np.array([2]), np.array([[3.0, 4.0]]))
+    with pytest.raises(ValueError, match=r"ColmapTracks.*images other than \[1\]"):
+        write_model(tmp_path, cams, imgs, np.zeros((1, 3)), np.zeros((1, 3)), tracks=obs, format="bin")
 
 
 @pytest.mark.parametrize(
