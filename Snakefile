@@ -58,6 +58,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/codebook.smk"
 include: "workflow/rules/splat.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/export.smk"
 
 
 # Cheap aggregation: on a cluster these run on the submit host, not as jobs.
