@@ -38,6 +38,7 @@ def test_format_progress_gives_count_rate_and_time_left():
     line = format_progress("train_rgb ramen", 110, 800, unit="step", elapsed_s=5.0, initial=100)
     assert line == "train_rgb ramen: 110/800 steps, 2.0 steps/s, ~6 min left"  # 690 × 0.5 s = 345 s
     assert format_progress("x", 3, None, unit="view", elapsed_s=45.0) == "x: 3 views, 15 s/view"
+    assert format_progress("x", 3, 4, unit="view", elapsed_s=0.6) == "x: 3/4 views, 5.0 views/s, ~0.2 s left"
     assert (
         format_progress("x", 2, 4000, unit="frame", elapsed_s=60.0)
         == "x: 2/4000 frames, 30 s/frame, ~33.3 h left"
@@ -85,8 +86,8 @@ def test_a_job_reports_progress_on_the_console_and_in_its_log(tmp_path, capsys, 
     assert seen == [0, 1, 2, 3, 4]
     console = capsys.readouterr().err.splitlines()  # the stderr the process had before the log took it
     assert len(console) == 2, console
-    assert re.fullmatch(r"sam_masks ramen: 1/5 frames, .+ frames/s, ~\d+ s left", console[0]), console[0]
-    assert re.fullmatch(r"sam_masks ramen: 5/5 frames, .+, done in \d+ s", console[1]), console[1]
+    assert re.fullmatch(r"sam_masks ramen: 1/5 frames, .+ frames/s, ~[\d.]+ s left", console[0]), console[0]
+    assert re.fullmatch(r"sam_masks ramen: 5/5 frames, .+, done in [\d.]+ s", console[1]), console[1]
     text = log.read_text()
     for line in console:
         assert f"INFO ccl.progress: {line}\n" in text
