@@ -33,9 +33,8 @@ N_VIEWS = 8  # tests/conftest.py TINY_SYNTHETIC
 EVAL_FRAMES = ["frame_00000", "frame_00005"]  # label_every = 5 by default
 # Geometry is float64 end to end (JSON floats, COLMAP doubles); the quaternion round trip costs ~1e-16.
 GEOMETRY_TOL = 1e-9
-# Key order of the released LERF-OVS label files (LangSplat's release; five checked by hand).
-LABEL_INFO_KEYS = ["name", "width", "height", "depth", "note"]
-LABEL_OBJECT_KEYS = ["category", "group", "segmentation", "area", "layer", "bbox", "iscrowd", "note"]
+# Five label files of LangSplat's LERF-OVS release, byte for byte.
+RELEASED_LABELS = REPO_ROOT / "tests" / "fixtures" / "lerf_ovs_labels"
 
 
 def exported(i: int) -> str:
@@ -257,20 +256,31 @@ def test_visible_points_by_depth_on_a_closed_form_view(source_scene):
 # --- labels ---------------------------------------------------------------------------------------------
 
 
+def _released_serialisation(doc: dict) -> bytes:
+    return json.dumps(doc, indent=4).replace("\n", "\r\n").encode()
+
+
 def test_label_files_are_written_as_the_released_ones(exports):
+    """Byte for byte the serialisation of the released files (tests/fixtures: 4-space indent, CRLF, no
+    final newline), with their keys in their order."""
+    released = [json.loads(p.read_bytes()) for p in sorted(RELEASED_LABELS.glob("*/*.json"))]
+    assert len(released) == 5
+    for p, doc in zip(sorted(RELEASED_LABELS.glob("*/*.json")), released, strict=True):
+        assert p.read_bytes() == _released_serialisation(doc), p
+    info_keys = {tuple(d["info"]) for d in released}
+    object_keys = {tuple(o) for d in released for o in d["objects"]}
+    assert len(info_keys) == 1 and len(object_keys) == 1
+
     for path in sorted((exports["lerf_ovs"] / "label" / NAME).glob("*.json")):
         raw = path.read_bytes()
-        assert raw.count(b"\r\n") == raw.count(b"\n") > 0 and not raw.endswith(
-            b"\n"
-        )  # CRLF, no final newline
-        assert raw.startswith(b'{\r\n    "info": {\r\n        "name": ')  # 4-space indent
         doc = json.loads(raw)
-        assert list(doc) == ["info", "objects"] and list(doc["info"]) == LABEL_INFO_KEYS
+        assert raw == _released_serialisation(doc), path
+        assert list(doc) == ["info", "objects"] and {tuple(doc["info"])} == info_keys
         assert doc["info"]["name"] == f"{path.stem}.jpg"
         assert (doc["info"]["width"], doc["info"]["height"], doc["info"]["depth"]) == (64, 48, 3)
         assert doc["objects"], path
         for obj in doc["objects"]:
-            assert list(obj) == LABEL_OBJECT_KEYS
+            assert {tuple(obj)} == object_keys
             assert isinstance(obj["layer"], float) and isinstance(obj["area"], float)
             assert obj["iscrowd"] == 0 and obj["note"] == ""
 
