@@ -75,4 +75,4 @@ rule all:
 
 
 onsuccess:
-    print("\n" + closing_message("results", RUN_STARTED))
+    print(f"\n{closing_message('results', RUN_STARTED)}")
