@@ -5,6 +5,8 @@
 rule synthetic_scene:
     output:
         scene_dir=directory("results/{scene}/scene"),
+    wildcard_constraints:
+        scene=_alternatives(SYNTHETIC_SCENES),  # a real scene's folder is the user's, never built
     log:
         "logs/synthetic_scene/{scene}.log",
     benchmark:
