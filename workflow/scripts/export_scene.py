@@ -1,7 +1,7 @@
 # Export a synthetic scene in a benchmark's release layout (ccl.synthetic.export_layout).
 from ccl.runlog import script_logging
 
-with script_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
+with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
     from ccl.synthetic import export_layout
 
     export_layout(
