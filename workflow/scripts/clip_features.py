@@ -1,22 +1,22 @@
 # A CLIP embedding for every mask of one scale (ccl.features.extract_features) → features/{scale}.h5.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
+with script_logging(snakemake):  # the job's log, threads and progress
     import functools
 
     from ccl.config import section
     from ccl.features import FeaturesConfig, extract_features
     from ccl.scene import SceneLoadConfig, load_image, load_scene_from_manifest
 
-    cfg = section(FeaturesConfig, snakemake.params.features, where="config.yaml: features")  # noqa: F821
-    scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")  # noqa: F821
-    scene = load_scene_from_manifest(snakemake.input.manifest, cfg=scene_cfg)  # noqa: F821
+    cfg = section(FeaturesConfig, snakemake.params.features, where="config.yaml: features")
+    scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")
+    scene = load_scene_from_manifest(snakemake.input.manifest, cfg=scene_cfg)
     extract_features(
         scene,
-        snakemake.input.masks,  # noqa: F821
+        snakemake.input.masks,
         cfg=cfg,
-        out_path=snakemake.output.features,  # noqa: F821
-        device=snakemake.params.device,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        load_image=functools.partial(load_image, cfg=scene_cfg, cache_dir=snakemake.params.cache_dir),  # noqa: F821
+        out_path=snakemake.output.features,
+        device=snakemake.params.device,
+        seed=snakemake.params.seed,
+        load_image=functools.partial(load_image, cfg=scene_cfg, cache_dir=snakemake.params.cache_dir),
     )

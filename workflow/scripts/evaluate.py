@@ -3,19 +3,19 @@ from pathlib import Path
 
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
+with script_logging(snakemake):  # the job's log, threads and progress
     from ccl.config import section, section_dataclass
     from ccl.device import resolve_device
     from ccl.eval import EvalConfig, evaluate_scene
     from ccl.query import QueryConfig
 
-    p = snakemake.params  # noqa: F821
+    p = snakemake.params
     evaluate_scene(
-        Path(snakemake.output.queries).parent,  # noqa: F821
-        manifest=snakemake.input.manifest,  # noqa: F821
-        fields=dict(zip(p.scales, snakemake.input.fields, strict=True)),  # noqa: F821
-        codebooks=dict(zip(p.scales, snakemake.input.codebooks, strict=True)),  # noqa: F821
-        variant=snakemake.wildcards.variant,  # noqa: F821
+        Path(snakemake.output.queries).parent,
+        manifest=snakemake.input.manifest,
+        fields=dict(zip(p.scales, snakemake.input.fields, strict=True)),
+        codebooks=dict(zip(p.scales, snakemake.input.codebooks, strict=True)),
+        variant=snakemake.wildcards.variant,
         seed=p.seed,
         query_cfg=section(QueryConfig, p.query, where="config.yaml: query"),
         eval_cfg=section(EvalConfig, p.eval, where="config.yaml: eval"),

@@ -1,9 +1,9 @@
 # Build the embedded synthetic scene (ccl.synthetic.make_scene) into the rule's output folder.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
+with script_logging(snakemake):  # the job's log, threads and progress
     from ccl.config import section
     from ccl.synthetic import SyntheticConfig, make_scene
 
-    cfg = section(SyntheticConfig, snakemake.params.synthetic, where="config.yaml: synthetic")  # noqa: F821
-    make_scene(snakemake.output.scene_dir, cfg=cfg, seed=snakemake.params.seed)  # noqa: F821
+    cfg = section(SyntheticConfig, snakemake.params.synthetic, where="config.yaml: synthetic")
+    make_scene(snakemake.output.scene_dir, cfg=cfg, seed=snakemake.params.seed)

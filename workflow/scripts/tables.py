@@ -3,11 +3,11 @@ from pathlib import Path
 
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
+with script_logging(snakemake):  # the job's log, threads and progress
     from ccl.eval import build_tables
 
     build_tables(
-        snakemake.input.queries,  # noqa: F821
-        Path(snakemake.output.efficiency).parent,  # noqa: F821
-        benchmarks=snakemake.params.benchmarks,  # noqa: F821
+        snakemake.input.queries,
+        Path(snakemake.output.efficiency).parent,
+        benchmarks=snakemake.params.benchmarks,
     )

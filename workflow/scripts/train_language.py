@@ -2,15 +2,15 @@
 # → gaussians/{variant}/{scale}.safetensors + .metrics.json.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
+with script_logging(snakemake):  # the job's log, threads and progress
     from ccl.config import section
     from ccl.scene import SceneLoadConfig
     from ccl.splat import LanguageConfig, RgbConfig, train_language
 
-    params = snakemake.params  # noqa: F821
-    inputs = snakemake.input  # noqa: F821
+    params = snakemake.params
+    inputs = snakemake.input
     train_language(
-        snakemake.output.field,  # noqa: F821
+        snakemake.output.field,
         manifest=inputs.manifest,
         scene_load=section(SceneLoadConfig, params.scene_load, where="config.yaml: scene_load"),
         masks_path=inputs.masks,
@@ -20,8 +20,8 @@ with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, thre
         rgb_cfg=section(RgbConfig, params.rgb, where="config.yaml: rgb"),
         seed=params.seed,
         device=params.device,
-        scale=snakemake.wildcards.scale,  # noqa: F821
-        variant=snakemake.wildcards.variant,  # noqa: F821
-        metrics_path=snakemake.output.metrics,  # noqa: F821
+        scale=snakemake.wildcards.scale,
+        variant=snakemake.wildcards.variant,
+        metrics_path=snakemake.output.metrics,
         cache_dir=params.cache_dir,
     )

@@ -1,19 +1,19 @@
 # The colour field of one scene (ccl.splat.train_rgb) → gaussians/rgb.safetensors + rgb.metrics.json.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # noqa: F821 (snakemake is injected): log, threads, progress
+with script_logging(snakemake):  # the job's log, threads and progress
     from ccl.config import section
     from ccl.scene import SceneLoadConfig
     from ccl.splat import RgbConfig, train_rgb
 
-    params = snakemake.params  # noqa: F821
+    params = snakemake.params
     train_rgb(
-        snakemake.output.field,  # noqa: F821
-        manifest=snakemake.input.manifest,  # noqa: F821
+        snakemake.output.field,
+        manifest=snakemake.input.manifest,
         scene_load=section(SceneLoadConfig, params.scene_load, where="config.yaml: scene_load"),
         cfg=section(RgbConfig, params.rgb, where="config.yaml: rgb"),
         seed=params.seed,
         device=params.device,
-        metrics_path=snakemake.output.metrics,  # noqa: F821
+        metrics_path=snakemake.output.metrics,
         cache_dir=params.cache_dir,
     )
