@@ -29,7 +29,7 @@ rule train_codebook:
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=int(config["device"] == "cuda"),
+        gpu=GPU_JOB,
     params:
         codebook=config["codebook"],
         seed=config["seed"],

@@ -1,5 +1,5 @@
-# Helpers shared by every stage: scene lookup, path helpers, the wildcard patterns, and the list of
-# terminal outputs that `rule all` asks for (each stage file appends what it finishes with).
+# Helpers shared by every stage: scene lookup, the scene's folders, the wildcard patterns, job resources,
+# and the list of terminal outputs that `rule all` asks for (each stage file appends what it finishes with).
 import re
 
 from ccl.scene.entries import resolve_entry
@@ -41,12 +41,18 @@ def synthetic_scene_input(wildcards):
     return []
 
 
-def log_path(stage, *parts):
-    return f"logs/{stage}/" + "_".join(parts) + ".log"
+def scene_cache_dir(wildcards):
+    """The scene's image cache (a `params:` value): undistorted, downscaled images, safe to delete.
 
-
-def bench_path(stage, *parts):
-    return f"benchmarks/{stage}/" + "_".join(parts) + ".tsv"
+    ccl.scene.load_image keeps each working-resolution image here once, so the five rules that read the
+    scene's images (sam_masks, track_masks, clip_features, train_rgb, train_language) undistort it once
+    between them. A param, not an output, since Snakemake gives a path one producing rule and deletes a
+    job's outputs before the job runs: as one rule's output the folder would be wiped under the others,
+    and an output per rule would redo the undistortion in each. Nor does it need tracking, since an
+    entry is keyed by its source file (path, size, mtime) and the transformation and written atomically,
+    so a stale or half-written one is never read, and a deleted one is rebuilt on use.
+    """
+    return f"results/{wildcards.scene}/cache"
 
 
 # Resources. Rules that can use CUDA ask Slurm for a GPU only when config sets the device to cuda
@@ -58,3 +64,25 @@ GPU_JOB = 1 if config["device"] == "cuda" else 0
 def per_attempt(base):
     """A resource callable: `base` on the first attempt, `base * n` on the n-th."""
     return lambda wildcards, attempt: base * attempt
+
+
+# A stage with a real model and a simulator (masks, tracks, features) asks for the model's memory and
+# time only when config picks the model; the simulator runs numpy on a small synthetic scene.
+SIMULATOR_MEM_MB = 2000
+SIMULATOR_RUNTIME_MIN = 30
+
+
+def model_resources(mem_mb, runtime, *, backend_is_real=True):
+    """A model-running job's `resources:` (`**model_resources(...)`).
+
+    mem_mb (MB) and runtime (minutes) are the real backend's on the first attempt, both growing with the
+    attempt, and a GPU is asked for when config sets cuda (GPU_JOB). With the simulator
+    (`backend_is_real=False`): the simulator's small needs and no GPU, whatever the model's numbers.
+    """
+    if not backend_is_real:
+        mem_mb, runtime = SIMULATOR_MEM_MB, SIMULATOR_RUNTIME_MIN
+    return {
+        "mem_mb": per_attempt(mem_mb),
+        "runtime": per_attempt(runtime),
+        "gpu": GPU_JOB if backend_is_real else 0,
+    }

@@ -56,9 +56,7 @@ if EVAL_SCENES:
         # splat.smk): one thread, jobs side by side
         threads: 1
         resources:
-            mem_mb=per_attempt(4000),
-            runtime=per_attempt(30),
-            gpu=GPU_JOB,
+            **model_resources(4000, 30),
         params:
             query=config["query"],
             eval=config["eval"],

@@ -25,15 +25,13 @@ rule clip_features:
     # `--set-threads clip_features=16` raises it on a dedicated node. The simulator needs one.
     threads: 4 if FEATURES.backend == "open_clip" else 1
     resources:
-        mem_mb=per_attempt(8000 if FEATURES.backend == "open_clip" else 2000),
-        runtime=per_attempt(240 if FEATURES.backend == "open_clip" else 30),
-        gpu=GPU_JOB if FEATURES.backend == "open_clip" else 0,
+        **model_resources(8000, 240, backend_is_real=FEATURES.backend == "open_clip"),
     params:
         features=config["features"],
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
-        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+        cache_dir=scene_cache_dir,
     script:
         "../scripts/clip_features.py"
 

@@ -23,15 +23,13 @@ rule sam_masks:
     # `--set-threads sam_masks=16` raises it on a dedicated node. The simulator needs one.
     threads: 4 if MASKS.backend == "sam" else 1
     resources:
-        mem_mb=per_attempt(16000 if MASKS.backend == "sam" else 2000),
-        runtime=per_attempt(600 if MASKS.backend == "sam" else 30),
-        gpu=GPU_JOB if MASKS.backend == "sam" else 0,
+        **model_resources(16000, 600, backend_is_real=MASKS.backend == "sam"),
     params:
         masks=MASKS.generation_params(),
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
-        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+        cache_dir=scene_cache_dir,
     script:
         "../scripts/sam_masks.py"
 

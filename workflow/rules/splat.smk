@@ -31,15 +31,13 @@ rule train_rgb:
         "benchmarks/train_rgb/{scene}.tsv"
     threads: 1
     resources:
-        mem_mb=per_attempt(8000),
-        runtime=per_attempt(240),
-        gpu=GPU_JOB,
+        **model_resources(8000, 240),
     params:
         rgb=config["rgb"],
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
-        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+        cache_dir=scene_cache_dir,
     script:
         "../scripts/train_rgb.py"
 
@@ -60,16 +58,14 @@ rule train_language:
         "benchmarks/train_language/{scene}_{variant}_{scale}.tsv"
     threads: 1
     resources:
-        mem_mb=per_attempt(8000),
-        runtime=per_attempt(120),
-        gpu=GPU_JOB,
+        **model_resources(8000, 120),
     params:
         language=config["language"],
         rgb=config["rgb"],
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
-        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+        cache_dir=scene_cache_dir,
     script:
         "../scripts/train_language.py"
 

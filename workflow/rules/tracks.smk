@@ -23,15 +23,13 @@ rule track_masks:
     # `--set-threads track_masks=16` raises it on a dedicated node. The simulator needs one.
     threads: 4 if TRACKS.backend == "sam2" else 1
     resources:
-        mem_mb=per_attempt(16000 if TRACKS.backend == "sam2" else 2000),
-        runtime=per_attempt(600 if TRACKS.backend == "sam2" else 30),
-        gpu=GPU_JOB if TRACKS.backend == "sam2" else 0,
+        **model_resources(16000, 600, backend_is_real=TRACKS.backend == "sam2"),
     params:
         tracks=config["tracks"],
         scene_load=config["scene_load"],
         seed=config["seed"],
         device=config["device"],
-        cache_dir=lambda wildcards: f"results/{wildcards.scene}/cache",
+        cache_dir=scene_cache_dir,
     script:
         "../scripts/track_masks.py"
 
