@@ -7,7 +7,8 @@ inner 0.5.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 BACKENDS = ("sam", "sim")
@@ -27,6 +28,10 @@ class MasksConfig:
     backend: str = "sim"
     sam_model_type: str = "vit_h"
     sam_checkpoint: str | None = None
+    # segment-anything build arguments replacing those of sam_model_type (a smaller or resized SAM);
+    # the keys are checked by the sam backend, which alone knows the architectures. Left out of the
+    # hash (a dict has none); equality still compares it.
+    sam_overrides: dict[str, Any] = field(default_factory=dict, hash=False)
     points_per_side: int = 32
     points_per_batch: int = 64
     pred_iou_thresh: float = 0.7
@@ -58,6 +63,17 @@ class MasksConfig:
         where = "config.yaml: masks"
         if self.backend not in BACKENDS:
             raise ValueError(f"{where}.backend: {self.backend!r} is not one of {BACKENDS}")
+        if not isinstance(self.sam_overrides, Mapping):
+            raise ValueError(
+                f"{where}.sam_overrides: expected a mapping of SAM build arguments "
+                f"(e.g. {{encoder_depth: 2}}), got {self.sam_overrides!r}"
+            )
+        # a plain dict with lists, as YAML gives it: the same value whether built from config or Python
+        object.__setattr__(
+            self,
+            "sam_overrides",
+            {str(k): (list(v) if isinstance(v, list | tuple) else v) for k, v in self.sam_overrides.items()},
+        )
         for key in ("contested_pixel_sp", "contested_pixel_wp", "contested_pixel_all"):
             if getattr(self, key) not in CONTESTED_PIXEL_RULES:
                 raise ValueError(

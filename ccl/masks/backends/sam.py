@@ -8,7 +8,9 @@ and each output index goes through SAM's filters (predicted IoU, stability, crop
 on its own; across crops, crop NMS and small-region cleanup run per level as in SAM.
 
 Models are built from a registry (name → builder of an uninitialised model) and loaded through
-`ccl.io.load_torch_weights` with a strict key and shape check.
+`ccl.io.load_torch_weights` with a strict key and shape check. `masks.sam_overrides` replaces build
+arguments of the model type (a smaller, resized or differently sized SAM): the model is then built
+from segment-anything's modules the way its `build_sam._build_sam` builds the official ones.
 """
 
 from __future__ import annotations
@@ -47,6 +49,131 @@ def _official(model_type: str) -> Callable[[], Any]:
 # model type → builder of the (randomly initialised) architecture; weights are loaded afterwards.
 SAM_BUILDERS: dict[str, Callable[[], Any]] = {k: _official(k) for k in SAM_CHECKPOINT_FILES}
 
+# segment_anything/build_sam.py: the official model types differ only in `_build_sam`'s four arguments;
+# the other sizes are constants there (window 14, 1024 px input, 16 px patches, 256-dim prompts and
+# decoder). Together they are the build arguments `masks.sam_overrides` may replace.
+SAM_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "vit_h": {
+        "encoder_embed_dim": 1280,
+        "encoder_depth": 32,
+        "encoder_num_heads": 16,
+        "encoder_global_attn_indexes": [7, 15, 23, 31],
+    },
+    "vit_l": {
+        "encoder_embed_dim": 1024,
+        "encoder_depth": 24,
+        "encoder_num_heads": 16,
+        "encoder_global_attn_indexes": [5, 11, 17, 23],
+    },
+    "vit_b": {
+        "encoder_embed_dim": 768,
+        "encoder_depth": 12,
+        "encoder_num_heads": 12,
+        "encoder_global_attn_indexes": [2, 5, 8, 11],
+    },
+}
+SAM_BUILD_CONSTANTS: dict[str, int] = {
+    "encoder_window_size": 14,
+    "image_size": 1024,
+    "vit_patch_size": 16,
+    "prompt_embed_dim": 256,
+}
+
+
+def sam_architecture(model_type: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The build arguments of SAM `model_type` with `overrides` applied; refused, naming the key, if unusable."""
+    where = "config.yaml: masks.sam_overrides"
+    if model_type not in SAM_ARCHITECTURES:
+        raise ValueError(
+            f"{where} replaces build arguments of an official model type, but masks.sam_model_type is "
+            f"{model_type!r}; set masks.sam_model_type to one of {sorted(SAM_ARCHITECTURES)}"
+        )
+    arch = {**SAM_ARCHITECTURES[model_type], **SAM_BUILD_CONSTANTS}
+    unknown = sorted(set(overrides) - set(arch))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; the SAM build arguments are {sorted(arch)}")
+    arch.update(overrides)
+    for key, value in arch.items():
+        if key == "encoder_global_attn_indexes":
+            ok, want = (
+                isinstance(value, list | tuple) and all(_is_int(v) for v in value),
+                "a list of integers",
+            )
+        else:
+            ok, want = _is_int(value) and value >= 1, "an integer >= 1"
+        if not ok:
+            raise ValueError(f"{where}.{key}: expected {want}, got {value!r}")
+    arch["encoder_global_attn_indexes"] = list(arch["encoder_global_attn_indexes"])
+    depth = arch["encoder_depth"]
+    outside = [i for i in arch["encoder_global_attn_indexes"] if not 0 <= i < depth]
+    if outside:
+        raise ValueError(
+            f"{where}.encoder_global_attn_indexes: blocks {outside} do not exist in an encoder of depth "
+            f"{depth} (blocks 0..{depth - 1})"
+        )
+    for key, divisor, why in (
+        ("encoder_embed_dim", "encoder_num_heads", "each attention head takes an equal share of the width"),
+        ("image_size", "vit_patch_size", "the image is cut into whole patches"),
+    ):
+        if arch[key] % arch[divisor]:
+            raise ValueError(
+                f"{where}.{key}: {arch[key]} is not a multiple of {divisor} {arch[divisor]} ({why})"
+            )
+    if arch["prompt_embed_dim"] % 16:
+        raise ValueError(
+            f"{where}.prompt_embed_dim: {arch['prompt_embed_dim']} is not a multiple of 16 (the mask "
+            "decoder's 8 heads share half of it in its cross-attention)"
+        )
+    return arch
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def build_sam_architecture(arch: Mapping[str, Any]) -> Any:
+    """segment-anything's Sam built as `build_sam._build_sam` builds it, with the sizes of `arch`
+    (`sam_architecture`'s build arguments); randomly initialised, in eval mode."""
+    from functools import partial
+
+    import torch
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    prompt_embed_dim, image_size = arch["prompt_embed_dim"], arch["image_size"]
+    image_embedding_size = image_size // arch["vit_patch_size"]
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=arch["encoder_depth"],
+            embed_dim=arch["encoder_embed_dim"],
+            img_size=image_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=arch["encoder_num_heads"],
+            patch_size=arch["vit_patch_size"],
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=tuple(arch["encoder_global_attn_indexes"]),
+            window_size=arch["encoder_window_size"],
+            out_chans=prompt_embed_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_embed_dim,
+            image_embedding_size=(image_embedding_size, image_embedding_size),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_embed_dim, mlp_dim=2048, num_heads=8),
+            transformer_dim=prompt_embed_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    return sam.eval()
+
 
 def _download_hint(model_type: str) -> str:
     name = SAM_CHECKPOINT_FILES.get(model_type)
@@ -60,19 +187,28 @@ def _download_hint(model_type: str) -> str:
 
 
 def check_checkpoint(cfg: MasksConfig, builders: Mapping[str, Callable[[], Any]]) -> Path:
-    """The checkpoint path of `cfg`, refused (with what to download, and where to put it) if unusable."""
-    if cfg.sam_model_type not in builders:
+    """The checkpoint path of `cfg`, refused (with what to download, and where to put it) if unusable;
+    `masks.sam_overrides` too."""
+    if cfg.sam_overrides:
+        sam_architecture(cfg.sam_model_type, cfg.sam_overrides)
+    elif cfg.sam_model_type not in builders:
         raise ValueError(
             f"config.yaml: masks.sam_model_type {cfg.sam_model_type!r} is not one of {sorted(builders)}"
         )
+    hint = _download_hint(cfg.sam_model_type)
+    if cfg.sam_overrides:  # not an official architecture: no official file to point to
+        hint = (
+            "set masks.sam_checkpoint to the checkpoint of the SAM that masks.sam_overrides describes "
+            f"(or, for an official SAM, remove masks.sam_overrides and {hint})"
+        )
     if cfg.sam_checkpoint is None:
         raise FileNotFoundError(
-            f"config.yaml: masks.backend is 'sam' but masks.sam_checkpoint is not set; {_download_hint(cfg.sam_model_type)}"
+            f"config.yaml: masks.backend is 'sam' but masks.sam_checkpoint is not set; {hint}"
         )
     path = Path(os.path.expanduser(cfg.sam_checkpoint))
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: SAM checkpoint not found (config.yaml: masks.sam_checkpoint); {_download_hint(cfg.sam_model_type)}"
+            f"{path}: SAM checkpoint not found (config.yaml: masks.sam_checkpoint); {hint}"
         )
     return path
 
@@ -83,17 +219,28 @@ def load_sam(
     *,
     builders: Mapping[str, Callable[[], Any]],
     device: str = "cpu",
+    overrides: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Build SAM `model_type` from `builders` and load `checkpoint` strictly (keys and shapes)."""
+    """Build SAM `model_type` from `builders` (or, with `overrides`, from its build arguments with those
+    replaced) and load `checkpoint` strictly (keys and shapes)."""
     from ccl.io.checkpoint import check_state_dict_keys, load_torch_weights
 
-    model = builders[model_type]()
+    if overrides:
+        model = build_sam_architecture(sam_architecture(model_type, overrides))
+        what = f"SAM {model_type} with masks.sam_overrides {dict(overrides)}"
+        hint = (
+            "masks.sam_overrides must give the sizes the checkpoint was made with "
+            "(the file's tensor shapes), or be removed for an official checkpoint"
+        )
+    else:
+        model = builders[model_type]()
+        what, hint = f"SAM {model_type}", _download_hint(model_type)
     state = load_torch_weights(checkpoint)
     expected = model.state_dict()
     try:
         check_state_dict_keys(checkpoint, state.keys(), expected.keys())
     except ValueError as e:
-        raise ValueError(f"{e} (SAM {model_type}); {_download_hint(model_type)}") from None
+        raise ValueError(f"{e} ({what}); {hint}") from None
     bad = [
         f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
         for k, v in expected.items()
@@ -101,8 +248,8 @@ def load_sam(
     ]
     if bad:
         raise ValueError(
-            f"{checkpoint}: tensor shapes do not match SAM {model_type} ({len(bad)}: {bad[:4]}); "
-            f"is it the checkpoint of another model type? {_download_hint(model_type)}"
+            f"{checkpoint}: tensor shapes do not match {what} ({len(bad)}: {bad[:4]}); "
+            f"is it the checkpoint of another model size? {hint}"
         )
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
@@ -138,7 +285,9 @@ class SamBackend:
         path = check_checkpoint(cfg, builders)  # before anything heavy
         device = resolve_device(device)
         log.info("loading SAM %s from %s on %s", cfg.sam_model_type, path, device)
-        model = load_sam(cfg.sam_model_type, path, builders=builders, device=device)
+        model = load_sam(
+            cfg.sam_model_type, path, builders=builders, device=device, overrides=cfg.sam_overrides
+        )
         info = {
             "backend": "sam",
             "model": f"sam_{cfg.sam_model_type}",
@@ -147,6 +296,9 @@ class SamBackend:
             "device": device,
             "simulated": False,
         }
+        if cfg.sam_overrides:  # not the official architecture: what was changed, and what it came to
+            info["sam_overrides"] = dict(cfg.sam_overrides)
+            info["architecture"] = sam_architecture(cfg.sam_model_type, cfg.sam_overrides)
         return cls(model, cfg=cfg, load_image=load_image, info=info)
 
     def close(self) -> None:
