@@ -14,6 +14,7 @@ BACKENDS = ("open_clip", "sim")
 class FeaturesConfig:
     backend: str = "sim"  # "open_clip" or "sim" (synthetic scenes only)
     model_name: str = "ViT-B-16"  # open_clip architecture
+    model_config_file: str | None = None  # JSON defining model_name (open_clip's model_configs format)
     pretrained: str = "laion2b_s34b_b88k"  # open_clip tag, or the path of the weights file
     batch_size: int = 64  # crops per forward pass
     crop_size: int = 224  # px, side of the square crop (= the model's input size)

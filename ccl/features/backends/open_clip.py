@@ -3,6 +3,8 @@
 The model is built from its open_clip config with random weights (`pretrained=None`: open_clip never
 downloads here), then the user's weights file is loaded strictly through ccl.io. A `pretrained` tag
 without a local file is refused before any work, with the file to get and where to point config.
+An architecture open_clip does not ship comes from `features.model_config_file`, a JSON of open_clip's
+own model config format, registered with open_clip (`add_model_config`) before anything is built.
 """
 
 from __future__ import annotations
@@ -33,9 +35,50 @@ def _import_open_clip():
     return open_clip
 
 
-def check(cfg: FeaturesConfig, scene=None) -> None:
-    """The user's model name and weights file, before any work."""
+def register_model_config(cfg: FeaturesConfig) -> dict[str, Any] | None:
+    """Register `features.model_config_file` with open_clip, under its file name (= `features.model_name`);
+    the architecture it defines, or None without one. Refused, with the fix, if open_clip cannot use it."""
+    import json
+
+    if cfg.model_config_file is None:
+        return None
     open_clip = _import_open_clip()
+    path = Path(cfg.model_config_file).expanduser()
+    what = "features.model_config_file"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: open_clip model config not found ({what}); set it to the JSON file defining "
+            f"features.model_name {cfg.model_name!r}, or to null for an architecture open_clip ships"
+        )
+    try:
+        arch = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({what}; {e})") from e
+    missing = [
+        k for k in ("embed_dim", "vision_cfg", "text_cfg") if not isinstance(arch, dict) or k not in arch
+    ]
+    if missing:
+        raise ValueError(
+            f"{path}: not an open_clip model config ({what}): no {missing}; it holds embed_dim, vision_cfg "
+            "and text_cfg, as open_clip/model_configs/ViT-B-16.json does (a Hugging Face "
+            "open_clip_config.json has them under model_cfg: save that part as its own file)"
+        )
+    if path.suffix != ".json" or path.stem != cfg.model_name:
+        # open_clip reads only *.json files and names each architecture after its file
+        raise ValueError(
+            f"{path}: open_clip registers this architecture as {path.stem!r} (the file's name) and only from "
+            f"a .json file, but features.model_name is {cfg.model_name!r}; name the file "
+            f"{cfg.model_name}.json, or set features.model_name: {path.stem}"
+        )
+    if open_clip.get_model_config(cfg.model_name) != arch:  # registering again would only add a path
+        open_clip.add_model_config(path)
+    return arch
+
+
+def check(cfg: FeaturesConfig, scene=None) -> None:
+    """The user's model name, architecture file and weights file, before any work."""
+    open_clip = _import_open_clip()
+    register_model_config(cfg)
     model_cfg = open_clip.get_model_config(cfg.model_name)
     if model_cfg is None:
         raise ValueError(
@@ -77,7 +120,7 @@ def weights_path(cfg: FeaturesConfig) -> Path:
     )
 
 
-def load_weights(model, path: Path, model_name: str) -> None:
+def load_weights(model, path: Path, model_name: str, *, model_config_file: str | None = None) -> None:
     """Load a CLIP state dict strictly: every key of the model, nothing else, same shapes."""
     from ccl.io import load_torch_weights
     from ccl.io.checkpoint import check_state_dict_keys
@@ -87,12 +130,18 @@ def load_weights(model, path: Path, model_name: str) -> None:
         state = state["state_dict"]  # open_clip training checkpoints
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
-    check_state_dict_keys(path, state.keys(), model.state_dict().keys())
+    where = (
+        f" (architecture from features.model_config_file {model_config_file})" if model_config_file else ""
+    )
+    try:
+        check_state_dict_keys(path, state.keys(), model.state_dict().keys())
+    except ValueError as e:
+        raise ValueError(f"{e} ({model_name}{where})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ValueError(
-            f"{path}: weights do not match {model_name} ({str(e).splitlines()[1:3]}); "
+            f"{path}: weights do not match {model_name}{where} ({str(e).splitlines()[1:3]}); "
             "features.pretrained must be the weights of features.model_name"
         ) from e
 
@@ -106,12 +155,13 @@ class OpenClipEncoder:
         device = self.device
         self.load_image = load_image
         self.path = weights_path(cfg)
+        self.architecture = register_model_config(cfg)  # None: an architecture open_clip ships
         logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": the weights load next
         try:
             model = open_clip.create_model(cfg.model_name, pretrained=None, device="cpu")
         finally:
             logging.disable(logging.NOTSET)
-        load_weights(model, self.path, cfg.model_name)
+        load_weights(model, self.path, cfg.model_name, model_config_file=cfg.model_config_file)
         log.info("OpenCLIP %s with weights %s on %s", cfg.model_name, self.path, self.device)
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(cfg.model_name)
@@ -128,7 +178,7 @@ class OpenClipEncoder:
 
         from ccl.io import file_sha256
 
-        return {
+        info = {
             "backend": "open_clip",
             "simulated": False,
             "model_name": self.cfg.model_name,
@@ -137,6 +187,12 @@ class OpenClipEncoder:
             "open_clip_version": version("open_clip_torch"),
             "dim": self.dim,
         }
+        if self.architecture is not None:  # not an architecture open_clip ships: its file and contents
+            config_path = Path(self.cfg.model_config_file).expanduser()
+            info["model_config_file"] = str(config_path.absolute())
+            info["model_config_sha256"] = file_sha256(config_path)
+            info["model_config"] = self.architecture
+        return info
 
     def _amp(self):
         import torch
