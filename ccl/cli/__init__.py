@@ -104,8 +104,7 @@ def _need_file(path: Path, rule: str, what: str) -> Path:
 
 def _language_source(scene_dir: Path, variant: str, scale: str, *, scene: str, device: str):
     """The variant's language fields of the `--scale` choice, each with its codebook, checked first."""
-    from ccl.query.fields import LanguageFieldSource, scene_fields
-    from ccl.query.view import _scales
+    from ccl.query.view import language_source
 
     gdir, cdir = scene_dir / "gaussians" / variant, scene_dir / "codebook" / variant
     if scale != "auto":
@@ -121,11 +120,7 @@ def _language_source(scene_dir: Path, variant: str, scale: str, *, scene: str, d
         if not p.name.endswith(".partial.safetensors"):
             s = p.name.removesuffix(".safetensors")
             _need_file(cdir / f"{s}.h5", "train_codebook", f"the {s} codebook of {variant}")
-    fields, codebooks = scene_fields(scene_dir, variant)
-    scales = _scales(fields, scale)
-    return LanguageFieldSource(
-        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, scene=scene, device=device
-    )
+    return language_source(scene_dir, variant, scale=scale, scene=scene, device=device)
 
 
 def class_colours(class_map: np.ndarray) -> np.ndarray:
@@ -228,27 +223,18 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _relevance_image(source: Any, cam: Any, text: str, *, cfgs: dict[str, Any], device: str):
     """(overlay [H, W, 3] uint8, scale, share of pixels above the threshold): `ccl query`'s relevance of
-    one text (with the negatives in paper mode, the scale of the highest smoothed peak under `auto`)
-    drawn over the frame's image as its figure panels draw it."""
-    from ccl.eval.figures import overlay
-    from ccl.query import choose_scale, prototype_relevance, relevance_maps, text_embeddings
+    one text (ccl.query.view.view_relevance) drawn over the frame's image as its figure panels draw it."""
+    from ccl.query.figures import overlay
+    from ccl.query.view import view_relevance
     from ccl.scene import load_image
 
     query_cfg = cfgs["query_cfg"]
-    emb = text_embeddings([text], cfg=query_cfg, features_cfg=cfgs["features_cfg"], device=device)
-    maps = np.stack(
-        [
-            relevance_maps(
-                source.class_map(s, cam),
-                prototype_relevance(source.prototypes(s), emb, cfg=query_cfg, with_negatives=True),
-            )[0]
-            for s in source.scales
-        ]
-    )  # [L, H, W]
-    i = choose_scale(maps) if len(source.scales) > 1 else 0
-    heat = maps[i]
+    rel = view_relevance(
+        source, cam, [text], query_cfg=query_cfg, features_cfg=cfgs["features_cfg"], device=device
+    )
+    heat = rel.heat(0)
     image = overlay(load_image(cam, cfg=cfgs["scene_cfg"]), heat)
-    return image, source.scales[i], float((heat > query_cfg.threshold).mean())
+    return image, rel.scales[rel.chosen[0]], float((heat > query_cfg.threshold).mean())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

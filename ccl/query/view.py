@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ccl.query.config import QueryConfig
-from ccl.query.fields import LanguageFieldSource, scene_fields
+from ccl.query.fields import SCALE_ORDER, LanguageFieldSource, scene_fields
 from ccl.query.ops import choose_scale, validate_queries
 from ccl.query.relevance import prototype_relevance, relevance_maps, select_gaussians, text_embeddings
 
@@ -50,6 +50,77 @@ def _scene_and_manifest(scene_dir: Path, scene_cfg: Any):
     return read_manifest(manifest), load_scene_from_manifest(manifest, cfg=scene_cfg)
 
 
+def language_source(
+    scene_dir: str | os.PathLike,
+    variant: str,
+    *,
+    scale: str = "auto",
+    scene: str | None = None,
+    device: str = "cpu",
+) -> LanguageFieldSource:
+    """The variant's language fields (and their codebooks) of a results/{scene} folder that `scale` picks.
+
+    `auto`: every scale but `all` (or `all` when it is the only one), each query then read at the one
+    whose smoothed relevance peaks highest; a scale name: that field alone (ValueError if there is none).
+    `scene` (the manifest's name) makes each field's header checked against it.
+    """
+    fields, codebooks = scene_fields(Path(scene_dir), variant)
+    have = sorted(fields, key=lambda s: SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER))
+    if scale == "auto":
+        scales = tuple(s for s in have if s != "all") or tuple(have)
+    elif scale in fields:
+        scales = (scale,)
+    else:
+        raise ValueError(f"--scale {scale}: no language field of that scale; have {have}")
+    return LanguageFieldSource(
+        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, scene=scene, device=device
+    )
+
+
+@dataclass(frozen=True)
+class ViewRelevance:
+    """The relevance of text queries in one view, at every scale of a LanguageFieldSource."""
+
+    queries: tuple[str, ...]
+    scales: tuple[str, ...]  # the source's, finest first
+    maps: np.ndarray  # [L, Q, H, W] float32 in [0, 1], L = len(scales), Q = len(queries)
+    chosen: tuple[int, ...]  # [Q] index into scales each query is read at (highest smoothed peak)
+
+    def heat(self, k: int) -> np.ndarray:
+        """Query k's map at its chosen scale, [H, W] float32."""
+        return self.maps[self.chosen[k], k]
+
+
+def view_relevance(
+    source: LanguageFieldSource,
+    camera: Any,
+    queries: Sequence[str],
+    *,
+    query_cfg: QueryConfig,
+    features_cfg: Any,
+    device: str = "cpu",
+) -> ViewRelevance:
+    """Each query's relevance map in `camera`'s view, per scale, and the scale each is read at.
+
+    The decoded class map of every scale with each prototype's relevance painted on it; in paper mode
+    the softmax runs over the queries and the negatives (`query.negatives`), so a pixel that matches
+    none of the queries is not forced onto one of them. `ccl query` and `ccl render` draw these.
+    """
+    queries = tuple(validate_queries(queries, where="query text"))
+    emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
+    maps = np.stack(
+        [
+            relevance_maps(
+                source.class_map(s, camera),
+                prototype_relevance(source.prototypes(s), emb, cfg=query_cfg, with_negatives=True),
+            )
+            for s in source.scales
+        ]
+    )  # [L, Q, H, W]
+    chosen = tuple(choose_scale(maps[:, k]) if len(source.scales) > 1 else 0 for k in range(len(queries)))
+    return ViewRelevance(queries, source.scales, maps, chosen)
+
+
 @dataclass(frozen=True)
 class ImageQueryResult:
     path: Path
@@ -71,66 +142,27 @@ def query_image(
     scene_cfg: Any,
     device: str = "cpu",
 ) -> ImageQueryResult:
-    """Relevance of each query in one view, drawn over the image (pixels above the threshold outlined).
-
-    In paper mode the softmax runs over the texts and the negatives (`query.negatives`), so a pixel that
-    matches none of the texts is not forced onto one of them.
-    """
-    from ccl.eval.figures import frame_figure
+    """Relevance of each query in one view (`view_relevance`: with the negatives in paper mode, each query
+    at its own scale under `auto`), drawn over the image with the pixels above the threshold outlined."""
+    from ccl.query.figures import frame_figure
     from ccl.scene import load_image
 
     queries = validate_queries(queries, where="query text")
-    scene_dir = Path(scene_dir)
-    fields, codebooks = scene_fields(scene_dir, variant)
-    scales = _scales(fields, scale)
-    m, scene = _scene_and_manifest(scene_dir, scene_cfg)
+    m, scene = _scene_and_manifest(Path(scene_dir), scene_cfg)
+    source = language_source(scene_dir, variant, scale=scale, scene=m.name, device=device)
     cam = pick_camera(scene.cameras, frame)
-    source = LanguageFieldSource(
-        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, scene=m.name, device=device
-    )
-    emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
-    maps = np.stack(
-        [
-            relevance_maps(
-                source.class_map(s, cam),
-                prototype_relevance(source.prototypes(s), emb, cfg=query_cfg, with_negatives=True),
-            )
-            for s in scales
-        ]
-    )  # [L, Q, H, W]
+    rel = view_relevance(source, cam, queries, query_cfg=query_cfg, features_cfg=features_cfg, device=device)
     image = load_image(cam, cfg=scene_cfg)
-    panels, chosen, frac = [], {}, {}
-    for k, q in enumerate(queries):
-        i = choose_scale(maps[:, k]) if len(scales) > 1 else 0
-        heat = maps[i, k]
+    panels, scales, frac = [], {}, {}
+    for k, q in enumerate(rel.queries):
+        scale_k, heat = rel.scales[rel.chosen[k]], rel.heat(k)
         mask = heat > query_cfg.threshold
-        chosen[q], frac[q] = scales[i], float(mask.mean())
-        panels.append(
-            (
-                q,
-                heat,
-                mask,
-                None,
-                f"{scales[i]} · max {heat.max():.2f} · {100 * frac[q]:.1f}% > {query_cfg.threshold:g}",
-            )
-        )
-        log.info(
-            "%s: scale %s, %.1f%% of pixels above %.2f", q, scales[i], 100 * frac[q], query_cfg.threshold
-        )
+        scales[q], frac[q] = scale_k, float(mask.mean())
+        subtitle = f"{scale_k} · max {heat.max():.2f} · {100 * frac[q]:.1f}% > {query_cfg.threshold:g}"
+        panels.append((q, heat, mask, None, subtitle))
+        log.info("%s: scale %s, %.1f%% of pixels above %.2f", q, scale_k, 100 * frac[q], query_cfg.threshold)
     path = frame_figure(out, image, panels, title=f"{m.name} · {variant} · {cam.name} ({query_cfg.mode})")
-    return ImageQueryResult(path, cam.name, chosen, frac)
-
-
-def _scales(fields: dict[str, Path], scale: str) -> tuple[str, ...]:
-    from ccl.query.fields import SCALE_ORDER
-
-    have = sorted(fields, key=lambda s: SCALE_ORDER.index(s) if s in SCALE_ORDER else 9)
-    if scale == "auto":
-        multi = tuple(s for s in have if s != "all")
-        return multi or tuple(have)
-    if scale not in fields:
-        raise ValueError(f"--scale {scale}: no language field of that scale; have {have}")
-    return (scale,)
+    return ImageQueryResult(path, cam.name, scales, frac)
 
 
 @dataclass(frozen=True)
@@ -181,15 +213,10 @@ def query_gaussians(
     from ccl.scene.ply import write_ply_points
 
     queries = validate_queries(queries, where="query text")
-    scene_dir = Path(scene_dir)
-    fields, codebooks = scene_fields(scene_dir, variant)
-    scales = _scales(fields, scale)
-    source = LanguageFieldSource(
-        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, device=device
-    )
+    source = language_source(scene_dir, variant, scale=scale, device=device)
     emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
     best = None
-    for s in scales:
+    for s in source.scales:
         f = source.language_field(s)
         sel = select_gaussians(decode_gaussian_classes(f), source.prototypes(s), emb, cfg=query_cfg)
         peak = float(sel.relevance.max()) if sel.relevance.size else 0.0
