@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (README): `make run` and `make test`. Both set up .venv first.
 # The install order matters: torch from its pinned build, then sam2 against that torch without
-# build isolation and without its CUDA extension (DESIGN.md, last section), then this package.
+# build isolation and without its CUDA extension (docs/design.md, "Installation facts"), then this package.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
