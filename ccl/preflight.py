@@ -9,7 +9,8 @@ What is checked, per scene of the run:
   loads (images, COLMAP model or transforms.json, every image's size: headers only); no two scenes
   share a folder;
 - a `sim` backend (masks, tracks, features) only on synthetic scenes; the real backends' checkpoint
-  files present and of the configured model (the backends' own cheap checks);
+  files present and of the configured model: every tensor name and shape, read from the file's index
+  without its data and compared with the architecture built on the meta device;
 - labels present and of the scene's frames for a protocol that needs them (`protocol: none` named as
   the fix for an unlabelled scene);
 - the held-out views (`rgb.holdout_every`, `language.holdout_every`) leave views to train on;
@@ -37,6 +38,13 @@ STAGE_BACKENDS = {  # config section -> (its sim backend, the real one)
     "masks": ("sim", "sam"),
     "tracks": ("sim", "sam2"),
     "features": ("sim", "open_clip"),
+}
+
+
+REAL_BACKEND_MODULES = {  # config section -> the module whose `check_weights(cfg)` checks its checkpoint
+    "masks": "ccl.masks.backends.sam",
+    "tracks": "ccl.tracks.backends.sam2",
+    "features": "ccl.features.backends.open_clip",
 }
 
 
@@ -115,24 +123,16 @@ def _backend_problems(config: Mapping[str, Any], real_scenes: list[str]) -> list
 
 
 def _checkpoint_problems(stage: str, section: Mapping[str, Any]) -> list[Problem]:
-    """The real backend's own checks of its model and checkpoint (cheap: no model is built)."""
+    """The real backend's own check of its model and checkpoint: the file is there and holds the
+    configured architecture's tensors, names and shapes (cheap: no tensor of the file is read)."""
+    import importlib
+
     from ccl.config import section as build_section
     from ccl.config import section_dataclass
 
     try:
         cfg = build_section(section_dataclass(stage), section, where=f"config: {stage}")
-        if stage == "masks":
-            from ccl.masks.backends.sam import SAM_BUILDERS, check_checkpoint
-
-            check_checkpoint(cfg, SAM_BUILDERS)
-        elif stage == "tracks":
-            from ccl.tracks.backends.sam2 import check
-
-            check(cfg, None)
-        else:
-            from ccl.features.backends.open_clip import check
-
-            check(cfg)
+        importlib.import_module(REAL_BACKEND_MODULES[stage]).check_weights(cfg)
     except (FileNotFoundError, ValueError, ImportError) as e:
         key = _checkpoint_key(stage, str(e))
         return [Problem(key, None, str(e), None)]  # the backends' messages name the file to get and the key
@@ -140,11 +140,13 @@ def _checkpoint_problems(stage: str, section: Mapping[str, Any]) -> list[Problem
 
 
 def _checkpoint_key(stage: str, message: str) -> str:
-    for key in {"masks": ("sam_checkpoint", "sam_model_type"), "tracks": ("sam2_checkpoint", "sam2_config"),
-                "features": ("pretrained", "model_name", "crop_size")}[stage]:  # fmt: skip
-        if key in message:
-            return f"{stage}.{key}"
-    return f"{stage}.backend"
+    """The key a backend's message names first (the checkpoint's key when it names none)."""
+    keys = {
+        "masks": ("sam_checkpoint", "sam_overrides", "sam_model_type"),
+        "tracks": ("sam2_checkpoint", "sam2_overrides", "sam2_config"),
+        "features": ("pretrained", "model_config_file", "model_name", "crop_size"),
+    }[stage]
+    return f"{stage}.{next((k for k in keys if f'{stage}.{k}' in message), keys[0])}"
 
 
 # --- scenes -------------------------------------------------------------------------------------------

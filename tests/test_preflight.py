@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from scene.scene_testkit import make_colmap_scene
-from workflow_testkit import repo_copy, snakemake
+from workflow_testkit import checkpoint_files, repo_copy, snakemake
 
 from ccl.config import validate_config
 from ccl.preflight import MASKS_PER_VIEW_CEILING, PreflightError, check_run, find_problems
@@ -41,13 +41,6 @@ def _config(data_root: Path, scenes: dict, **extra) -> dict:
     return validate_config({"data_root": str(data_root), "scenes": scenes, **extra}, source="test.yaml")
 
 
-def _checkpoints(folder: Path) -> None:
-    for stage in REAL_BACKENDS.values():
-        path = folder / next(v for k, v in stage.items() if k != "backend")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"weights")
-
-
 def _keys(problems) -> list[str]:
     return [p.key for p in problems]
 
@@ -55,7 +48,7 @@ def _keys(problems) -> list[str]:
 def test_a_well_formed_benchmark_scene_has_no_problem(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _lerf_scene(tmp_path / "data", "ramen")
-    _checkpoints(tmp_path)
+    checkpoint_files(tmp_path, REAL_BACKENDS)
     cfg = _config(
         tmp_path / "data",
         {"ramen": {"source": "colmap", "path": "ramen", "labels": "label/ramen"}},
@@ -89,6 +82,54 @@ def test_missing_checkpoints_are_named_with_their_keys(tmp_path, monkeypatch):
     problems = find_problems(cfg)
     assert _keys(problems) == ["masks.sam_checkpoint", "tracks.sam2_checkpoint", "features.pretrained"]
     assert all("ckpt/" in p.what for p in problems)
+
+
+def test_checkpoints_of_another_model_are_refused_before_any_job(tmp_path, monkeypatch):
+    """The file is there but holds another model: found from its tensor index, no tensor read."""
+    monkeypatch.chdir(tmp_path)
+    _lerf_scene(tmp_path / "data", "ramen")
+    checkpoint_files(tmp_path, REAL_BACKENDS)
+    other = {  # vit_b, hiera_t and ViT-B-32 files where the config names vit_h, hiera_l and ViT-B-16
+        "masks": {**REAL_BACKENDS["masks"], "sam_model_type": "vit_b"},
+        "tracks": {**REAL_BACKENDS["tracks"], "sam2_config": "configs/sam2.1/sam2.1_hiera_t.yaml"},
+        "features": {**REAL_BACKENDS["features"], "model_name": "ViT-B-32"},
+    }
+    checkpoint_files(tmp_path, other)
+    cfg = _config(
+        tmp_path / "data",
+        {"ramen": {"source": "colmap", "path": "ramen", "labels": "label/ramen"}},
+        codebook={"n_prototypes": 8},
+        **REAL_BACKENDS,
+    )
+    problems = find_problems(cfg)
+    assert _keys(problems) == ["masks.sam_checkpoint", "tracks.sam2_checkpoint", "features.pretrained"]
+    for p in problems:
+        assert "tensor shape(s) differ" in p.what or "does not match the model" in p.what, p.what
+    assert "SAM vit_h" in problems[0].what and "sam2.1_hiera_l" in problems[1].what
+    assert "ViT-B-16" in problems[2].what
+
+
+def test_a_pickle_bearing_checkpoint_is_never_loaded_nor_is_unsafe_loading_advised(tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    _lerf_scene(tmp_path / "data", "ramen")
+    checkpoint_files(tmp_path, REAL_BACKENDS)
+    import torch
+
+    torch.save(
+        {"model": {"w": torch.zeros(2)}, "optimizer": pickle.PickleError},
+        tmp_path / "ckpt/sam2.1_hiera_large.pt",
+    )
+    cfg = _config(
+        tmp_path / "data",
+        {"ramen": {"source": "colmap", "path": "ramen", "labels": "label/ramen"}},
+        codebook={"n_prototypes": 8},
+        **REAL_BACKENDS,
+    )
+    (p,) = find_problems(cfg)
+    assert p.key == "tracks.sam2_checkpoint" and "never executed" in p.what
+    assert "weights_only" not in p.what and "delete" not in p.what
 
 
 def test_unlabelled_scene_of_a_labelled_protocol_names_protocol_none(tmp_path):

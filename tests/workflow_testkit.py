@@ -89,13 +89,25 @@ def minimal_3dovs_scene(data_root: Path, name: str, *, n_views: int = 8, label_v
 
 
 def checkpoint_files(root: Path, config: dict) -> None:
-    """Files where `config` names the model checkpoints (relative to `root`): the preflight's cheap
-    checks see a file of the right name; no job of a plan reads them."""
+    """Checkpoints where `config` names them (relative to `root`), in the official file formats, holding
+    the configured models' tensor names and shapes (the preflight checks both) with no data: each tensor
+    is one zero broadcast to its shape, so a vit_h file is a few kB. No job of a plan reads them."""
+    import importlib
+
+    import torch
+
+    from ccl.config import section, section_dataclass
+    from ccl.preflight import REAL_BACKEND_MODULES
+
+    wrap = {"tracks": lambda sd: {"model": sd}}  # sam2's files hold {"model": state_dict}
     for stage, key in (
         ("masks", "sam_checkpoint"),
         ("tracks", "sam2_checkpoint"),
         ("features", "pretrained"),
     ):
+        cfg = section(section_dataclass(stage), config[stage])
+        shapes = importlib.import_module(REAL_BACKEND_MODULES[stage]).expected_weight_shapes(cfg)
+        state = {k: torch.zeros(()).expand(shape) for k, shape in shapes.items()}
         path = root / config[stage][key]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
+        torch.save(wrap.get(stage, lambda sd: sd)(state), path)

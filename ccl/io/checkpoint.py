@@ -60,12 +60,93 @@ def load_torch_weights(path: str | os.PathLike, *, map_location: str = "cpu") ->
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError on bad files
-        raise ValueError(f"{path}: cannot be loaded as weights ({type(e).__name__}: {e})") from e
+        raise _unloadable(path, e) from None
+    return _state_dict(path, obj)
+
+
+def _unloadable(path: Path, e: Exception) -> ValueError:
+    """The error for a file torch's safe loader refuses, in the user's words. torch's own text advises
+    `weights_only=False`, which would execute whatever the file holds: never passed on."""
+    import pickle
+
+    if isinstance(e, pickle.UnpicklingError):
+        return ValueError(
+            f"{path}: holds Python objects besides tensors, which are never executed here, so it cannot be "
+            "read as weights; use the model's official weights file (a plain state dict or .safetensors)"
+        )
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ValueError(f"{path}: not a readable weights file ({type(e).__name__}: {first}); is it complete?")
+
+
+def _state_dict(path: Path, obj: Any) -> dict[str, Any]:
+    """The state dict inside a loaded weights file, unwrapped as the official releases wrap it."""
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # sam2 checkpoints wrap the state dict under "model"
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # open_clip training checkpoints
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}  # saved from DistributedDataParallel
     return obj
+
+
+def read_weight_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a weights file, cheaply: torch's zip files are memory-mapped and no tensor
+    is read (a legacy, non-zip file is loaded whole); safetensors by their header."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # a legacy torch file cannot be memory-mapped: loaded whole
+        return {k: tuple(v.shape) for k, v in load_torch_weights(path).items() if hasattr(v, "shape")}
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError on bad files
+        raise _unloadable(path, e) from None
+    return {k: tuple(v.shape) for k, v in _state_dict(path, obj).items() if hasattr(v, "shape")}
+
+
+def check_weight_shapes(
+    path: str | os.PathLike,
+    expected: Mapping[str, tuple[int, ...]],
+    *,
+    model: str,
+    fix: str,
+) -> None:
+    """Refuse a weights file whose tensor names or shapes are not those of `model` (cheap: the file's
+    tensors are never read), naming the file, the tensors and the fix."""
+    got = read_weight_shapes(path)
+    try:
+        _check_keys(Path(path), set(got), set(expected))
+    except ValueError as e:
+        raise ValueError(f"{e} ({model}); {fix}") from None
+    bad = [
+        f"{k}: {got[k]} in the file, {v} in {model}" for k, v in expected.items() if tuple(got[k]) != tuple(v)
+    ]
+    if bad:
+        raise ValueError(
+            f"{path}: {len(bad)} tensor shape(s) differ from {model} ({'; '.join(bad[:3])}): the weights of "
+            f"another model size; {fix}"
+        )
+
+
+def meta_state_shapes(build: Any) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the model `build()` makes, built on the meta device: no memory, no
+    random init, so checking a checkpoint against a 600M-parameter architecture takes a second."""
+    import torch
+
+    with torch.device("meta"):
+        model = build()
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def check_state_dict_keys(path: str | os.PathLike, got: Iterable[str], expected: Iterable[str]) -> None:

@@ -95,6 +95,35 @@ def check(cfg: FeaturesConfig, scene=None) -> None:
     weights_path(cfg)
 
 
+def check_weights(cfg: FeaturesConfig) -> None:
+    """Preflight: `check`, and the weights file holds the tensors of features.model_name, names and shapes
+    (cheap: the model is built on the meta device and the file's tensors are never read)."""
+    from ccl.io.checkpoint import check_weight_shapes
+
+    check(cfg)
+    fix = "features.pretrained must be the weights of features.model_name"
+    if cfg.model_config_file is not None:
+        fix += " as features.model_config_file defines it"
+    check_weight_shapes(
+        weights_path(cfg), expected_weight_shapes(cfg), model=f"OpenCLIP {cfg.model_name}", fix=fix
+    )
+
+
+def expected_weight_shapes(cfg: FeaturesConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the CLIP that `cfg` configures (built on the meta device)."""
+    from ccl.io.checkpoint import meta_state_shapes
+
+    open_clip = _import_open_clip()
+    register_model_config(cfg)
+    logging.disable(logging.WARNING)  # open_clip warns "initialized randomly"
+    try:
+        return meta_state_shapes(
+            lambda: open_clip.create_model(cfg.model_name, pretrained=None, device="meta")
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def weights_path(cfg: FeaturesConfig) -> Path:
     """The local weights file named by `cfg.pretrained`; a tag or a missing file is refused with the fix."""
     open_clip = _import_open_clip()

@@ -213,6 +213,31 @@ def check_checkpoint(cfg: MasksConfig, builders: Mapping[str, Callable[[], Any]]
     return path
 
 
+def check_weights(cfg: MasksConfig) -> None:
+    """Preflight: the checkpoint exists and holds the configured SAM's tensors, names and shapes (cheap:
+    the model is built on the meta device and the file's tensors are never read)."""
+    from ccl.io.checkpoint import check_weight_shapes
+
+    path = check_checkpoint(cfg, SAM_BUILDERS)
+    if cfg.sam_overrides:
+        what = f"SAM {cfg.sam_model_type} with masks.sam_overrides {dict(cfg.sam_overrides)}"
+        fix = "masks.sam_overrides must give the sizes the checkpoint was made with"
+    else:
+        what = f"SAM {cfg.sam_model_type} (masks.sam_model_type)"
+        fix = f"set masks.sam_model_type to the checkpoint's model, or {_download_hint(cfg.sam_model_type)}"
+    check_weight_shapes(path, expected_weight_shapes(cfg), model=what, fix=fix)
+
+
+def expected_weight_shapes(cfg: MasksConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the SAM that `cfg` configures (built on the meta device)."""
+    from ccl.io.checkpoint import meta_state_shapes
+
+    if cfg.sam_overrides:
+        arch = sam_architecture(cfg.sam_model_type, cfg.sam_overrides)
+        return meta_state_shapes(lambda: build_sam_architecture(arch))
+    return meta_state_shapes(SAM_BUILDERS[cfg.sam_model_type])
+
+
 def load_sam(
     model_type: str,
     checkpoint: str | os.PathLike,

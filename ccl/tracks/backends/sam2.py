@@ -95,6 +95,27 @@ def check(cfg: TracksConfig, scene) -> None:
             )
 
 
+def check_weights(cfg: TracksConfig) -> None:
+    """Preflight: `check`, and the checkpoint holds the tensors of the configured SAM2, names and shapes
+    (the file's tensors are never read; sam2's modules cannot be built on the meta device, so the
+    architecture is built on the CPU: about 2 s and 1 GB for hiera_l)."""
+    from ccl.io.checkpoint import check_weight_shapes
+
+    check(cfg, None)
+    name, url = _official(cfg.sam2_config)
+    fix = f"tracks.sam2_checkpoint must be {name} ({url}) for that config"
+    if cfg.sam2_overrides:
+        fix = "tracks.sam2_overrides must give the sizes the checkpoint was made with"
+    path = Path(cfg.sam2_checkpoint).expanduser()
+    check_weight_shapes(path, expected_weight_shapes(cfg), model=cfg.sam2_config, fix=fix)
+
+
+def expected_weight_shapes(cfg: TracksConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the SAM2 that `cfg` configures (built on the CPU, then dropped)."""
+    model = _architecture(cfg, "cpu")
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def build_model(cfg: TracksConfig, device: str):
     """The SAM2 video predictor of `cfg.sam2_config` with the weights of `cfg.sam2_checkpoint` (strict)."""
     import torch
@@ -102,6 +123,27 @@ def build_model(cfg: TracksConfig, device: str):
     from ccl.io import load_torch_weights
     from ccl.io.checkpoint import check_state_dict_keys
 
+    model = _architecture(cfg, device)
+    ckpt = Path(cfg.sam2_checkpoint).expanduser()
+    state = load_torch_weights(ckpt)  # weights_only; unwraps sam2's {"model": ...}
+    check_state_dict_keys(ckpt, state.keys(), model.state_dict().keys())
+    name, url = _official(cfg.sam2_config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # same keys, other shapes: another model size
+        raise ValueError(
+            f"{ckpt}: checkpoint does not match {cfg.sam2_config} ({str(e).splitlines()[1:3]}); "
+            f"tracks.sam2_checkpoint must be {name} ({url}) for that config"
+        ) from e
+    model.eval()
+    del state
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return model
+
+
+def _architecture(cfg: TracksConfig, device: str):
+    """SAM2's video predictor of `cfg.sam2_config` and its overrides, randomly initialised."""
     build_sam2_video_predictor = _import_sam2()
     has_ext = importlib.util.find_spec("sam2._C") is not None
     overrides = [*_POSTPROCESSING, f"++model.fill_hole_area={8 if has_ext else 0}", *cfg.sam2_overrides]
@@ -120,21 +162,6 @@ def build_model(cfg: TracksConfig, device: str):
             f"tracks: cannot build SAM2 from {cfg.sam2_config!r} with overrides {list(cfg.sam2_overrides)} "
             f"({type(e).__name__}: {e}); check tracks.sam2_config and tracks.sam2_overrides"
         ) from e
-    ckpt = Path(cfg.sam2_checkpoint).expanduser()
-    state = load_torch_weights(ckpt)  # weights_only; unwraps sam2's {"model": ...}
-    check_state_dict_keys(ckpt, state.keys(), model.state_dict().keys())
-    name, url = _official(cfg.sam2_config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # same keys, other shapes: another model size
-        raise ValueError(
-            f"{ckpt}: checkpoint does not match {cfg.sam2_config} ({str(e).splitlines()[1:3]}); "
-            f"tracks.sam2_checkpoint must be {name} ({url}) for that config"
-        ) from e
-    model.eval()
-    del state
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
     return model
 
 
