@@ -105,7 +105,12 @@ def script_logging(
     An exception is logged with its traceback before it propagates, so the log says why a job failed.
     """
     global _job
+    stale: list[Path] = []
     if hasattr(target, "log"):  # the script's `snakemake` object
+        from ccl.io.atomic import remove_stale_temporaries
+
+        # a killed earlier attempt's temporaries (raw masks: gigabytes); this job owns its outputs now
+        stale = remove_stale_temporaries(getattr(target, "output", []))
         log_path = target.log[0] if len(target.log) else None
         threads = getattr(target, "threads", None) if threads is None else threads
         if job is None and getattr(target, "rule", None) is not None:
@@ -135,6 +140,8 @@ def script_logging(
     if job is not None:
         _job = JobReport(job, old_stderr if stream is not None else None, every_s)
     log = logging.getLogger("ccl")
+    for path in stale:
+        log.info("removed %s, left by an earlier attempt that did not finish", path)
     t0 = time.perf_counter()
     try:
         yield log

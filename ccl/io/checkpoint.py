@@ -69,6 +69,8 @@ def _unloadable(path: Path, e: Exception) -> ValueError:
     `weights_only=False`, which would execute whatever the file holds: never passed on."""
     import pickle
 
+    if path.stat().st_size == 0:
+        return ValueError(f"{path}: the file is empty (0 bytes): an interrupted download or copy?")
     if isinstance(e, pickle.UnpicklingError):
         return ValueError(
             f"{path}: holds Python objects besides tensors, which are never executed here, so it cannot be "

@@ -16,18 +16,16 @@ agrees with its own within `depth_tolerance` (relative), observed at its exact p
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ccl.io.atomic import atomic_directory
 from ccl.scene.colmap import ColmapCamera, ColmapImage, ColmapTracks
 from ccl.scene.types import Camera, Scene
 
@@ -92,23 +90,11 @@ def export_layout(
             f"out_root = {out_root}: inside (or around) the scene folder {source.root}, which an export never "
             "writes to; export to a folder of its own, e.g. results/<scene>/export/<layout>"
         )
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_root.name}.", suffix=".tmp", dir=out_root.parent))
-    try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make the export private
+    with atomic_directory(out_root) as tmp:
         record = _write_export(
             tmp, source, layout=layout, name=name, jpeg_quality=jpeg_quality, depth_tolerance=depth_tolerance
         )
         (tmp / "export.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        if out_root.exists():
-            old = out_root.with_name(f".{out_root.name}.old.{os.getpid()}")
-            os.replace(out_root, old)
-            shutil.rmtree(old)
-        os.replace(tmp, out_root)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
-        raise
     log.info("exported %s as %s scene %r to %s", source.root, layout, name, out_root)
     return out_root
 
@@ -125,12 +111,6 @@ def synthetic_only(
             f"config's synthetic scenes: {', '.join(synthetic_scenes) or 'none'})"
         )
     return scene_dir
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _read_source(root: Path) -> _Source:

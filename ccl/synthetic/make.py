@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ccl.config import as_params
+from ccl.io.atomic import atomic_directory
 from ccl.synthetic import cameras as cam_ops
 from ccl.synthetic import ops
 from ccl.synthetic.catalogue import place_objects
@@ -163,18 +161,8 @@ def make_scene(out_dir: str | os.PathLike, *, cfg: SyntheticConfig, seed: int) -
         cfg.height,
         plan.seed,
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         _write_folder(tmp, plan)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
-            os.replace(out_dir, old)
-            shutil.rmtree(old)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
-        raise
     log.info("wrote %s", out_dir)
     return out_dir
 

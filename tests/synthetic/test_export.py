@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from workflow_testkit import checkpoint_files
 
 from ccl.config import REPO_ROOT
 from ccl.eval.labels import read_lerf_label_dir, read_lerf_labels
@@ -435,14 +436,7 @@ def test_export_target_of_a_real_scene_is_refused_with_the_reason(exports, tmp_p
         "exported": json.loads((exports["lerf_ovs"] / "export.json").read_text())["scene_entry"]
     }
     config["codebook"] = {"n_prototypes": 16}
-    for stage, key in (
-        ("masks", "sam_checkpoint"),
-        ("tracks", "sam2_checkpoint"),
-        ("features", "pretrained"),
-    ):
-        path = tmp_path / config[stage][key]  # a file where the config names it: a plan reads none
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
+    checkpoint_files(tmp_path, config)  # where the config names them: a plan reads none
     r = _snakemake(tmp_path, config, "-n", "results/exported/export/lerf_ovs")
     out = r.stdout + r.stderr
     assert r.returncode != 0
