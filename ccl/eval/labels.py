@@ -208,6 +208,19 @@ def read_lerf_labels(path: str | Path) -> FrameLabels:
     return FrameLabels(frame=frame, path=path, height=h, width=w, categories=cats)
 
 
+def label_files(folder: str | Path, protocol: str) -> list[Path]:
+    """The files of a scene's labels folder that its protocol's evaluation reads: LERF-OVS's
+    frame_XXXXX.json, 3D-OVS's classes.txt and <view>/<class>.png. They are inputs of the workflow's
+    evaluation, so that editing, adding or removing one reruns exactly the evaluation and the tables."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    if protocol == "lerf_ovs":
+        return sorted(folder.glob("*.json"))
+    classes = [folder / "classes.txt"] if (folder / "classes.txt").is_file() else []
+    return classes + sorted(p for p in folder.glob("*/*.png") if p.parent.name.isdigit())
+
+
 def read_lerf_label_dir(folder: str | Path) -> list[FrameLabels]:
     """Every *.json label file of a folder, sorted by frame name; an empty folder is an error."""
     folder = Path(folder)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from tiny_checkpoints import write_tiny_checkpoints
-from workflow_testkit import repo_copy, snakemake
+from workflow_testkit import job_counts, repo_copy, snakemake
 
 from ccl.config import REPO_ROOT
 
@@ -128,3 +128,17 @@ def test_benchmark_layout_runs_the_whole_dag_with_the_real_backends(repo, name):
 
     again = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "--cores", "all", "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+
+    # The label files are inputs of the evaluation: an edited, added or removed one reruns exactly it
+    # and the tables, never a model stage.
+    data_root = repo / config["data_root"]
+    labels = data_root / config["scenes"][scene]["labels"]
+    first = sorted(labels.glob("*.json") if layout == "lerf_ovs" else labels.glob("*/*.png"))[0]
+    os.utime(first, (first.stat().st_atime, first.stat().st_mtime + 10))
+    edited = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "-n")
+    assert edited.returncode == 0, edited.stdout[-3000:] + edited.stderr[-3000:]
+    assert job_counts(edited.stdout) == {"evaluate": 1, "tables": 1, "all": 1}, edited.stdout[-3000:]
+    first.rename(first.with_name("removed.bak"))
+    removed = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "-n")
+    assert job_counts(removed.stdout) == {"evaluate": 1, "tables": 1, "all": 1}, removed.stdout[-3000:]
+    first.with_name("removed.bak").rename(first)

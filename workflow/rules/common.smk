@@ -2,6 +2,7 @@
 # and the list of terminal outputs that `rule all` asks for (each stage file appends what it finishes with).
 import re
 
+from ccl.eval.labels import label_files
 from ccl.scene.entries import resolve_entry
 
 SCENES = list(config["scenes"])
@@ -39,6 +40,15 @@ def synthetic_scene_input(wildcards):
     if scene_entry(wildcards)["source"] == "synthetic":
         return rules.synthetic_scene.output.scene_dir
     return []
+
+
+def scene_label_files(wildcards):
+    """A real scene's label files (inputs of rule evaluate: editing, adding or removing one reruns the
+    evaluation and the tables); a synthetic scene's come with its folder, which its manifest follows."""
+    entry = scene_entry(wildcards)
+    if entry["source"] == "synthetic" or not entry.get("labels"):
+        return []
+    return label_files(entry["labels"], entry.get("protocol", "lerf_ovs"))
 
 
 def scene_cache_dir(wildcards):

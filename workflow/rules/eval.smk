@@ -2,21 +2,17 @@
 # with the scene's protocol (LERF-OVS as LangSplat's evaluation runs it, or 3D-OVS); then every table
 # under results/tables/, rebuilt from those CSVs and the benchmark files only. Both feed the report.
 # Scenes with `protocol: none` are not evaluated.
+from ccl.eval.tables import EFFICIENCY_RULES, table_names
 
 EVAL_SCENES = [
     s for s, e in config["scenes"].items() if e.get("protocol", "lerf_ovs") != "none"
 ]
 EVAL_PROTOCOLS = {config["scenes"][s].get("protocol", "lerf_ovs") for s in EVAL_SCENES}
 
-# results/tables/ files for this config (ccl.eval.tables writes exactly these).
-TABLE_NAMES = []
-for _protocol, _suffix in (("lerf_ovs", ""), ("3dovs", "_3dovs")):
-    if _protocol in EVAL_PROTOCOLS:
-        TABLE_NAMES += [f"table1{_suffix}", f"table2{_suffix}"]
-        TABLE_NAMES += [f"table5{_suffix}"] if "all" in SCALES else []
-        TABLE_NAMES += ["localization"] if _protocol == "lerf_ovs" else []
-TABLE_NAMES.append("efficiency")
-TABLE_OUTPUTS = {"efficiency_rules": "results/tables/efficiency_rules.csv"}
+# results/tables/ files for this config: ccl.eval.tables.table_names decides them, for this rule's
+# outputs and for the writer alike.
+TABLE_NAMES = table_names(EVAL_PROTOCOLS, SCALES)
+TABLE_OUTPUTS = {EFFICIENCY_RULES: f"results/tables/{EFFICIENCY_RULES}.csv"}
 for _name in TABLE_NAMES:
     TABLE_OUTPUTS[_name] = report(
         f"results/tables/{_name}.csv",
@@ -38,6 +34,7 @@ if EVAL_SCENES:
             codebooks=expand(
                 rules.train_codebook.output.codebook, scale=SCALES, allow_missing=True
             ),
+            labels=scene_label_files,
         output:
             queries="results/{scene}/eval/{variant}/queries.csv",
             summary="results/{scene}/eval/{variant}/summary.json",
