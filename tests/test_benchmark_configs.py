@@ -98,3 +98,32 @@ def test_no_configfile_plans_the_synthetic_default(benchmark_repo):
     config = load_config(REPO_ROOT / "config.yaml")
     assert list(config["scenes"]) == ["synthetic"]
     assert job_counts(r.stdout) == {**_expected_jobs(config), "synthetic_scene": 1, "all": 1}
+
+
+def _readme_snakemake_commands() -> list[str]:
+    """Every `.venv/bin/snakemake …` line of the README's benchmark section, as written there."""
+    import re
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("## Running a real benchmark") : text.index("## Where outputs land")]
+    lines = re.findall(r"^(\.venv/bin/snakemake [^#\n]+)", section, flags=re.M)
+    lines += re.findall(r"`(\.venv/bin/snakemake [^`]+)`", section)
+    return [line.strip() for line in lines]
+
+
+def test_the_readmes_benchmark_commands_plan_as_written(benchmark_repo):
+    """Each benchmark command of the README, run as written in the repository root (with -n added,
+    and snakemake from this environment), plans its benchmark scenes and nothing else."""
+    import shlex
+
+    commands = _readme_snakemake_commands()
+    assert len(commands) >= 3, commands  # workstation, Slurm, a single target
+    lerf = set(load_config(CONFIGS / "lerf_ovs.yaml")["scenes"])
+    for command in commands:
+        args = shlex.split(command)[1:]
+        r = snakemake(benchmark_repo, *args, "-n")
+        assert r.returncode == 0, (command, r.stdout[-3000:] + r.stderr[-3000:])
+        planned = {
+            line.split("results/")[1].split("/")[0] for line in r.stdout.splitlines() if "results/" in line
+        }
+        assert planned - {"tables"} <= lerf and planned, (command, planned)
