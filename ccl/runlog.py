@@ -110,7 +110,8 @@ def script_logging(
         from ccl.io.atomic import remove_stale_temporaries
 
         # a killed earlier attempt's temporaries (raw masks: gigabytes); this job owns its outputs now
-        stale = remove_stale_temporaries(getattr(target, "output", []))
+        outputs = getattr(target, "output", [])  # a Namedlist of paths (a namespace in some tests)
+        stale = remove_stale_temporaries(outputs if isinstance(outputs, Iterable) else vars(outputs).values())
         log_path = target.log[0] if len(target.log) else None
         threads = getattr(target, "threads", None) if threads is None else threads
         if job is None and getattr(target, "rule", None) is not None:

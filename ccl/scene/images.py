@@ -94,6 +94,32 @@ def _undistort_maps(
     return ops.undistort_maps(K, coeffs, width, height)
 
 
+def check_images_decode(cameras: list[Camera], *, workers: int = 1) -> None:
+    """Decode every camera's image file once, in full (`workers` threads: the decoders release the GIL),
+    and refuse the scene naming every file that is truncated or corrupt. OpenCV, which the stages read
+    with, decodes a truncated JPEG into grey rows with only a libjpeg warning on the console; PIL raises."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(camera: Camera) -> str | None:
+        from PIL import Image
+
+        try:
+            with Image.open(camera.image_path) as im:
+                im.load()  # every pixel: a truncated file raises here, not at the header
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError… for broken files
+            return f"{camera.image_path} ({str(e) or type(e).__name__})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        bad = [p for p in pool.map(problem, cameras) if p is not None]
+    if bad:
+        raise ValueError(
+            f"{len(bad)} of {len(cameras)} images cannot be decoded in full (truncated or corrupt): "
+            f"{bad[:6]}{' …' if len(bad) > 6 else ''}; replace them with complete copies (a copy cut short?), "
+            "or remove their frames from the scene"
+        )
+
+
 def _read_rgb(path: Path) -> np.ndarray | None:
     """Any 8/16-bit grey, RGB or RGBA file → [H, W, 3] uint8 RGB (alpha composited over black); None if undecodable."""
     import cv2

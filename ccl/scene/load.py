@@ -186,6 +186,11 @@ def _resolve_frame_image(base: Path, file_path: str) -> Path:
 def _nerf_views(json_path: Path) -> tuple[list[_View], np.ndarray, np.ndarray]:
     try:
         meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{json_path}: not a text file (byte {e.start} is not UTF-8): a transforms.json is JSON text; "
+            "point the scene's `path` at the real file, or regenerate it"
+        ) from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{json_path}: not valid JSON ({e}); fix or regenerate the file") from None
     frames = meta.get("frames") if isinstance(meta, dict) else None
@@ -255,10 +260,20 @@ def _nerf_views(json_path: Path) -> tuple[list[_View], np.ndarray, np.ndarray]:
             )
         )
     views = _drop_missing(views, source_file=json_path, image_dir=base)
+    unreadable = []
     for v in views:
         if v.model_wh is None:  # w, h absent: the image's own size (NeRF-synthetic's camera_angle_x only)
-            v.model_wh = _image_size(v.image_path)
+            size = _image_size(v.image_path)
+            if isinstance(size, str):
+                unreadable.append(size)
+                continue
+            v.model_wh = size
         v.K = _nerf_intrinsics(v.fov, *v.model_wh)
+    if unreadable:
+        raise ValueError(
+            f"{json_path}: {len(unreadable)} of its image files cannot be read as images: {unreadable[:6]}; "
+            "replace them, or remove their frames from the file"
+        )
     ply = meta.get("ply_file_path")
     if ply:
         ply_path = Path(ply) if Path(ply).is_absolute() else base / ply
@@ -294,6 +309,19 @@ def _nerf_intrinsics(fov: dict, w: int, h: int) -> np.ndarray:
 
 
 def _drop_missing(views: list[_View], *, source_file: Path, image_dir: Path) -> list[_View]:
+    """The views whose image file exists; a missing file's frame is skipped with a warning (models often
+    name images a user has since removed), but a path that is there and is no image file is refused."""
+    not_files = [v.image_path for v in views if v.image_path.is_symlink() or v.image_path.exists()]
+    not_files = [p for p in not_files if not p.is_file()]
+    if not_files:
+        what = [
+            f"{p} ({'a link to the missing ' + str(p.readlink()) if p.is_symlink() else 'a folder'})"
+            for p in not_files
+        ]
+        raise ValueError(
+            f"{source_file}: {len(what)} image path(s) are not image files: {what[:4]}; "
+            "make each one the image file (a link to an unmounted drive? mount it), or remove its frame"
+        )
     present = [v for v in views if v.image_path.is_file()]
     n_missing = len(views) - len(present)
     if not present:
@@ -318,29 +346,33 @@ def _drop_missing(views: list[_View], *, source_file: Path, image_dir: Path) -> 
     return present
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding the pixels."""
+def _image_size(path: Path) -> tuple[int, int] | str:
+    """(width, height) from the file's header, without decoding the pixels; why not, if it cannot."""
     from PIL import Image, UnidentifiedImageError
 
+    if path.stat().st_size == 0:
+        return f"{path}: cannot be read as an image (empty: 0 bytes)"
     try:
         with Image.open(path) as im:
             return int(im.size[0]), int(im.size[1])
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(
-            f"{path}: cannot be read as an image ({e}); replace the file or remove its frame from the model"
-        ) from None
+        return f"{path}: cannot be read as an image ({e})"
 
 
 def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
     f = cfg.downscale
-    cameras, bad = [], []
+    cameras, bad, scales, unreadable = [], [], {}, []
     for v in views:
         assert v.model_wh is not None and v.K is not None
         file_wh = _image_size(v.image_path)
+        if isinstance(file_wh, str):
+            unreadable.append(file_wh)
+            continue
         s = ops.file_scale(v.model_wh, file_wh)
         if s is None:
             bad.append((v, file_wh))
             continue
+        scales.setdefault(s, []).append(v.image_path)
         (mw, mh), (fw, fh) = v.model_wh, file_wh
         K_file = ops.scale_intrinsics(v.K, fw / mw, fh / mh) if s > 1 else v.K
         width, height = fw // f, fh // f
@@ -361,6 +393,11 @@ def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
                 distortion=None if v.coeffs is None else Distortion(K=K_file, coeffs=v.coeffs),
             )
         )
+    if unreadable:
+        raise ValueError(
+            f"{len(unreadable)} of {len(views)} image files cannot be read as images: {unreadable[:6]}"
+            f"{' …' if len(unreadable) > 6 else ''}; replace them, or remove their frames from the model"
+        )
     if bad:
         v, (fw, fh) = bad[0]
         mw, mh = v.model_wh
@@ -369,5 +406,13 @@ def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
             f"downscaled by an integer factor); {len(bad)} of {len(views)} images disagree. The images are "
             "not the ones the model was made from: point the scene at the matching image folder "
             "(`images:` for COLMAP scenes) or rebuild the model from these images"
+        )
+    if len(scales) > 1:  # a half-size image among full-size ones: each stage would see another size
+        common = max(scales, key=lambda k: len(scales[k]))
+        odd = [f"{p} (1/{k})" for k, paths in scales.items() if k != common for p in paths]
+        raise ValueError(
+            f"{len(odd)} of {len(views)} images are stored at another scale than the rest (1/{common} of the "
+            f"model's size): {odd[:5]}; one scene has one image size: replace them with the "
+            f"{'full-size' if common == 1 else f'1/{common}-size'} files"
         )
     return cameras

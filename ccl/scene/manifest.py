@@ -16,6 +16,7 @@ from typing import Any
 
 from ccl.io import atomic_write_json
 from ccl.scene.config import SceneLoadConfig
+from ccl.scene.images import check_images_decode
 from ccl.scene.load import load_scene
 from ccl.scene.types import Scene
 
@@ -52,8 +53,10 @@ def write_manifest(
     entry: Mapping[str, Any],
     source_dir: str | os.PathLike,
     cfg: SceneLoadConfig,
+    workers: int = 1,
 ) -> Path:
-    """Load and check the scene `entry` (its config.yaml entry) read from `source_dir`; write the manifest.
+    """Load and check the scene `entry` (its config.yaml entry) read from `source_dir`, every image
+    decoded in full (`workers` threads); write the manifest.
 
     The JSON is {format_version, name, source, root, images, colmap_model, protocol, labels, downscale,
     frames: [{name, image_path, width, height}], n_points}.
@@ -62,6 +65,7 @@ def write_manifest(
     images = entry.get("images", "images")
     labels = _labels_dir(name, entry, Path(source_dir))
     scene = load_scene(source_dir, source=source, cfg=cfg, name=name, images=images)
+    check_images_decode(list(scene.cameras), workers=workers)
     if source == "synthetic" and labels is None and (scene.root / "labels").is_dir():
         labels = (scene.root / "labels").absolute()
     doc = {

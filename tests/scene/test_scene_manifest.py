@@ -106,6 +106,7 @@ def test_workflow_script_writes_the_manifest(tmp_path):
         log=[str(tmp_path / "logs" / "scene_manifest" / "ramen.log")],
         output=SimpleNamespace(manifest=str(tmp_path / "results" / "ramen" / "scene.json")),
         wildcards=SimpleNamespace(scene="ramen"),
+        threads=1,
         params=SimpleNamespace(
             entry={"source": "colmap", "path": str(root), "protocol": "lerf_ovs", "images": "images"},
             source_dir=str(root),

@@ -30,8 +30,9 @@ rule scene_manifest:
         manifest="results/{scene}/scene.json",
     log:
         "logs/scene_manifest/{scene}.log",
-    # reads and checks files: one thread
-    threads: 1
+    # decodes every image once, in full, to refuse truncated files before any stage: image decoders
+    # release the GIL, so threads help (a local rule: it runs on the submit host, lowered to --cores)
+    threads: 4
     resources:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(10),

@@ -12,4 +12,5 @@ with script_logging(snakemake):  # the job's log, threads and progress
         entry=snakemake.params.entry,
         source_dir=snakemake.params.source_dir,
         cfg=cfg,
+        workers=snakemake.threads,
     )
