@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ccl.splat.render_output import RenderOutput
+
 if TYPE_CHECKING:
     from torch import Tensor
-
-    from ccl.splat.rasterize import RenderOutput
 
 
 def rasterize_gsplat(
@@ -37,7 +37,6 @@ def rasterize_gsplat(
             "backend='gsplat' needs gsplat (pip install gsplat==1.5.3) and a CUDA build of torch; "
             "on the CPU use backend='cpu'"
         ) from e
-    from ccl.splat.rasterize import RenderOutput
 
     d = colors.shape[-1]
     out, alpha, meta = rasterization(

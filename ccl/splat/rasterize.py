@@ -4,9 +4,9 @@ Backends (all with gsplat 1.5.3's conventions, see projection.py and _reference.
 
 - ``"gsplat"``: a thin wrapper over `gsplat.rasterization` (CUDA only: gsplat has no CPU path);
 - ``"cpu"``: ccl's tile-based, depth-sorted EWA rasterizer: projection, tile binning and compositing in
-  one small C++ library with analytic backwards (_cpu_kernel.py), each twin of a PyTorch function that
-  the tests compare it with; if the library cannot be built, the PyTorch projection and a PyTorch tile
-  loop are used (one warning);
+  one small C++ library with analytic backwards (cpu_kernel.cpp, built by _cpu_kernel.py), each twin
+  of a PyTorch function that the tests compare it with; if the library cannot be built, the PyTorch
+  projection and a PyTorch tile loop are used (one warning);
 - ``"reference"``: dense brute force (every Gaussian x every pixel), the oracle of the tests;
 - ``"auto"``: ``"gsplat"`` when the inputs are on CUDA, else ``"cpu"``.
 """
@@ -15,37 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from ccl.splat.render_output import RenderOutput
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 Backend = Literal["auto", "cpu", "gsplat", "reference"]
 BACKENDS = ("auto", "cpu", "gsplat", "reference")
-
-
-@dataclass(frozen=True)
-class RenderOutput:
-    """What `rasterize` returns for C cameras of H x W pixels."""
-
-    colors: Tensor  # [C, H, W, D] rendered channels (D = colors.shape[-1] of the input), background added
-    alpha: Tensor  # [C, H, W, 1] accumulated opacity, 1 - final transmittance
-    depth: Tensor  # [C, H, W, 1] expected camera z: sum(w_i z_i) / max(alpha, 1e-10) (gsplat's "ED"); 0 where empty
-    means2d: Tensor  # [C, N, 2] projected centres in pixels; in the graph, so .retain_grad() works for densification
-    radii: Tensor  # [C, N, 2] int32 projected box half-sizes in pixels; 0 = culled in that camera
-
-    def strategy_info(self) -> dict[str, Any]:
-        """The `info` dict gsplat's DefaultStrategy / MCMCStrategy hooks read (unpacked layout)."""
-        c, h, w = self.colors.shape[:3]
-        return {
-            "means2d": self.means2d,
-            "radii": self.radii,
-            "width": w,
-            "height": h,
-            "n_cameras": c,
-            "gaussian_ids": None,
-        }
 
 
 def rasterize(
@@ -115,12 +93,11 @@ def _composite_cpu(*args):
     return composite_tiles(*rest, tile_size=tile_size)
 
 
-# name -> compositor(means2d, conics, opacities, colors, depths, radii, width, height, backgrounds,
+# backend name -> compositor(means2d, conics, opacities, colors, depths, radii, width, height, backgrounds,
 # tile_size) -> (colors [C, H, W, D], alpha [C, H, W, 1], expected depth [C, H, W, 1])
 _COMPOSITORS: dict[str, Callable[..., Any]] = {
     "reference": _composite_reference,
     "cpu": _composite_cpu,
-    "auto": _composite_cpu,
 }
 
 
