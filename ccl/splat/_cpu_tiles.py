@@ -2,8 +2,9 @@
 
 Two implementations with the same inputs and outputs:
 
-- the C++ kernel of `_cpu_kernel` (forward and analytic backward, float32/float64, threads over tiles),
-  wrapped in `_TileComposite`, an autograd Function that saves its inputs and the binning;
+- the C++ kernel of cpu_kernel.cpp, loaded by `_cpu_kernel` (forward and analytic backward,
+  float32/float64, threads over tiles), wrapped in `_TileComposite`, an autograd Function that saves
+  its inputs and the binning;
 - a PyTorch fallback that loops over tiles and blends each with the dense rule of `_reference`
   restricted to that tile's Gaussians (autograd backward), used when the kernel cannot be built.
 
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ccl.splat._cpu_kernel import load_kernel
+from ccl.splat._cpu_kernel import tensor_pointer as _ptr
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +111,6 @@ def _composite_tiles_torch(
 def _threads() -> ctypes.c_int:
     """Kernel threads: torch's intra-op thread count (torch.set_num_threads controls both)."""
     return ctypes.c_int(torch.get_num_threads())
-
-
-def _ptr(t: Tensor | None) -> ctypes.c_void_p | None:
-    return None if t is None else ctypes.c_void_p(t.data_ptr())
 
 
 class _TileComposite(torch.autograd.Function):
