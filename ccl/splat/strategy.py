@@ -8,6 +8,9 @@ reference `_quat_scale_to_covar_preci`).
 gsplat 1.5.3's DefaultStrategy never resets opacities (`step % reset_every == 0 & step > 0` parses as
 `... == (0 & step) > 0`, always false); `step_post_backward` here performs the reset 3DGS describes
 (every `reset_every` steps, to twice the pruning opacity) while refinement runs.
+
+The swapped helpers, the private torch reference and that work-around are gsplat 1.5.3's internals:
+`build_strategy` and the swap refuse any other gsplat version (`require_gsplat_version`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,25 @@ from typing import Any
 
 from ccl.splat.config import RgbConfig
 
+GSPLAT_VERSION = "1.5.3"  # the gsplat whose internals this module patches and works around
+
+
+def require_gsplat_version() -> None:
+    """Raise RuntimeError unless the importable gsplat is GSPLAT_VERSION (this module relies on its internals)."""
+    import gsplat
+
+    installed = getattr(gsplat, "__version__", "of unknown version")
+    if installed != GSPLAT_VERSION:
+        raise RuntimeError(
+            f"ccl.splat.strategy relies on internals of gsplat {GSPLAT_VERSION} (gsplat.strategy.ops, "
+            f"gsplat.cuda._torch_impl and DefaultStrategy's opacity reset), but gsplat {installed} is "
+            f"installed ({gsplat.__file__}): pip install gsplat=={GSPLAT_VERSION}"
+        )
+
 
 def build_strategy(cfg: RgbConfig, *, scene_scale: float) -> tuple[Any, dict[str, Any]]:
     """(strategy, its initial state) for `cfg.strategy`."""
+    require_gsplat_version()
     from gsplat.strategy import DefaultStrategy, MCMCStrategy
 
     if cfg.strategy == "default":
@@ -78,6 +97,7 @@ def _cpu_twins(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
+    require_gsplat_version()
     import gsplat.strategy.ops as ops
 
     saved = ops.compute_relocation, ops.quat_scale_to_covar_preci

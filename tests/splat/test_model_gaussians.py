@@ -182,3 +182,20 @@ def test_default_strategy_resets_opacities_every_reset_every_steps():
     assert (params["opacities"].sigmoid() > 0.9).all()
     step_post_backward(strategy, params, opts, state, 5, info, means_lr=0.0)
     torch.testing.assert_close(params["opacities"].sigmoid(), torch.full((6,), 0.02))
+
+
+def test_strategy_refuses_a_gsplat_other_than_the_one_whose_internals_it_patches(monkeypatch):
+    import gsplat
+
+    from ccl.splat.config import RgbConfig
+    from ccl.splat.strategy import GSPLAT_VERSION, _cpu_twins, build_strategy
+
+    assert GSPLAT_VERSION == "1.5.3" and gsplat.__version__ == GSPLAT_VERSION  # the pinned install
+    build_strategy(RgbConfig(), scene_scale=1.0)
+    monkeypatch.setattr(gsplat, "__version__", "1.6.0")
+    want = r"internals of gsplat 1\.5\.3 .* but gsplat 1\.6\.0 is installed .*: pip install gsplat==1\.5\.3"
+    for strategy in ("default", "mcmc"):
+        with pytest.raises(RuntimeError, match=want):
+            build_strategy(RgbConfig(strategy=strategy), scene_scale=1.0)
+    with pytest.raises(RuntimeError, match=want), _cpu_twins(True):
+        pass
