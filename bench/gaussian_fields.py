@@ -136,8 +136,9 @@ def fit_ground_truth_maps(results: Path, config: dict) -> list[dict]:
     from ccl.scene import SceneLoadConfig, load_scene_from_manifest
     from ccl.splat import LanguageConfig
     from ccl.splat.checkpoint import load_rgb_field
+    from ccl.splat.diagnostics import index_consistency
     from ccl.splat.model import scene_scale
-    from ccl.splat.train_language import fit_language, index_consistency
+    from ccl.splat.train_language import fit_language
     from ccl.synthetic.gt import LEVEL_LAYERS, GroundTruth
 
     scene = load_scene_from_manifest(

@@ -3,7 +3,8 @@
 `import ccl.splat` is light: torch and gsplat are imported inside the functions that need them.
 """
 
-from ccl.splat.rasterize import RenderOutput, check_inputs, rasterize
+from ccl.splat.rasterize import check_inputs, rasterize
+from ccl.splat.render_output import RenderOutput
 
 __all__ = ["RenderOutput", "check_inputs", "rasterize"]
 
@@ -16,6 +17,7 @@ from ccl.splat.checkpoint import (  # noqa: E402
     save_rgb_field,
 )
 from ccl.splat.config import LanguageConfig, RgbConfig  # noqa: E402
+from ccl.splat.diagnostics import LanguageMetrics, RgbMetrics  # noqa: E402
 from ccl.splat.model import Gaussians  # noqa: E402
 from ccl.splat.render import (  # noqa: E402
     render_class_map,
@@ -23,8 +25,9 @@ from ccl.splat.render import (  # noqa: E402
     render_rgb,
     resolve_device,
 )
-from ccl.splat.train_language import LanguageMetrics, fit_language, train_language  # noqa: E402
-from ccl.splat.train_rgb import RgbMetrics, TrainingDiverged, fit_rgb, train_rgb  # noqa: E402
+from ccl.splat.train_language import fit_language, train_language  # noqa: E402
+from ccl.splat.train_rgb import fit_rgb, train_rgb  # noqa: E402
+from ccl.splat.trainer import TrainingDiverged  # noqa: E402
 
 __all__ += [
     "Gaussians",

@@ -133,6 +133,7 @@ def test_joint_training_fits_colour_and_language_together(teacher, tiny_scene_di
 def test_stage_entry_reads_masks_and_codebook(teacher, tiny_scene_dir, tmp_path):
     """The rule's function end to end on files laid out as docs/contracts.md says."""
     from ccl.io import write_h5
+    from ccl.io.codebook_h5 import write_codebook
     from ccl.scene import write_manifest
     from ccl.splat import train_language
 
@@ -146,10 +147,11 @@ def test_stage_entry_reads_masks_and_codebook(teacher, tiny_scene_dir, tmp_path)
     with write_h5(tmp_path / "masks.h5", kind="masks", format_version=1, params={}, frame_names=names) as f:
         for name, m in zip(names, maps, strict=True):
             f.create_group(name).create_dataset("segmentation", data=m.astype(np.int32))
-    with write_h5(tmp_path / "cb.h5", kind="codebook", format_version=1, params={}, frame_names=names) as f:
-        f.create_dataset("prototypes", data=np.eye(N_CLASSES, 6, dtype=np.float32))
-        for name in names:
-            f.create_group(name).create_dataset("prototype_index", data=np.arange(N_CLASSES, dtype=np.int32))
+    write_codebook(
+        tmp_path / "cb.h5", variant="full", prototypes=np.eye(N_CLASSES, 6, dtype=np.float32),
+        prototype_index={name: np.arange(N_CLASSES, dtype=np.int32) for name in names}, frame_names=names,
+        params={}, model={}, inputs={},
+    )  # fmt: skip
     rgb = save_rgb_field(tmp_path / "rgb.safetensors", g, header={"scene": "tiny"})
     out = tmp_path / "full" / "sp.safetensors"
     kw = dict(
@@ -179,8 +181,8 @@ def test_stage_entry_reads_masks_and_codebook(teacher, tiny_scene_dir, tmp_path)
 
 
 def test_index_consistency_measures_multi_view_agreement(teacher):
+    from ccl.splat.diagnostics import index_consistency
     from ccl.splat.model import scene_scale
-    from ccl.splat.train_language import index_consistency
 
     scene, g, maps = teacher
     voxel = 0.01 * scene_scale(np.stack([c.center for c in scene.cameras]))
@@ -189,3 +191,52 @@ def test_index_consistency_measures_multi_view_agreement(teacher):
     shuffled = [np.where(m >= 0, (m + i) % N_CLASSES, -1) for i, m in enumerate(maps)]
     inconsistent = index_consistency(g, scene.cameras, shuffled, voxel=voxel)
     assert consistent > 0.85 and inconsistent < consistent - 0.2, (consistent, inconsistent)
+
+
+def test_stage_entry_refuses_masks_and_codebook_that_do_not_belong_together(
+    teacher, tiny_scene_dir, tmp_path
+):
+    """Before any training: a codebook indexing more masks than the masks file has (fitted on another
+    masks file), or files without one of the scene's frames, are refused naming both files."""
+    from ccl.io import write_h5
+    from ccl.io.codebook_h5 import write_codebook
+    from ccl.scene import write_manifest
+    from ccl.splat import train_language
+
+    scene, g, maps = teacher
+    manifest = write_manifest(
+        tmp_path / "scene.json", name="tiny", entry={"source": "synthetic"}, source_dir=tiny_scene_dir,
+        cfg=SceneLoadConfig(),
+    )  # fmt: skip
+
+    def files(names, n_indices):
+        masks, cb = (
+            tmp_path / f"masks{n_indices}_{len(names)}.h5",
+            tmp_path / f"cb{n_indices}_{len(names)}.h5",
+        )
+        with write_h5(masks, kind="masks", format_version=1, params={}, frame_names=names) as f:
+            for name, m in zip(names, maps, strict=False):
+                grp = f.create_group(name)
+                grp.create_dataset("segmentation", data=m.astype(np.int32))
+                grp.create_dataset("score", data=np.ones(N_CLASSES, np.float32))
+        write_codebook(
+            cb, variant="full", prototypes=np.eye(N_CLASSES + 1, 6, dtype=np.float32),
+            prototype_index={name: np.arange(n_indices, dtype=np.int32) for name in names}, frame_names=names,
+            params={}, model={}, inputs={},
+        )  # fmt: skip
+        return masks, cb
+
+    rgb = save_rgb_field(tmp_path / "rgb.safetensors", g, header={"scene": "tiny"})
+    out = tmp_path / "full" / "sp.safetensors"
+    kw = dict(manifest=manifest, scene_load=SceneLoadConfig(), rgb_path=rgb, rgb_cfg=RgbConfig(), seed=0)
+    masks, cb = files(scene.frame_names, N_CLASSES + 1)
+    with pytest.raises(
+        ValueError, match=rf"has {N_CLASSES} masks but the codebook .* indexes {N_CLASSES + 1}"
+    ) as e:
+        train_language(out, masks_path=masks, codebook_path=cb, cfg=FAST, **kw)
+    assert str(masks) in str(e.value) and str(cb) in str(e.value)
+    masks, cb = files(scene.frame_names[:-1], N_CLASSES)
+    with pytest.raises(ValueError, match=rf"no frame '{scene.frame_names[-1]}' \(the scene has it\)") as e:
+        train_language(out, masks_path=masks, codebook_path=cb, cfg=FAST, **kw)
+    assert str(masks) in str(e.value) and str(cb) in str(e.value)
+    assert not out.exists() and not partial_path(out).exists()  # nothing was trained

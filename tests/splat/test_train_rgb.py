@@ -14,16 +14,10 @@ import torch.nn.functional as F
 from ccl.scene import SceneLoadConfig, load_image, load_scene
 from ccl.splat.checkpoint import load_rgb_field, load_train_state, partial_path
 from ccl.splat.config import RgbConfig
+from ccl.splat.diagnostics import evaluate_rgb
 from ccl.splat.losses import psnr, rgb_loss, ssim
-from ccl.splat.train_rgb import (
-    TrainingDiverged,
-    evaluate_rgb,
-    fit_rgb,
-    initial_gaussians,
-    load_views,
-    split_views,
-    view_order,
-)
+from ccl.splat.train_rgb import fit_rgb, initial_gaussians
+from ccl.splat.trainer import TrainingDiverged, load_views, split_views, view_order
 
 # A short schedule on the tiny scene (8 views of 64x48): densification inside the window, so that
 # resuming must restore the strategy's running statistics as well as Adam's moments.
