@@ -41,11 +41,17 @@ STAGE_BACKENDS = {  # config section -> (its sim backend, the real one)
 }
 
 
-REAL_BACKEND_MODULES = {  # config section -> the module whose `check_weights(cfg)` checks its checkpoint
-    "masks": "ccl.masks.backends.sam",
-    "tracks": "ccl.tracks.backends.sam2",
-    "features": "ccl.features.backends.open_clip",
-}
+def _real_backend_modules() -> dict[str, str]:
+    from ccl.features.backends import REGISTRY as FEATURES_BACKENDS
+    from ccl.masks.backends import REGISTRY as MASKS_BACKENDS
+    from ccl.tracks.backends import REGISTRY as TRACKS_BACKENDS
+
+    registries = {"masks": MASKS_BACKENDS, "tracks": TRACKS_BACKENDS, "features": FEATURES_BACKENDS}
+    return {stage: registries[stage][real] for stage, (_, real) in STAGE_BACKENDS.items()}
+
+
+# config section -> the module whose `check_weights(cfg)` checks its checkpoint (from the stages' registries)
+REAL_BACKEND_MODULES = _real_backend_modules()
 
 
 @dataclass(frozen=True)
@@ -267,7 +273,7 @@ def _label_problems(
 
 
 def _holdout_problems(config: Mapping[str, Any], name: str, n_views: int) -> list[Problem]:
-    from ccl.splat.train_rgb import split_views
+    from ccl.splat.trainer import split_views
 
     problems = []
     for stage in ("rgb", "language"):

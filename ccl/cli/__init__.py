@@ -172,13 +172,10 @@ def write_view_image(out: Path, image: np.ndarray, *, made_by: dict[str, Any]) -
 def cmd_render(args: argparse.Namespace) -> int:
     """One view of a trained field at the frame's camera, rendered as evaluation renders it."""
     from ccl.query import pick_camera, validate_queries
+    from ccl.query.view import check_out_suffix
     from ccl.scene import load_scene_from_manifest, read_manifest
 
-    out = Path(args.out)
-    if out.suffix.lower() not in RENDER_SUFFIXES:
-        raise ValueError(
-            f"-o {out}: unknown image suffix {out.suffix!r}; accepted: {', '.join(RENDER_SUFFIXES)}"
-        )
+    out = check_out_suffix(args.out, tuple(RENDER_SUFFIXES))
     if args.what == "relevance" and args.text is None:
         raise ValueError('--what relevance needs --text "..." (the query whose relevance is drawn)')
     if args.what != "relevance" and args.text is not None:

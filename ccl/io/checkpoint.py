@@ -41,7 +41,10 @@ def load_safetensors(
             meta = f.metadata() or {}
         tensors = load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors checkpoint ({e}); delete it and rerun") from e
+        raise ValueError(
+            f"{path}: not a readable safetensors checkpoint ({e}); a file the workflow made is remade by asking for "
+            "it: `snakemake <this file> --force`; a file of yours, check that it is complete"
+        ) from e
     header = json.loads(meta[HEADER_KEY]) if HEADER_KEY in meta else {}
     if expected_keys is not None:
         _check_keys(path, set(tensors), set(expected_keys))

@@ -76,7 +76,7 @@ def open_h5_for_read(path: str | os.PathLike, *, kind: str, format_versions: tup
     except OSError as e:
         raise H5FormatError(
             f"{path}: not a readable HDF5 file ({e}); it was probably left by a killed run: "
-            "delete it and rerun, the workflow rebuilds it"
+            "remake it by asking the workflow for it: `snakemake <this file> --force` (it is replaced, never read)"
         ) from e
     try:
         got_kind = f.attrs.get("kind")
@@ -89,7 +89,7 @@ def open_h5_for_read(path: str | os.PathLike, *, kind: str, format_versions: tup
             )
         if not bool(f.attrs.get("complete", False)):
             raise H5FormatError(
-                f"{path}: incomplete (no 'complete' mark, left by a killed run): delete it and rerun"
+                f"{path}: incomplete (no 'complete' mark, left by a killed run); remake it: `snakemake <this file> --force`"
             )
     except BaseException:
         f.close()

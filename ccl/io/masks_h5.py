@@ -376,7 +376,7 @@ def check_masks_match_scene(reader: MasksReader, scene: Any, masks_path: str | o
         raise ValueError(
             f"{masks_path}: its frames {reader.frame_names[:3]}… ({len(reader.frame_names)}) are not scene "
             f"{scene.name!r}'s {scene.frame_names[:3]}… ({len(scene.frame_names)}): a masks file of another "
-            "scene; delete it and rerun the masks rules for this scene"
+            "scene; remake this scene's masks: `snakemake --forcerun sam_masks` (the file is replaced, never read)"
         )
 
 
@@ -387,6 +387,6 @@ def read_frame_masks(reader: MasksReader, camera: Any, masks_path: str | os.Path
         raise ValueError(
             f"{masks_path}: frame {camera.name} is {fm.shape_hw[1]}x{fm.shape_hw[0]}, the scene's image "
             f"{camera.width}x{camera.height}: a masks file of another scene or another scene_load.downscale; "
-            "delete it and rerun the masks rules"
+            "remake this scene's masks: `snakemake --forcerun sam_masks`"
         )
     return fm

@@ -129,6 +129,21 @@ class ImageQueryResult:
     selected_fraction: dict[str, float]  # query -> share of pixels above the threshold
 
 
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")  # what `query_image` writes (matplotlib)
+PLY_SUFFIXES = (".ply",)
+
+
+def check_out_suffix(out: str | os.PathLike, accepted: Sequence[str]) -> Path:
+    """`out` if its suffix is one of `accepted`, else ValueError naming them (before any work)."""
+    out = Path(out)
+    if out.suffix.lower() not in accepted:
+        got = f"suffix {out.suffix!r}" if out.suffix else "no suffix"
+        raise ValueError(
+            f"-o {out}: {got}; the file type comes from the suffix, accepted: {', '.join(accepted)}"
+        )
+    return out
+
+
 def query_image(
     scene_dir: str | os.PathLike,
     queries: Sequence[str],
@@ -147,6 +162,7 @@ def query_image(
     from ccl.query.figures import frame_figure
     from ccl.scene import load_image
 
+    check_out_suffix(out, FIGURE_SUFFIXES)
     queries = validate_queries(queries, where="query text")
     m, scene = _scene_and_manifest(Path(scene_dir), scene_cfg)
     source = language_source(scene_dir, variant, scale=scale, scene=m.name, device=device)
@@ -212,6 +228,7 @@ def query_gaussians(
     from ccl.io import atomic_path
     from ccl.scene.ply import write_ply_points
 
+    check_out_suffix(out, PLY_SUFFIXES)
     queries = validate_queries(queries, where="query text")
     source = language_source(scene_dir, variant, scale=scale, device=device)
     emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)

@@ -108,7 +108,7 @@ def read_manifest(manifest_path: str | os.PathLike) -> SceneManifest:
     if doc.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: manifest format_version {doc.get('format_version')!r}, this ccl writes {FORMAT_VERSION}; "
-            "delete it and rerun the scene_manifest rule"
+            "remake it: `snakemake --forcerun scene_manifest` (the old file is replaced, never read)"
         )
     return SceneManifest(
         path=path,

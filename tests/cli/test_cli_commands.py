@@ -62,6 +62,9 @@ def test_query_writes_an_overlay_png(tiny_results, tmp_path, capsys):
         (["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--variant", "push"], "no trained language field"),
         (["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--scale", "all"], "no language field of that scale"),
         (["tables", "{t}/nothing"], "no \\*/eval/\\*/queries.csv"),
+        # the output's type comes from its suffix: none, or one the writer lacks, is refused up front
+        (["query", "{d}", "mug", "--frame", "0", "-o", "{t}/x"], "no suffix; .*accepted: .png, .jpg"),
+        (["query3d", "{d}", "mug", "-o", "{t}/x.obj"], "suffix '.obj'.*accepted: .ply"),
     ],
 )
 def test_bad_input_exits_with_a_message(tiny_results, tmp_path, capsys, args, message):
