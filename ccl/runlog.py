@@ -54,6 +54,16 @@ class JobReport:
 _job: JobReport | None = None
 
 
+def warn_user(logger: logging.Logger, message: str) -> None:
+    """A warning the user must see: in the log and, inside a job, on the console too (where only
+    progress lines go otherwise), prefixed with the job's name."""
+    logger.warning(message)
+    job = _job
+    if job is not None and job.console is not None:
+        job.console.write(f"{job.name}: WARNING: {message}\n")
+        job.console.flush()
+
+
 def job_name(rule: str, wildcards: Iterable[Any] | Mapping[str, Any] = ()) -> str:
     """The rule and its wildcard values, in the rule's order: "sam_masks ramen"."""
     values = wildcards.values() if isinstance(wildcards, Mapping) else wildcards

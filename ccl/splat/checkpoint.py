@@ -146,7 +146,7 @@ def _check_header(path: Any, header: dict[str, Any], *, kind: str, scene: str | 
     if scene is not None and header.get("scene") != scene:
         raise ValueError(
             f"{path}: checkpoint of scene {header.get('scene')!r}, but this run is for scene {scene!r}; "
-            "point to that scene's own file (results/<scene>/gaussians/...) or delete it and retrain"
+            "point to that scene's own file (results/<scene>/gaussians/...)"
         )
 
 
@@ -232,6 +232,21 @@ def save_train_state(
     return save_safetensors(path, tensors, head)
 
 
+def _set_aside(path: Path, why: str) -> Path:
+    """Rename a partial checkpoint that cannot be resumed (never delete it: it is the evidence of what
+    went wrong), warn the user, and let training start over."""
+    from ccl.runlog import warn_user
+
+    n = 1
+    while (
+        aside := path.with_name(f"{path.name.removesuffix('.safetensors')}.rejected-{n}.safetensors")
+    ).exists():
+        n += 1
+    os.replace(path, aside)
+    warn_user(log, f"{path}: partial checkpoint {why}; moved to {aside.name} and training starts over")
+    return aside
+
+
 def load_train_state(path: str | os.PathLike, *, fingerprint: str) -> TrainState | None:
     """The state saved at `path`, or None (with a log line saying why) if absent, unreadable or stale."""
     path = Path(path)
@@ -240,7 +255,7 @@ def load_train_state(path: str | os.PathLike, *, fingerprint: str) -> TrainState
     try:
         tensors, header = load_safetensors(path)
     except ValueError as e:
-        log.warning("%s: ignoring an unreadable partial checkpoint (%s); starting over", path, e)
+        _set_aside(path, f"unreadable ({e})")
         return None
     if header.get("kind") != STATE_KIND or header.get("format_version") != FORMAT_VERSION:
         log.warning("%s: not a training state of this ccl version; starting over", path)
@@ -250,6 +265,10 @@ def load_train_state(path: str | os.PathLike, *, fingerprint: str) -> TrainState
             "%s: written by a run with another config, seed or inputs; starting over (it will be replaced)",
             path,
         )
+        return None
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # a run that diverged after its last good save, or a damaged file: resuming would fail again
+        _set_aside(path, f"holds non-finite values in {len(bad)} tensor(s) ({bad[:3]})")
         return None
     params = {k[len("param.") :]: v for k, v in tensors.items() if k.startswith("param.")}
     optimizers = {}

@@ -246,7 +246,7 @@ def check_finite_gaussians(g: Gaussians, *, where: str) -> None:
             kind = "NaN" if torch.isnan(t).any() else "infinite"
             raise ValueError(
                 f"{where}: tensor {name!r} holds {kind} values in {int(rows.sum())} of {len(t)} Gaussians "
-                f"(first: Gaussian {first}); the field is corrupt: retrain it (delete the file and rerun)"
+                f"(first: Gaussian {first}); the field is corrupt: retrain it (`snakemake <this file> --force` replaces it)"
             )
     zero_q = g.quats.norm(dim=-1) == 0
     if zero_q.any():

@@ -344,7 +344,8 @@ class FrozenLanguageRun:
             if feats.shape[0] != len(frozen):
                 raise ValueError(
                     f"partial checkpoint holds {feats.shape[0]} features but the colour field has {len(frozen)} "
-                    "Gaussians; delete the *.partial.safetensors file and rerun"
+                    "Gaussians: it was made on another colour field; rename the *.partial.safetensors file (it is then "
+                    "never read) and rerun"
                 )
         params = torch.nn.ParameterDict({"features": torch.nn.Parameter(feats.to(device))})
         decoder = build_decoder(cfg.feature_dim, cfg.decoder_hidden, n_classes).to(device)

@@ -138,6 +138,36 @@ def test_interrupted_run_resumes_to_the_same_result(tiny, tmp_path):
     assert m_res.psnr_heldout == m_full.psnr_heldout
 
 
+def test_a_partial_checkpoint_with_nan_is_set_aside_and_training_starts_over(tiny, tmp_path, caplog):
+    """A resumed state is checked for finite values: a bad one is renamed (never deleted) with a
+    warning, and the run starts afresh to the result of an uninterrupted run."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    g_full, m_full = _fit(tiny, state_path=partial_path(tmp_path / "a" / "rgb.safetensors"), fingerprint="r")
+
+    def stop(step):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    state = partial_path(tmp_path / "b" / "rgb.safetensors")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tiny, state_path=state, fingerprint="r", callback=stop)
+    tensors = load_file(str(state))
+    with safe_open(str(state), framework="pt") as f:
+        meta = f.metadata()
+    key = next(k for k in tensors if k.startswith("param.") and tensors[k].is_floating_point())
+    tensors[key][0] = float("nan")
+    save_file(tensors, str(state), metadata=meta)
+
+    g_res, m_res = _fit(tiny, state_path=state, fingerprint="r")
+    assert m_res.resumed_from == 0
+    aside = state.with_name(state.name.removesuffix(".safetensors") + ".rejected-1.safetensors")
+    assert aside.is_file() and "non-finite values" in caplog.text and aside.name in caplog.text
+    for k, v in g_full.tensors().items():
+        torch.testing.assert_close(getattr(g_res, k), v, rtol=0, atol=0, msg=k)
+
+
 def test_a_changed_config_does_not_resume(tiny, tmp_path, caplog):
     state = partial_path(tmp_path / "rgb.safetensors")
 
