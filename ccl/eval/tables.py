@@ -12,6 +12,9 @@ Tables (each `<name>.csv`, numeric, with `<column>_std` when several seeds, and 
 - localization  LERF-OVS localization accuracy per variant per scene and mean
 - efficiency    per scene: preprocessing, training and evaluation time (s) and peak memory (MB) from
                 benchmarks/<rule>/<scene>….tsv (Snakemake's `s` and `max_rss` columns)
+and `efficiency_rules.csv`, one row per benchmark file. Which of them exist is decided in one place,
+`protocol_table_names`: rule tables lists `table_names(protocols, scales)` of its config as outputs,
+and `build_tables` writes exactly the tables of the protocols and scales in its CSVs.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,48 @@ log = logging.getLogger(__name__)
 VARIANT_ORDER = ("base", "pull", "push", "full")
 ROOM_SCENE = "room"  # 3D-OVS: reported apart (the paper's convention)
 KEYS = ["scene", "protocol", "variant", "mode", "scales", "seed"]
+# Evaluated protocols (a scene's `protocol` other than `none`) → the suffix of their tables' names.
+PROTOCOL_SUFFIX = {"lerf_ovs": "", "3dovs": "_3dovs"}
+MERGED_SCALE = "all"  # the single merged scale: Table 5 compares it with the separate scales
+EFFICIENCY_RULES = "efficiency_rules"  # a CSV without a Markdown twin: one row per benchmark file
+
+
+def protocol_table_names(protocol: str, scales: Iterable[str]) -> list[str]:
+    """The tables of the scenes evaluated with `protocol` on `scales`: table1, table2, table5 when `all`
+    is a scale, and localization for LERF-OVS (3D-OVS has no boxes); each with its protocol's suffix."""
+    if protocol not in PROTOCOL_SUFFIX:
+        raise ValueError(
+            f"evaluation protocol {protocol!r} has no tables: expected one of {sorted(PROTOCOL_SUFFIX)} "
+            "(a scene with `protocol: none` is not evaluated)"
+        )
+    suffix = PROTOCOL_SUFFIX[protocol]
+    names = [f"table1{suffix}", f"table2{suffix}"]
+    names += [f"table5{suffix}"] if MERGED_SCALE in set(scales) else []
+    return names + (["localization"] if protocol == "lerf_ovs" else [])
+
+
+def table_names(protocols: Iterable[str], scales: Iterable[str]) -> list[str]:
+    """The tables (each `<name>.csv` and `<name>.md`) of a run evaluating scenes of `protocols` (lerf_ovs,
+    3dovs; repeats allowed) on the config's `scales`: rule tables's outputs."""
+    scales = list(scales)
+    return tables_of_protocols({p: scales for p in protocols})
+
+
+def tables_of_protocols(scales_by_protocol: Mapping[str, Iterable[str]]) -> list[str]:
+    """Every evaluated protocol's tables on its scales (in PROTOCOL_SUFFIX order), then efficiency."""
+    for protocol in sorted(set(scales_by_protocol) - set(PROTOCOL_SUFFIX)):
+        protocol_table_names(protocol, ())  # refused, naming it
+    by_protocol = [
+        protocol_table_names(p, scales_by_protocol[p]) for p in PROTOCOL_SUFFIX if p in scales_by_protocol
+    ]
+    return [name for names in by_protocol for name in names] + ["efficiency"]
+
+
+def table_files(names: Iterable[str]) -> list[str]:
+    """The files under results/tables/ of the tables `names`: `<name>.csv` and `<name>.md` each, and
+    `efficiency_rules.csv`."""
+    return [f"{n}.{ext}" for n in names for ext in ("csv", "md")] + [f"{EFFICIENCY_RULES}.csv"]
+
 
 # Benchmark folders (= rule names) → the efficiency table's columns.
 STAGE_OF_RULE = {
@@ -48,7 +93,8 @@ def _stage(rule: str) -> str | None:
 
 
 def read_query_csvs(paths: Iterable[str | os.PathLike]):
-    """Concatenate queries.csv files into one DataFrame (refusing files without the contract's columns)."""
+    """Concatenate queries.csv files into one DataFrame (refusing files without the contract's columns,
+    or with a protocol that has no tables)."""
     import pandas as pd
 
     from ccl.eval.run import CSV_COLUMNS
@@ -60,6 +106,12 @@ def read_query_csvs(paths: Iterable[str | os.PathLike]):
         if missing:
             raise ValueError(
                 f"{p}: not a queries.csv of this ccl (missing columns {missing}); rerun rule evaluate"
+            )
+        unknown = sorted(set(df["protocol"].dropna().astype(str)) - set(PROTOCOL_SUFFIX))
+        if unknown or df["protocol"].isna().any():
+            raise ValueError(
+                f"{p}: rows with protocol {unknown or ['(empty)']}, which no table reports: expected one of "
+                f"{sorted(PROTOCOL_SUFFIX)}; rerun rule evaluate for that scene"
             )
         frames.append(df)
     if not frames:
@@ -221,9 +273,13 @@ def build_tables(
     if df.empty:
         raise ValueError(f"no evaluation rows in {len(paths)} queries.csv file(s); run rule evaluate first")
     runs = per_run(df)
-    scenes_by_protocol = {
-        p: list(dict.fromkeys(runs.loc[runs["protocol"] == p, "scene"])) for p in ("lerf_ovs", "3dovs")
+    # The tables of the protocols and scales the CSVs were evaluated with: for the CSVs of one config,
+    # `table_names` of it, which rule tables lists (every scene of a run is evaluated on its scales).
+    scales_by_protocol = {
+        protocol: {s for joined in sub["scales"].astype(str) for s in joined.split("+")}
+        for protocol, sub in runs.groupby("protocol", sort=False)
     }
+    names = tables_of_protocols(scales_by_protocol)
     written: list[Path] = []
     main = _variant_sorted(main_scale_set(runs))
     keys = ["variant", "mode"]
@@ -231,10 +287,10 @@ def build_tables(
     def full_only(r):
         return r[r["variant"] == "full"] if (r["variant"] == "full").any() else r
 
-    for protocol, suffix in (("lerf_ovs", ""), ("3dovs", "_3dovs")):
-        scenes = scenes_by_protocol[protocol]
-        if not scenes:
+    for protocol, suffix in PROTOCOL_SUFFIX.items():
+        if f"table1{suffix}" not in names:
             continue
+        scenes = list(dict.fromkeys(runs.loc[runs["protocol"] == protocol, "scene"]))
         apart = [ROOM_SCENE] if protocol == "3dovs" else []
         sel = main[main["protocol"] == protocol]
         t1 = scene_table(full_only(sel), row_keys=keys, metric="miou", scenes=scenes, apart=apart)
@@ -247,15 +303,15 @@ def build_tables(
             key_cols=keys,
             title=f"Ablation: mIoU (%) per codebook variant, {protocol}",
         )
-        allp = runs[runs["protocol"] == protocol]
-        if (allp["scales"] == "all").any():
+        if f"table5{suffix}" in names:
+            allp = runs[runs["protocol"] == protocol]
             t5 = scene_table(
-                full_only(allp).sort_values("scales", key=lambda s: s == "all", kind="stable"),
+                full_only(allp).sort_values("scales", key=lambda s: s == MERGED_SCALE, kind="stable"),
                 row_keys=["scales", "variant", "mode"], metric="miou", scenes=scenes, apart=apart,
             )  # fmt: skip
             written += _write(out_dir, f"table5{suffix}", t5, key_cols=["scales", "variant", "mode"],
                               title=f"Single merged scale vs two scales: mIoU (%), {protocol}")  # fmt: skip
-        if protocol == "lerf_ovs":
+        if protocol == "lerf_ovs" and "localization" in names:
             tl = scene_table(sel, row_keys=keys, metric="loc", scenes=scenes)
             written += _write(
                 out_dir, "localization", tl, key_cols=keys, title="Localization accuracy (%), LERF-OVS"
@@ -269,10 +325,11 @@ def build_tables(
         bench = read_benchmarks(out_dir / "__none__", scenes_all)
     eff = efficiency_table(bench, scenes_all)
     atomic_write_text(out_dir / "efficiency.csv", eff.to_csv(index=False, float_format="%.2f"))
-    atomic_write_text(out_dir / "efficiency_rules.csv", bench.to_csv(index=False, float_format="%.2f"))
+    atomic_write_text(out_dir / f"{EFFICIENCY_RULES}.csv", bench.to_csv(index=False, float_format="%.2f"))
     md = to_markdown(eff, key_cols=["scene"], title="Efficiency: wall time (s) and peak memory (MB)")
     atomic_write_text(out_dir / "efficiency.md", md)
-    written += [out_dir / "efficiency.csv", out_dir / "efficiency_rules.csv", out_dir / "efficiency.md"]
+    written += [out_dir / "efficiency.csv", out_dir / f"{EFFICIENCY_RULES}.csv", out_dir / "efficiency.md"]
+    assert sorted(p.name for p in written) == sorted(table_files(names)), (names, written)
     log.info("tables: %s", ", ".join(p.name for p in written))
     return written
 
