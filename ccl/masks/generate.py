@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ccl.io.masks_h5 import RawFrameMasks, write_raw_masks
-from ccl.masks.backends import build_backend
+from ccl.masks.backends import backend_module
 from ccl.masks.config import MasksConfig
 from ccl.masks.ops import apply_mask_nms
 from ccl.runlog import progress
@@ -38,10 +38,12 @@ def generate_masks(
     (camera → [H, W, 3] uint8 RGB) defaults to `ccl.scene.load_image` with the default scene_load config.
     A frame without masks is kept, with empty levels, and reported once.
     """
+    module = backend_module(cfg.backend)
+    module.check(cfg, scene, builders=sam_builders)  # the user's files, before any model loads
     if load_image is None:
         load_image = _default_loader()
-    backend = build_backend(
-        scene, cfg=cfg, device=device, seed=seed, load_image=load_image, sam_builders=sam_builders
+    backend = module.build(
+        cfg, scene=scene, device=device, seed=seed, load_image=load_image, builders=sam_builders
     )
     empty: list[str] = []
 

@@ -2,8 +2,9 @@
 
 The registry maps a backend name to its module; each module has `check(cfg, scene)` (cheap checks of
 the user's input, run at the stage's entry before any work) and `build(cfg, *, scene, device, seed,
-load_image) -> Encoder` (`scene=None` for a text-only encoder). Modules are imported on use,
-so open_clip is only needed by `open_clip`.
+load_image) -> Encoder` (`scene=None` for a text-only encoder); the real one also `check_weights(cfg)`
+(the preflight's check of its checkpoint). Modules are imported on use, so open_clip is only needed by
+`open_clip`. Masks and tracks backends follow the same pattern.
 """
 
 from __future__ import annotations

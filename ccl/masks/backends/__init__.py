@@ -1,17 +1,26 @@
 """Mask backends behind one protocol: `sam` (segment-anything) and `sim` (from a synthetic scene's
-ground-truth layers). `build_backend` is the registry from the config's `masks.backend` to a builder;
-each builder checks its inputs (checkpoint, ground truth) before any model loads or frame is read.
+ground-truth layers).
+
+The registry maps a backend name to its module; each module has `check(cfg, scene, *, builders=None)`
+(cheap checks of the user's input, run at the stage's entry before any model loads or frame is read)
+and `build(cfg, *, scene, device, seed, load_image, builders=None) -> MaskBackend`; the real one also
+`check_weights(cfg)` (the preflight's check of its checkpoint). `builders` replaces the sam backend's
+model type → architecture registry (a tiny SAM in tests); the sim backend has no model and ignores it.
+Modules are imported on use, so segment-anything is only needed by `sam`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from types import ModuleType
 from typing import Any, Protocol
 
-import numpy as np
-
 from ccl.io.masks_h5 import LevelMasks
-from ccl.masks.config import MasksConfig
+
+REGISTRY: dict[str, str] = {
+    "sam": "ccl.masks.backends.sam",
+    "sim": "ccl.masks.backends.sim",
+}
 
 
 class MaskBackend(Protocol):
@@ -25,41 +34,7 @@ class MaskBackend(Protocol):
     def close(self) -> None: ...
 
 
-ImageLoader = Callable[[Any], np.ndarray]  # camera → [H, W, 3] uint8 RGB
-
-
-def _build_sam(
-    scene: Any,
-    *,
-    cfg: MasksConfig,
-    device: str,
-    seed: int,
-    load_image: ImageLoader,
-    sam_builders: Mapping[str, Callable[[], Any]] | None,
-) -> MaskBackend:
-    from ccl.masks.backends.sam import SamBackend
-
-    return SamBackend.build(cfg=cfg, device=device, load_image=load_image, builders=sam_builders)
-
-
-def _build_sim(
-    scene: Any,
-    *,
-    cfg: MasksConfig,
-    device: str,
-    seed: int,
-    load_image: ImageLoader,
-    sam_builders: Mapping[str, Callable[[], Any]] | None,
-) -> MaskBackend:
-    from ccl.masks.backends.sim import SimBackend
-
-    return SimBackend(scene, cfg=cfg, seed=seed)
-
-
-BACKENDS: dict[str, Callable[..., MaskBackend]] = {"sam": _build_sam, "sim": _build_sim}
-
-
-def build_backend(scene: Any, *, cfg: MasksConfig, **kwargs: Any) -> MaskBackend:
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"config.yaml: masks.backend {cfg.backend!r} is not one of {sorted(BACKENDS)}")
-    return BACKENDS[cfg.backend](scene, cfg=cfg, **kwargs)
+def backend_module(name: str) -> ModuleType:
+    if name not in REGISTRY:
+        raise ValueError(f"masks.backend: unknown backend {name!r}; known: {sorted(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name])

@@ -213,6 +213,27 @@ def check_checkpoint(cfg: MasksConfig, builders: Mapping[str, Callable[[], Any]]
     return path
 
 
+def check(
+    cfg: MasksConfig, scene: Any = None, *, builders: Mapping[str, Callable[[], Any]] | None = None
+) -> None:
+    """The user's model type, overrides and checkpoint file, before any work (`check_checkpoint`)."""
+    check_checkpoint(cfg, SAM_BUILDERS if builders is None else builders)
+
+
+def build(
+    cfg: MasksConfig,
+    *,
+    scene: Any,
+    device: str,
+    seed: int,
+    load_image: Callable[[Any], np.ndarray],
+    builders: Mapping[str, Callable[[], Any]] | None = None,
+) -> SamBackend:
+    """SAM of `cfg` with its checkpoint loaded strictly; `scene` and `seed` are not needed (SAM's
+    automatic generation is deterministic, and the images come through `load_image`)."""
+    return SamBackend.build(cfg=cfg, device=device, load_image=load_image, builders=builders)
+
+
 def check_weights(cfg: MasksConfig) -> None:
     """Preflight: the checkpoint exists and holds the configured SAM's tensors, names and shapes (cheap:
     the model is built on the meta device and the file's tensors are never read)."""

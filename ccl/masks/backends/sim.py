@@ -31,16 +31,31 @@ def _rng(seed: int, frame_index: int, level_index: int) -> np.random.Generator:
     )
 
 
+# What require_gt tells the user of a scene without ground truth.
+_REAL_SCENE_FIX = (
+    "The sim backend runs on synthetic scenes only: for this scene set masks.backend: sam "
+    "and masks.sam_checkpoint in config.yaml"
+)
+
+
+def check(cfg: MasksConfig, scene: Any, *, builders: Any = None) -> None:
+    """The scene is synthetic: its gt.h5 is what the masks are simulated from."""
+    require_gt(scene, "masks", fix=_REAL_SCENE_FIX)
+
+
+def build(
+    cfg: MasksConfig, *, scene: Any, device: str, seed: int, load_image: Any = None, builders: Any = None
+) -> SimBackend:
+    """Masks simulated from `scene`'s ground truth (no model: `device`, `load_image` and `builders`
+    are not used)."""
+    return SimBackend(scene, cfg=cfg, seed=seed)
+
+
 class SimBackend:
     def __init__(self, scene: Any, *, cfg: MasksConfig, seed: int):
         from ccl.io.hashing import file_sha256
 
-        gt_path = require_gt(
-            scene,
-            "masks",
-            fix="The sim backend runs on synthetic scenes only: for this scene set masks.backend: sam "
-            "and masks.sam_checkpoint in config.yaml",
-        )
+        gt_path = require_gt(scene, "masks", fix=_REAL_SCENE_FIX)
         self._gt = GroundTruth(gt_path, scene.frame_names)
         self.cfg, self.seed = cfg, int(seed)
         self.model_info = {

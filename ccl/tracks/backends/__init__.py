@@ -2,7 +2,9 @@
 
 The registry maps a backend name to its module; each module has `check(cfg, scene)` (cheap checks of
 the user's input, run at the stage's entry before any work) and `build(cfg, *, scene, device, seed,
-load_image) -> Propagator`. Modules are imported on use, so sam2 is only needed by `sam2`.
+load_image) -> Propagator`; the real one also `check_weights(cfg)` (the preflight's check of its
+checkpoint). Modules are imported on use, so sam2 is only needed by `sam2`. Masks and features
+backends follow the same pattern.
 """
 
 from __future__ import annotations
