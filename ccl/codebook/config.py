@@ -1,6 +1,7 @@
 """Config of the codebook stage: the `codebook` section of config.yaml.
 
-Defaults equal workflow/schemas/stages/codebook.schema.yaml (tests/test_config.py holds them equal).
+Defaults equal workflow/schemas/stages/codebook.schema.yaml (tests/test_config.py holds them equal);
+values are checked when a config is built (ccl.config_checks).
 The loss variant is not a config key: it is the `{variant}` wildcard (config `variants` lists which
 to run), passed to `fit_codebook(..., variant=...)`.
 """
@@ -8,6 +9,8 @@ to run), passed to `fit_codebook(..., variant=...)`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ccl.config_checks import check_section
 
 # Which pair terms each ablation variant switches on: (pull, push). L_max is always on.
 VARIANT_TERMS: dict[str, tuple[bool, bool]] = {
@@ -36,29 +39,26 @@ class CodebookConfig:
     assignment: str = "straight_through"  # gradient of j* in the pair terms: straight_through or hard
     temperature: float = 0.1  # softmax temperature of the straight-through assignment (cosine units)
 
-    def validate(self) -> None:
-        """Raise ValueError naming the key, value and allowed range (for configs built in Python)."""
-        checks = [
-            ("n_prototypes", self.n_prototypes >= 2, ">= 2"),
-            ("lambda_pull", self.lambda_pull >= 0, ">= 0"),
-            ("lambda_push", self.lambda_push >= 0, ">= 0"),
-            ("margin", -1 <= self.margin <= 1, "in [-1, 1]"),
-            ("lr", self.lr > 0, "> 0"),
-            ("iterations", self.iterations >= 0, ">= 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("pairs_per_step", self.pairs_per_step >= 1, ">= 1"),
-            ("init", self.init in INITS, f"one of {INITS}"),
-            ("kmeans_iterations", self.kmeans_iterations >= 0, ">= 0"),
-            ("kmeans_max_samples", self.kmeans_max_samples >= 1, ">= 1"),
-            ("assignment", self.assignment in ASSIGNMENTS, f"one of {ASSIGNMENTS}"),
-            ("temperature", self.temperature > 0, "> 0"),
-        ]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(
-                    f"codebook.{key} = {getattr(self, key)!r} is out of range: expected {allowed}; "
-                    "fix the `codebook` section of config.yaml"
-                )
+    def __post_init__(self) -> None:
+        check_section(
+            "codebook",
+            self,
+            [
+                ("n_prototypes", lambda v: v >= 2, ">= 2"),
+                ("lambda_pull", lambda v: v >= 0, ">= 0"),
+                ("lambda_push", lambda v: v >= 0, ">= 0"),
+                ("margin", lambda v: -1 <= v <= 1, "in [-1, 1]"),
+                ("lr", lambda v: v > 0, "> 0"),
+                ("iterations", lambda v: v >= 0, ">= 0"),
+                ("batch_size", lambda v: v >= 1, ">= 1"),
+                ("pairs_per_step", lambda v: v >= 1, ">= 1"),
+                ("init", lambda v: v in INITS, f"one of {INITS}"),
+                ("kmeans_iterations", lambda v: v >= 0, ">= 0"),
+                ("kmeans_max_samples", lambda v: v >= 1, ">= 1"),
+                ("assignment", lambda v: v in ASSIGNMENTS, f"one of {ASSIGNMENTS}"),
+                ("temperature", lambda v: v > 0, "> 0"),
+            ],
+        )
 
 
 def variant_terms(variant: str) -> tuple[bool, bool]:

@@ -57,7 +57,6 @@ def fit_codebook(
     """
     if not isinstance(cfg, CodebookConfig):
         raise TypeError(f"cfg: expected a CodebookConfig, got {type(cfg).__name__}")
-    cfg.validate()
     pull, push = variant_terms(variant)
     frame_names = None
     if manifest_path is not None:

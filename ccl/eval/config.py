@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccl.config_checks import check_section, is_int, is_number
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -19,11 +21,17 @@ class EvalConfig:
     n_figures: int = 2  # evaluated frames per scene and variant drawn as query overlays for the report
 
     def __post_init__(self) -> None:
-        queries = tuple(self.queries)
-        if any(not isinstance(q, str) or not q.strip() for q in queries):
-            raise ValueError(f"eval.queries: every query must be a non-empty string, got {list(queries)!r}")
-        object.__setattr__(self, "queries", queries)
-        if not (isinstance(self.mask_thresh, int | float) and 0 <= self.mask_thresh < 1):
-            raise ValueError(f"eval.mask_thresh: expected a number in [0, 1), got {self.mask_thresh!r}")
-        if isinstance(self.n_figures, bool) or not isinstance(self.n_figures, int) or self.n_figures < 0:
-            raise ValueError(f"eval.n_figures: expected an integer >= 0, got {self.n_figures!r}")
+        check_section(
+            "eval",
+            self,
+            [
+                (
+                    "queries",
+                    lambda v: all(isinstance(q, str) and q.strip() for q in tuple(v)),
+                    "a list of non-empty strings (empty = the label categories)",
+                ),
+                ("mask_thresh", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+                ("n_figures", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            ],
+        )
+        object.__setattr__(self, "queries", tuple(self.queries))

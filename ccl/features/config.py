@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccl.config_checks import check_section, is_int
+
 BACKENDS = ("open_clip", "sim")
+_COSINE_KEYS = ("sim_anchor_cosine", "sim_part_cosine")
+_NOISE_KEYS = ("sim_noise", "sim_occlusion_gain", "sim_blur_gain", "sim_text_noise")
 
 
 @dataclass(frozen=True)
@@ -28,17 +32,15 @@ class FeaturesConfig:
     sim_anchor_seed: int = 0  # sim: seed of the anchor space (the simulated model's "weights")
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"features.backend: expected one of {BACKENDS}, got {self.backend!r}")
-        for key, lo in (("batch_size", 1), ("crop_size", 8), ("sim_dim", 8)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"features.{key}: expected an integer >= {lo}, got {v!r}")
-        for key in ("sim_anchor_cosine", "sim_part_cosine"):
-            v = getattr(self, key)
-            if not 0.0 < float(v) < 1.0:
-                raise ValueError(f"features.{key}: expected a cosine in (0, 1), got {v!r}")
-        for key in ("sim_noise", "sim_occlusion_gain", "sim_blur_gain", "sim_text_noise"):
-            v = getattr(self, key)
-            if float(v) < 0.0:
-                raise ValueError(f"features.{key}: expected a number >= 0, got {v!r}")
+        check_section(
+            "features",
+            self,
+            [("backend", lambda v: v in BACKENDS, f"one of {BACKENDS}")]
+            + [
+                (key, lambda v, lo=lo: is_int(v) and v >= lo, f"an integer >= {lo}")
+                for key, lo in (("batch_size", 1), ("crop_size", 8), ("sim_dim", 8))
+            ]
+            + [(key, lambda v: 0.0 < float(v) < 1.0, "a cosine in (0, 1)") for key in _COSINE_KEYS]
+            + [(key, lambda v: float(v) >= 0.0, "a number >= 0") for key in _NOISE_KEYS]
+            + [("sim_anchor_seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")],
+        )

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ccl.config_checks import check_section
+
 BACKENDS = ("sam", "sim")
 SCALES = ("sp", "wp", "all")
 # Which merged mask owns a pixel that several masks cover (ccl.masks.ops.paint_segmentation):
@@ -21,6 +23,30 @@ CONTESTED_PIXEL_RULES = ("smaller", "larger", "score")
 # Keys that only `merge_masks` reads: the rule making raw.h5 does not depend on them, so changing
 # one reruns the cheap merge and never SAM.
 MERGE_KEYS = ("contested_pixel_sp", "contested_pixel_wp", "contested_pixel_all", "min_merged_area")
+_RULE_KEYS = ("contested_pixel_sp", "contested_pixel_wp", "contested_pixel_all")
+_FRACTION_KEYS = (  # thresholds, rates and ratios in [0, 1]
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "box_nms_thresh",
+    "crop_nms_thresh",
+    "crop_overlap_ratio",
+    "mask_nms_iou_thresh",
+    "mask_nms_score_thresh",
+    "mask_nms_inner_thresh",
+    "sim_miss_rate",
+    "sim_split_rate",
+    "sim_merge_rate",
+)
+_MINIMUMS = (  # counts and sizes: (key, its minimum)
+    ("points_per_side", 1),
+    ("points_per_batch", 1),
+    ("crop_n_layers", 0),
+    ("crop_n_points_downscale_factor", 1),
+    ("min_mask_region_area", 0),
+    ("min_merged_area", 1),
+    ("sim_erode_px", 0),
+    ("sim_duplicates", 1),
+)
 
 
 @dataclass(frozen=True)
@@ -60,53 +86,35 @@ class MasksConfig:
     sim_background_masks: bool = True
 
     def __post_init__(self) -> None:
-        where = "config.yaml: masks"
-        if self.backend not in BACKENDS:
-            raise ValueError(f"{where}.backend: {self.backend!r} is not one of {BACKENDS}")
-        if not isinstance(self.sam_overrides, Mapping):
-            raise ValueError(
-                f"{where}.sam_overrides: expected a mapping of SAM build arguments "
-                f"(e.g. {{encoder_depth: 2}}), got {self.sam_overrides!r}"
-            )
+        check_section(
+            "masks",
+            self,
+            [
+                ("backend", lambda v: v in BACKENDS, f"one of {BACKENDS}"),
+                (
+                    "sam_overrides",
+                    lambda v: isinstance(v, Mapping),
+                    "a mapping of SAM build arguments (e.g. {encoder_depth: 2})",
+                ),
+            ]
+            + [
+                (k, lambda v: v in CONTESTED_PIXEL_RULES, f"one of {CONTESTED_PIXEL_RULES}")
+                for k in _RULE_KEYS
+            ]
+            + [(k, lambda v: 0.0 <= v <= 1.0, "in [0, 1]") for k in _FRACTION_KEYS]
+            + [(k, lambda v, low=low: int(v) >= low, f">= {low}") for k, low in _MINIMUMS]
+            + [
+                ("stability_score_offset", lambda v: v > 0, "> 0"),
+                ("mask_nms_tile_px", lambda v: 1 <= int(v) <= 4096, "in [1, 4096]"),
+                ("sim_score_noise", lambda v: v >= 0, ">= 0"),
+            ],
+        )
         # a plain dict with lists, as YAML gives it: the same value whether built from config or Python
         object.__setattr__(
             self,
             "sam_overrides",
             {str(k): (list(v) if isinstance(v, list | tuple) else v) for k, v in self.sam_overrides.items()},
         )
-        for key in ("contested_pixel_sp", "contested_pixel_wp", "contested_pixel_all"):
-            if getattr(self, key) not in CONTESTED_PIXEL_RULES:
-                raise ValueError(
-                    f"{where}.{key}: {getattr(self, key)!r} is not one of {CONTESTED_PIXEL_RULES}"
-                )
-        for key in (
-            "pred_iou_thresh",
-            "stability_score_thresh",
-            "box_nms_thresh",
-            "crop_nms_thresh",
-            "mask_nms_iou_thresh",
-            "mask_nms_score_thresh",
-            "mask_nms_inner_thresh",
-            "sim_miss_rate",
-            "sim_split_rate",
-            "sim_merge_rate",
-        ):
-            v = getattr(self, key)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{where}.{key}: {v} is outside [0, 1]")
-        for key, low in (
-            ("points_per_side", 1),
-            ("points_per_batch", 1),
-            ("crop_n_layers", 0),
-            ("crop_n_points_downscale_factor", 1),
-            ("min_mask_region_area", 0),
-            ("mask_nms_tile_px", 1),
-            ("min_merged_area", 1),
-            ("sim_erode_px", 0),
-            ("sim_duplicates", 1),
-        ):
-            if int(getattr(self, key)) < low:
-                raise ValueError(f"{where}.{key}: {getattr(self, key)} is below its minimum {low}")
 
     def contested_pixel(self, scale: str) -> str:
         """The contested-pixel rule of a merged scale (sp, wp, all)."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccl.config_checks import check_section, is_number
+
 MODES = ("paper", "langsplat")
 
 
@@ -22,15 +24,18 @@ class QueryConfig:
     negatives: tuple[str, ...] = ("object", "things", "stuff", "texture")  # LangSplat's canonical phrases
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"query.mode: expected one of {list(MODES)}, got {self.mode!r}; fix config.yaml")
-        if not (isinstance(self.temperature, int | float) and self.temperature > 0):
-            raise ValueError(f"query.temperature: expected a number > 0, got {self.temperature!r}")
-        if not (isinstance(self.threshold, int | float) and 0 <= self.threshold <= 1):
-            raise ValueError(f"query.threshold: expected a number in [0, 1], got {self.threshold!r}")
-        negatives = tuple(self.negatives)
-        if not negatives or any(not isinstance(n, str) or not n.strip() for n in negatives):
-            raise ValueError(
-                f"query.negatives: expected a non-empty list of non-empty phrases, got {list(negatives)!r}"
-            )
-        object.__setattr__(self, "negatives", negatives)
+        check_section(
+            "query",
+            self,
+            [
+                ("mode", lambda v: v in MODES, f"one of {list(MODES)}"),
+                ("temperature", lambda v: is_number(v) and v > 0, "a number > 0"),
+                ("threshold", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+                (
+                    "negatives",
+                    lambda v: len(tuple(v)) > 0 and all(isinstance(n, str) and n.strip() for n in tuple(v)),
+                    "a non-empty list of non-empty phrases",
+                ),
+            ],
+        )
+        object.__setattr__(self, "negatives", tuple(self.negatives))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccl.config_checks import check_section, is_int
+
 
 @dataclass(frozen=True)
 class SceneLoadConfig:
@@ -13,12 +15,19 @@ class SceneLoadConfig:
     colmap_model: str = "sparse/0"  # COLMAP model folder inside the scene folder
 
     def __post_init__(self) -> None:
-        if isinstance(self.downscale, bool) or not isinstance(self.downscale, int) or self.downscale < 1:
-            raise ValueError(
-                f"scene_load.downscale: expected an integer >= 1, got {self.downscale!r}; "
-                "set e.g. `scene_load: {downscale: 2}` in config.yaml"
-            )
-        if not isinstance(self.colmap_model, str) or not self.colmap_model:
-            raise ValueError(
-                f"scene_load.colmap_model: expected a folder name such as 'sparse/0', got {self.colmap_model!r}"
-            )
+        check_section(
+            "scene_load",
+            self,
+            [
+                (
+                    "downscale",
+                    lambda v: is_int(v) and v >= 1,
+                    "an integer >= 1, e.g. `scene_load: {downscale: 2}`",
+                ),
+                (
+                    "colmap_model",
+                    lambda v: isinstance(v, str) and v != "",
+                    "a folder name such as 'sparse/0'",
+                ),
+            ],
+        )

@@ -1,11 +1,14 @@
 """Config of the embedded synthetic scene: the `synthetic` section of config.yaml.
 
-Defaults equal workflow/schemas/stages/synthetic.schema.yaml (tests/test_config.py holds them equal).
+Defaults equal workflow/schemas/stages/synthetic.schema.yaml (tests/test_config.py holds them equal);
+values are checked when a config is built (ccl.config_checks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ccl.config_checks import check_section
 
 
 @dataclass(frozen=True)
@@ -28,30 +31,31 @@ class SyntheticConfig:
     motion_blur: float = 0.0  # pixels of linear blur on blurred frames, 0 = off
     motion_blur_frames: float = 0.3  # fraction of frames blurred when motion_blur > 0
 
+    def __post_init__(self) -> None:
+        check_section(
+            "synthetic",
+            self,
+            [
+                ("n_views", lambda v: v >= 2, ">= 2"),
+                ("width", lambda v: v >= 16, ">= 16"),
+                ("height", lambda v: v >= 16, ">= 16"),
+                ("fov_deg", lambda v: 0 < v < 170, "in (0, 170)"),
+                ("orbit_radius", lambda v: 0.8 < v <= 3.5, "in (0.8, 3.5]"),
+                ("orbit_height", lambda v: 0.2 < v <= 3.5, "in (0.2, 3.5]"),
+                ("orbit_jitter", lambda v: 0 <= v <= 0.3, "in [0, 0.3]"),
+                ("n_objects", lambda v: 1 <= v <= 8, "in [1, 8]"),
+                ("supersample", lambda v: 1 <= v <= 4, "in [1, 4]"),
+                ("label_every", lambda v: v >= 1, ">= 1"),
+                ("n_points", lambda v: v >= 0, ">= 0"),
+                ("point_noise", lambda v: v >= 0, ">= 0"),
+                ("highlights", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                ("occluders", lambda v: 0 <= v <= 12, "in [0, 12]"),
+                ("motion_blur", lambda v: v >= 0, ">= 0"),
+                ("motion_blur_frames", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ],
+        )
+
     def validate(self) -> None:
-        """Raise ValueError naming the key, the value and the allowed range (the schema's, for callers
-        that build the config in Python rather than through config.yaml)."""
-        checks = [
-            ("n_views", self.n_views >= 2, ">= 2"),
-            ("width", self.width >= 16, ">= 16"),
-            ("height", self.height >= 16, ">= 16"),
-            ("fov_deg", 0 < self.fov_deg < 170, "in (0, 170)"),
-            ("orbit_radius", 0.8 < self.orbit_radius <= 3.5, "in (0.8, 3.5]"),
-            ("orbit_height", 0.2 < self.orbit_height <= 3.5, "in (0.2, 3.5]"),
-            ("orbit_jitter", 0 <= self.orbit_jitter <= 0.3, "in [0, 0.3]"),
-            ("n_objects", 1 <= self.n_objects <= 8, "in [1, 8]"),
-            ("supersample", 1 <= self.supersample <= 4, "in [1, 4]"),
-            ("label_every", self.label_every >= 1, ">= 1"),
-            ("n_points", self.n_points >= 0, ">= 0"),
-            ("point_noise", self.point_noise >= 0, ">= 0"),
-            ("highlights", 0 <= self.highlights <= 1, "in [0, 1]"),
-            ("occluders", 0 <= self.occluders <= 12, "in [0, 12]"),
-            ("motion_blur", self.motion_blur >= 0, ">= 0"),
-            ("motion_blur_frames", 0 <= self.motion_blur_frames <= 1, "in [0, 1]"),
-        ]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(
-                    f"synthetic.{key} = {getattr(self, key)!r} is out of range: expected {allowed}; "
-                    "fix the `synthetic` section of config.yaml"
-                )
+        """Nothing left to check: a config is checked when it is built. Kept for the caller in
+        ccl.synthetic.make until it drops the call."""
+        self.__post_init__()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccl.config_checks import check_section
+
 BACKENDS = ("sam2", "sim")
 
 
@@ -24,12 +26,14 @@ class TracksConfig:
     sim_swap_rate: float = 0.003  # sim: per-frame probability that a track jumps to a neighbour
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"tracks.backend: expected one of {BACKENDS}, got {self.backend!r}")
-        if not 0.0 <= float(self.iou_thresh) < 1.0:
-            raise ValueError(f"tracks.iou_thresh: expected a number in [0, 1), got {self.iou_thresh!r}")
-        for key in ("sim_drift_rate", "sim_swap_rate"):
-            v = getattr(self, key)
-            if not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"tracks.{key}: expected a probability in [0, 1], got {v!r}")
+        check_section(
+            "tracks",
+            self,
+            [
+                ("backend", lambda v: v in BACKENDS, f"one of {BACKENDS}"),
+                ("iou_thresh", lambda v: 0.0 <= float(v) < 1.0, "a number in [0, 1)"),
+                ("sim_drift_rate", lambda v: 0.0 <= float(v) <= 1.0, "a probability in [0, 1]"),
+                ("sim_swap_rate", lambda v: 0.0 <= float(v) <= 1.0, "a probability in [0, 1]"),
+            ],
+        )
         object.__setattr__(self, "sam2_overrides", tuple(self.sam2_overrides))

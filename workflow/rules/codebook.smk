@@ -8,7 +8,6 @@ from ccl.config import section
 CODEBOOK = section(
     CodebookConfig, config.get("codebook"), where="config.yaml: codebook"
 )
-CODEBOOK.validate()
 
 
 rule train_codebook:

@@ -12,11 +12,9 @@ from ccl.config import section
 from ccl.splat.config import LanguageConfig, RgbConfig
 
 RGB = section(RgbConfig, config.get("rgb"), where="config.yaml: rgb")
-RGB.validate()
 LANGUAGE = section(
     LanguageConfig, config.get("language"), where="config.yaml: language"
 )
-LANGUAGE.validate()
 
 
 rule train_rgb:
