@@ -8,7 +8,9 @@
     ccl tables   RESULTS                                            rule tables: rebuild results/tables/
 
 Settings come from a config file (`--config`, default ./config.yaml when present, else the repository's),
-validated against the workflow's schema; `--mode` and `--threshold` override its `query` section.
+validated against the workflow's schema; `--mode` and `--threshold` override its `query` section. Text
+is embedded with the scene's own features model (the settings its features files were made with), never
+the config's; an explicit `--config` whose features settings differ is refused.
 """
 
 from __future__ import annotations
@@ -46,11 +48,24 @@ def _stage_cfgs(config: dict[str, Any], args: argparse.Namespace | None = None) 
     return {
         "query_cfg": section(QueryConfig, q, where="config: query"),
         "eval_cfg": section(EvalConfig, config["eval"], where="config: eval"),
-        "features_cfg": section(section_dataclass("features"), config["features"], where="config: features"),
         "scene_cfg": section(
             section_dataclass("scene_load"), config["scene_load"], where="config: scene_load"
         ),
     }
+
+
+def _text_encoder(args: argparse.Namespace) -> Any:
+    """The scene's own text encoder (the features settings its mask features were made with); an
+    explicit --config whose features settings differ is refused."""
+    import yaml
+
+    from ccl.query.fields import check_text_encoder_agrees, scene_text_encoder
+
+    made_with = scene_text_encoder(args.scene_dir)
+    if args.config is not None:
+        given = (yaml.safe_load(Path(args.config).read_text()) or {}).get("features") or {}
+        check_text_encoder_agrees(made_with, given, scene_dir=args.scene_dir, config=args.config)
+    return made_with
 
 
 def _device(config: dict[str, Any]) -> str:
@@ -66,7 +81,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     cfgs = _stage_cfgs(config, args)
     res = query_image(
         args.scene_dir, args.text, frame=args.frame, out=args.out, variant=args.variant, scale=args.scale,
-        query_cfg=cfgs["query_cfg"], features_cfg=cfgs["features_cfg"], scene_cfg=cfgs["scene_cfg"],
+        query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), scene_cfg=cfgs["scene_cfg"],
         device=_device(config),
     )  # fmt: skip
     for q, s in res.scales.items():
@@ -82,7 +97,7 @@ def cmd_query3d(args: argparse.Namespace) -> int:
     cfgs = _stage_cfgs(config, args)
     res = query_gaussians(
         args.scene_dir, args.text, out=args.out, variant=args.variant, scale=args.scale,
-        query_cfg=cfgs["query_cfg"], features_cfg=cfgs["features_cfg"], min_opacity=args.min_opacity,
+        query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), min_opacity=args.min_opacity,
         context=args.context, device=_device(config),
     )  # fmt: skip
     print(f"{res.n_selected} of {res.n_gaussians} Gaussians selected (scale {res.scale}, "
@@ -208,6 +223,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             image = class_colours(source.class_map(scale, cam))
             detail = f"{args.variant} {scale}, {source.prototypes(scale).shape[0]} classes"
         else:
+            cfgs["features_cfg"] = _text_encoder(args)
             image, scale, frac = _relevance_image(source, cam, text, cfgs=cfgs, device=device)
             made_by.update(text=text, mode=cfgs["query_cfg"].mode)
             threshold = cfgs["query_cfg"].threshold
@@ -246,7 +262,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = evaluate_scene(
         out, manifest=scene_dir / "scene.json", fields=fields, codebooks=codebooks, variant=args.variant,
         seed=config["seed"], query_cfg=cfgs["query_cfg"], eval_cfg=cfgs["eval_cfg"],
-        features_cfg=cfgs["features_cfg"], scene_cfg=cfgs["scene_cfg"], device=_device(config),
+        features_cfg=_text_encoder(args), scene_cfg=cfgs["scene_cfg"], device=_device(config),
     )  # fmt: skip
     for s, r in summary["results"].items():
         loc = "n/a" if r["loc_acc"] is None else f"{100 * r['loc_acc']:.1f}"

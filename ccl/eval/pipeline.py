@@ -71,6 +71,13 @@ def evaluate_scene(
             "config.yaml entry"
         )
     scene = load_scene_from_manifest(manifest, cfg=scene_cfg)
+    if any((Path(manifest).parent / "features").glob("*.h5")):  # a workflow results folder: check by them
+        from ccl.query.fields import check_text_encoder_agrees, scene_text_encoder
+
+        check_text_encoder_agrees(
+            scene_text_encoder(Path(manifest).parent), as_params(features_cfg),
+            scene_dir=Path(manifest).parent, config="the evaluation's features settings (config: features)",
+        )  # fmt: skip
     source = LanguageFieldSource(
         {s: Path(p) for s, p in fields.items()}, {s: Path(p) for s, p in codebooks.items()},
         scene=m.name, device=device,

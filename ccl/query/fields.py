@@ -53,6 +53,17 @@ class LanguageFieldSource:
             from ccl.splat.checkpoint import load_language_field
 
             f = load_language_field(self.fields[scale], scene=self.scene)
+            made_from = (f.header.get("inputs") or {}).get("codebook")  # the workflow's fields record it
+            if made_from is not None:
+                from ccl.io import file_sha256
+
+                if file_sha256(self.codebooks[scale]) != made_from:
+                    raise ValueError(
+                        f"{self.fields[scale]} was trained on a codebook with sha256 {made_from[:12]}…, not on "
+                        f"{self.codebooks[scale]} (sha256 {file_sha256(self.codebooks[scale])[:12]}…): its "
+                        "prototype indices would name other prototypes; use the field and codebook of one run "
+                        "(rerun the workflow to retrain the field on this codebook)"
+                    )
             n = self.prototypes(scale).shape[0]
             if f.n_classes != n:
                 raise ValueError(
@@ -106,3 +117,65 @@ def scene_fields(scene_dir: str | os.PathLike, variant: str) -> tuple[dict[str, 
     if missing:
         raise FileNotFoundError(f"codebook file(s) {missing} not found beside the fields in {gdir}")
     return fields_, codebooks
+
+
+# Features settings that change no text embedding (a batch size only changes speed).
+TEXT_NEUTRAL_FEATURES_KEYS = ("batch_size",)
+
+
+def scene_text_encoder(scene_dir: str | os.PathLike) -> Any:
+    """The features config (`ccl.features.FeaturesConfig`) the scene's mask features were made with, read
+    from its features files (their `params`): the one text encoder whose embeddings share a space with
+    the scene's prototypes. Never the current directory's config, which may be another run's."""
+    from ccl.config import section
+    from ccl.features import FeaturesConfig
+    from ccl.io import open_h5_for_read
+    from ccl.io.h5 import read_json_attr
+
+    folder = Path(scene_dir) / "features"
+    paths = sorted(folder.glob("*.h5"))
+    if not paths:
+        raise FileNotFoundError(
+            f"{folder}: no features file (the workflow's rule clip_features makes them); queries embed their "
+            "text with the model that made the scene's mask features, named there"
+        )
+    made_with = {}
+    for path in paths:
+        with open_h5_for_read(path, kind="features") as f:
+            params = read_json_attr(f, "params", {})
+        made_with[path] = {
+            k: v for k, v in params.items() if k not in ("seed", "device", *TEXT_NEUTRAL_FEATURES_KEYS)
+        }
+    first = paths[0]
+    for path in paths[1:]:
+        if made_with[path] != made_with[first]:
+            diff = sorted(
+                k
+                for k in made_with[first].keys() | made_with[path].keys()
+                if made_with[first].get(k) != made_with[path].get(k)
+            )
+            raise ValueError(
+                f"{first} and {path}: made with different features settings ({diff}), so no one text encoder "
+                "fits both scales; rerun the workflow so that both come from one config"
+            )
+    return section(FeaturesConfig, made_with[first], where=f"{first}: params")
+
+
+def check_text_encoder_agrees(
+    scene_cfg: Any, given: Mapping[str, Any], *, scene_dir: str | os.PathLike, config: str
+) -> None:
+    """Refuse an explicit config whose features settings differ from those the scene was made with."""
+    from ccl.config import as_params
+
+    made = as_params(scene_cfg)
+    diff = sorted(
+        k for k, v in given.items() if k not in TEXT_NEUTRAL_FEATURES_KEYS and k in made and made[k] != v
+    )
+    if diff:
+        theirs = {k: made[k] for k in diff}
+        yours = {k: given[k] for k in diff}
+        raise ValueError(
+            f"{config}: its features settings {yours} differ from those {Path(scene_dir) / 'features'} was made "
+            f"with {theirs}: text embedded so would not share a space with the scene's prototypes; drop "
+            "--config (the scene's own settings are used) or give the run's own config"
+        )

@@ -65,8 +65,10 @@ def build_language_field(scene, classes: np.ndarray, n_classes: int, scene_name:
 @pytest.fixture(scope="session")
 def tiny_results(tmp_path_factory, tiny_scene_dir):
     """results/tiny with scene.json, gaussians/full/{sp,wp}.safetensors and codebook/full/{sp,wp}.h5."""
+    from ccl.config import as_params
     from ccl.features import FeaturesConfig, encode_text
     from ccl.io import write_h5
+    from ccl.io.features_h5 import features_writer
     from ccl.scene import SceneLoadConfig, load_scene_from_manifest, write_manifest
     from ccl.splat.checkpoint import save_language_field
 
@@ -89,6 +91,13 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
     field, header = build_language_field(scene, classes, n, "tiny")
     for scale in ("sp", "wp"):
         save_language_field(scene_dir / "gaussians" / "full" / f"{scale}.safetensors", field, header=header)
+        # what the workflow's clip_features leaves: the text encoder of every query on this scene
+        with features_writer(
+            scene_dir / "features" / f"{scale}.h5", dim=prototypes.shape[1], frame_names=scene.frame_names,
+            params={**as_params(FeaturesConfig()), "seed": 0, "device": "cpu"}, model={"backend": "sim"},
+        ) as writer:  # fmt: skip
+            for name in scene.frame_names:
+                writer.add(name, np.zeros((0, prototypes.shape[1]), np.float32))
         with write_h5(
             scene_dir / "codebook" / "full" / f"{scale}.h5", kind="codebook", format_version=1, params={}
         ) as f:
