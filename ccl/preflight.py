@@ -250,13 +250,20 @@ def _label_problems(
         else:
             from ccl.eval.ovs3d import frame_of_index, read_classes, view_folders
 
-            read_classes(folder)
-            unknown = []
-            for index, _ in view_folders(folder):
+            classes = read_classes(folder)
+            unknown, no_mask = [], []
+            for index, view in view_folders(folder):
                 try:
                     frame_of_index(index, image_files, where=str(folder))
                 except ValueError:
                     unknown.append(f"{index:02d}/")
+                no_mask += [f"{view.name}/{c}.png" for c in classes if not (view / f"{c}.png").is_file()]
+            if no_mask:
+                return [
+                    Problem(key, str(folder.absolute()),
+                            f"{len(no_mask)} class mask(s) that classes.txt lists are missing: {no_mask[:6]}",
+                            "give every view folder one <class>.png per line of classes.txt")
+                ]  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         return [Problem(key, str(folder.absolute()), str(e), f"fix the scene's `labels` folder, {no_eval}")]
     if unknown:

@@ -152,6 +152,20 @@ def test_labels_of_frames_the_scene_does_not_have(tmp_path):
     assert p.key == "scenes.ramen.labels" and "label frames ['frame_00099'] (1)" in p.what
 
 
+def test_a_3dovs_view_without_the_mask_of_a_listed_class(tmp_path):
+    from workflow_testkit import minimal_3dovs_scene
+
+    minimal_3dovs_scene(tmp_path / "data", "bed", label_views=(0, 2))
+    (tmp_path / "data" / "bed" / "segmentations" / "classes.txt").write_text("cube\nlamp\n")
+    cfg = _config(
+        tmp_path / "data",
+        {"bed": {"source": "colmap", "path": "bed", "labels": "bed/segmentations", "protocol": "3dovs"}},
+        codebook={"n_prototypes": 8},
+    )
+    (p,) = [p for p in find_problems(cfg) if p.key.startswith("scenes.")]
+    assert p.key == "scenes.bed.labels" and "['00/lamp.png', '02/lamp.png']" in p.what
+
+
 def test_single_view_scene_with_held_out_views(tmp_path):
     _lerf_scene(tmp_path / "data", "one", n=1)
     cfg = _config(

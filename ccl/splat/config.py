@@ -81,11 +81,6 @@ class RgbConfig:
             + [(k, lambda v: v > 0, "> 0") for k in _LR_KEYS],
         )
 
-    def validate(self) -> None:
-        """Nothing left to check: a config is checked when it is built. Kept for the callers in
-        ccl.splat.train_rgb and train_language until they drop the call."""
-        self.__post_init__()
-
 
 _LR_KEYS = ("lr_means", "lr_means_final_factor", "lr_scales", "lr_quats", "lr_opacities", "lr_sh0", "lr_shN")
 
@@ -119,8 +114,3 @@ class LanguageConfig:
                 ("checkpoint_every", lambda v: v >= 1, ">= 1"),
             ],
         )
-
-    def validate(self) -> None:
-        """Nothing left to check: a config is checked when it is built. Kept for the callers in
-        ccl.splat.train_language until it drops the call."""
-        self.__post_init__()

@@ -66,8 +66,6 @@ def train_language(
     from ccl.splat.checkpoint import fingerprint, load_rgb_field, partial_path, save_language_field
     from ccl.splat.render import resolve_device
 
-    cfg.validate()
-    rgb_cfg.validate()
     dev = resolve_device(device)
     scene = load_scene_from_manifest(manifest, cfg=scene_load)
     index_maps = read_index_maps(codebook_path, masks_path)
@@ -197,7 +195,6 @@ def fit_language(
     from ccl.splat.checkpoint import LanguageField
     from ccl.splat.model import scene_scale
 
-    cfg.validate()
     rgb_cfg = rgb_cfg if rgb_cfg is not None else RgbConfig()
     check_index_maps(cameras, index_maps, n_classes=n_classes, source="index maps")
     targets = [torch.from_numpy(np.asarray(m, dtype=np.int64)).to(device) for m in index_maps]

@@ -52,7 +52,6 @@ def train_rgb(
     from ccl.splat.checkpoint import fingerprint, partial_path, save_rgb_field
     from ccl.splat.render import resolve_device
 
-    cfg.validate()
     dev = resolve_device(device)
     scene = load_scene_from_manifest(manifest, cfg=scene_load)
     images = [load_image(c, cfg=scene_load, cache_dir=cache_dir) for c in scene.cameras]
@@ -115,7 +114,6 @@ def fit_rgb(
     """
     import torch
 
-    cfg.validate()
     views = load_views(cameras, images, device=device)
     train_idx, test_idx = split_views(len(cameras), cfg.holdout_every)
     t0 = time.perf_counter()

@@ -54,8 +54,3 @@ class SyntheticConfig:
                 ("motion_blur_frames", lambda v: 0 <= v <= 1, "in [0, 1]"),
             ],
         )
-
-    def validate(self) -> None:
-        """Nothing left to check: a config is checked when it is built. Kept for the caller in
-        ccl.synthetic.make until it drops the call."""
-        self.__post_init__()

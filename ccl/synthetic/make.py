@@ -118,7 +118,6 @@ class ScenePlan:
 
 def plan_scene(cfg: SyntheticConfig, seed: int) -> ScenePlan:
     """Objects, occluders, cameras and blur of the scene `cfg` and `seed` describe."""
-    cfg.validate()
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise ValueError(
             f"seed = {seed!r}: expected a non-negative integer (top-level `seed` in config.yaml)"

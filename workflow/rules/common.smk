@@ -43,8 +43,8 @@ def synthetic_scene_input(wildcards):
 
 
 def scene_label_files(wildcards):
-    """A real scene's label files (inputs of rule evaluate: editing, adding or removing one reruns the
-    evaluation and the tables); a synthetic scene's come with its folder, which its manifest follows."""
+    """A real scene's label files, inputs of the evaluate rule: editing, adding or removing one reruns
+    the evaluation and the tables. A synthetic scene's come with its folder, which its manifest follows."""
     entry = scene_entry(wildcards)
     if entry["source"] == "synthetic" or not entry.get("labels"):
         return []
