@@ -33,6 +33,9 @@ class CodebookInputs:
     frame_offsets: np.ndarray  # [F + 1] int64, frame f owns rows frame_offsets[f]:frame_offsets[f + 1]
     features_model: dict[str, Any]  # `model` attr of the features file (backend, `simulated`)
     tracks_model: dict[str, Any]  # `model` attr of the tracks file
+    masks_record: Any = (
+        None  # the masks file both were made from ({path, sha256}), as the features file records it
+    )
 
     @property
     def n_masks(self) -> int:
@@ -139,6 +142,7 @@ def load_inputs(
             labels[offsets[i] : offsets[i + 1]] = t[n]["labels"][:]
         features_model = read_json_attr(f, "model", {}) or {}
         tracks_model = read_json_attr(t, "model", {}) or {}
+        masks_record = (read_json_attr(f, "inputs", {}) or {}).get("masks")
 
     norms = np.linalg.norm(feats, axis=1)
     bad = np.flatnonzero(~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE))
@@ -158,4 +162,5 @@ def load_inputs(
         frame_offsets=offsets,
         features_model=features_model,
         tracks_model=tracks_model,
+        masks_record=masks_record,
     )

@@ -13,11 +13,13 @@ import numpy as np
 from ccl.codebook.config import CodebookConfig, variant_terms
 from ccl.codebook.data import CodebookInputs, load_inputs
 from ccl.codebook.diagnostics import assignment_stats, plot_loss_curve, track_cosine_stats
+from ccl.codebook.supervision import degenerate_message, supervision_of, supervision_record, tracks_origin
 from ccl.codebook.train import LOSS_COLUMNS, LossTerms, TrainResult, train_prototypes
 from ccl.config import as_params
 from ccl.device import resolve_device
 from ccl.io.atomic import atomic_write_json
-from ccl.io.hashing import file_sha256
+from ccl.io.provenance import file_record
+from ccl.runlog import warn_user
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,10 @@ def fit_codebook(
     the scene manifest, to check the frames); writes `out_path` (kind "codebook", docs/contracts.md),
     its diagnostics JSON and loss PNG (default names beside it). `variant` in full, base, pull, push.
     Bad input (files of different scenes or scales, fewer masks than prototypes) raises ValueError
-    before any training; labels all −1 train L_max alone with a warning.
+    before any training. Degenerate supervision (a pair term of the variant without pairs: labels all −1,
+    every track one mask, or one track; `ccl.codebook.supervision`) trains without that term, is
+    recorded as `supervision` in the diagnostics and the codebook's `model` attr, and is warned about
+    on the console with the scene, scale and likely cause.
     """
     if not isinstance(cfg, CodebookConfig):
         raise TypeError(f"cfg: expected a CodebookConfig, got {type(cfg).__name__}")
@@ -71,15 +76,30 @@ def fit_codebook(
             f"most {data.n_masks} (or give the scene more views or masks)"
         )
     device = resolve_device(device)
+    diag_out = diagnostics_out or diagnostics_path(out_path)
+    origin = tracks_origin(tracks_path)
+    supervision = supervision_record(supervision_of(data.labels), variant=variant, origin=origin)
+    if supervision["degenerate"]:
+        warn_user(
+            log,
+            degenerate_message(
+                supervision, scene=origin.scene or "?", scale=origin.scale or Path(out_path).stem,
+                variant=variant, details=str(diag_out),
+            ),
+        )  # fmt: skip
 
     t0 = time.perf_counter()
     result = train_prototypes(
         data.features, data.labels, terms=LossTerms(pull=pull, push=push), cfg=cfg, seed=seed, device=device
     )
     seconds = time.perf_counter() - t0
+    trained = {"pull": result.terms.pull, "push": result.terms.push}
+    assert [t for t in trained if (pull, push)[t == "push"] and not trained[t]] == supervision[
+        "terms_without_pairs"
+    ], "training switches off exactly the terms without pairs"
 
-    diag = build_diagnostics(data, result, variant=variant, cfg=cfg, seconds=seconds)
-    atomic_write_json(diagnostics_out or diagnostics_path(out_path), diag)
+    diag = build_diagnostics(data, result, variant=variant, cfg=cfg, seconds=seconds, supervision=supervision)
+    atomic_write_json(diag_out, diag)
     active = (
         ("total", "max") + (("pull",) if result.terms.pull else ()) + (("push",) if result.terms.push else ())
     )
@@ -111,10 +131,14 @@ def fit_codebook(
             "inputs_simulated": data.simulated,
             "features_model": data.features_model,
             "tracks_model": data.tracks_model,
+            "supervision": supervision,
         },
         inputs={
-            "features": {"path": str(Path(features_path).absolute()), "sha256": file_sha256(features_path)},
-            "tracks": {"path": str(Path(tracks_path).absolute()), "sha256": file_sha256(tracks_path)},
+            "features": file_record(features_path),
+            "tracks": file_record(tracks_path),
+            # the masks file both were made from (load_inputs checked they agree): what the language
+            # field's stage checks its masks file against
+            "masks": data.masks_record,
         },
     )
     after = diag["after"]
@@ -140,10 +164,17 @@ def _fmt(x: float | None) -> str:
 
 
 def build_diagnostics(
-    data: CodebookInputs, result: TrainResult, *, variant: str, cfg: CodebookConfig, seconds: float
+    data: CodebookInputs,
+    result: TrainResult,
+    *,
+    variant: str,
+    cfg: CodebookConfig,
+    seconds: float,
+    supervision: dict[str, Any],
 ) -> dict[str, Any]:
-    """The diagnostics JSON: consistency of each track before (raw features), after initialisation
-    and after training (assigned prototypes), prototypes in use, and the loss curve."""
+    """The diagnostics JSON: what the labels offer the pair terms (`supervision`, from
+    `supervision_record`), consistency of each track before (raw features), after initialisation and
+    after training (assigned prototypes), prototypes in use, and the loss curve."""
     labels = data.labels
     n = cfg.n_prototypes
     init = {
@@ -164,6 +195,7 @@ def build_diagnostics(
         "n_masks": data.n_masks,
         "n_labelled_masks": int((labels >= 0).sum()),
         "n_tracks": int(len(np.unique(labels[labels >= 0]))),
+        "supervision": supervision,
         "n_prototypes": n,
         "dim": int(data.features.shape[1]),
         "inputs_simulated": data.simulated,

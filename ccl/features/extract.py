@@ -16,6 +16,7 @@ from ccl.features.backends import backend_module
 from ccl.features.config import FeaturesConfig
 from ccl.io.features_h5 import features_writer
 from ccl.io.masks_h5 import check_masks_match_scene, open_masks, read_frame_masks
+from ccl.io.provenance import file_record
 from ccl.runlog import progress
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def extract_features(
                 params={**as_params(cfg), "seed": int(seed), "device": str(device)},
                 model=encoder.model_info(),
                 inputs={
-                    "masks": str(Path(masks_path).absolute()),
+                    "masks": file_record(masks_path),
                     "masks_model": reader.model,
                     "scene": scene.name,
                 },

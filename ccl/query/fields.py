@@ -53,17 +53,13 @@ class LanguageFieldSource:
             from ccl.splat.checkpoint import load_language_field
 
             f = load_language_field(self.fields[scale], scene=self.scene)
-            made_from = (f.header.get("inputs") or {}).get("codebook")  # the workflow's fields record it
-            if made_from is not None:
-                from ccl.io import file_sha256
+            from ccl.io.provenance import check_made_from
 
-                if file_sha256(self.codebooks[scale]) != made_from:
-                    raise ValueError(
-                        f"{self.fields[scale]} was trained on a codebook with sha256 {made_from[:12]}…, not on "
-                        f"{self.codebooks[scale]} (sha256 {file_sha256(self.codebooks[scale])[:12]}…): its "
-                        "prototype indices would name other prototypes; use the field and codebook of one run "
-                        "(rerun the workflow to retrain the field on this codebook)"
-                    )
+            check_made_from(
+                self.fields[scale], (f.header.get("inputs") or {}).get("codebook"), self.codebooks[scale],
+                role="codebook", fix="its prototype indices would name other prototypes; use the field and "
+                "codebook of one run (rerun the workflow to retrain the field on this codebook)",
+            )  # fmt: skip
             n = self.prototypes(scale).shape[0]
             if f.n_classes != n:
                 raise ValueError(

@@ -61,7 +61,6 @@ def train_language(
     (and no other), every map of its camera's size.
     """
     from ccl.codebook.index_maps import read_index_maps
-    from ccl.io import file_sha256
     from ccl.scene import load_image, load_scene_from_manifest
     from ccl.splat.checkpoint import fingerprint, load_rgb_field, partial_path, save_language_field
     from ccl.splat.render import resolve_device
@@ -71,7 +70,13 @@ def train_language(
     index_maps = read_index_maps(codebook_path, masks_path)
     maps = maps_of_cameras(scene.cameras, index_maps.maps, source=f"{masks_path} and {codebook_path}")
     check_index_maps(scene.cameras, maps, n_classes=index_maps.n_classes, source=str(masks_path))
-    inputs = {"masks": file_sha256(masks_path), "codebook": file_sha256(codebook_path)}
+    from ccl.io.codebook_h5 import read_codebook
+    from ccl.io.provenance import check_made_from, file_record
+
+    rerun = "rerun the workflow, which makes masks, codebook and fields of one run"
+    check_made_from(codebook_path, read_codebook(codebook_path).inputs.get("masks"), masks_path,
+                    role="masks file", fix=rerun)  # fmt: skip
+    inputs = {"masks": file_record(masks_path), "codebook": file_record(codebook_path)}
     gaussians, images = None, None
     if cfg.joint:
         images = [load_image(c, cfg=scene_load, cache_dir=cache_dir) for c in scene.cameras]
@@ -80,8 +85,10 @@ def train_language(
             raise ValueError(
                 "train_language: language.joint is false, so the colour field (rgb_path) is needed"
             )
-        gaussians, _ = load_rgb_field(rgb_path, scene=scene.name)
-        inputs["rgb"] = file_sha256(rgb_path)
+        gaussians, rgb_header = load_rgb_field(rgb_path, scene=scene.name)
+        check_made_from(rgb_path, (rgb_header.get("inputs") or {}).get("manifest"), manifest,
+                        role="scene manifest", fix=rerun)  # fmt: skip
+        inputs["rgb"] = file_record(rgb_path)
     out_path = Path(out_path)
     header = {
         "config": as_params(cfg),

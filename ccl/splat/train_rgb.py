@@ -64,7 +64,11 @@ def train_rgb(
         "frames": scene.frame_names,
         "n_points": len(scene.points_xyz),
     }
-    header = {"config": as_params(cfg), "scene": scene.name, "device": dev, "seed": seed}
+    from ccl.io.provenance import file_record
+
+    # what the field was made from: a language field checks its scene against it
+    header = {"config": as_params(cfg), "scene": scene.name, "device": dev, "seed": seed,
+              "inputs": {"manifest": file_record(manifest)}}  # fmt: skip
     gaussians, metrics = fit_rgb(
         scene.cameras,
         images,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ccl.config import as_params
 from ccl.io.masks_h5 import FrameMasks, check_masks_match_scene, open_masks, read_frame_masks
+from ccl.io.provenance import file_record
 from ccl.io.tracks_h5 import FrameTracks, write_tracks
 from ccl.runlog import progress
 from ccl.tracks.backends import Seed, backend_module
@@ -59,7 +59,7 @@ def track_masks(
         frame_names=scene.frame_names,
         params={**as_params(cfg), "seed": int(seed), "device": str(device)},
         model=model,
-        inputs={"masks": str(Path(masks_path).absolute()), "masks_model": masks_model, "scene": scene.name},
+        inputs={"masks": file_record(masks_path), "masks_model": masks_model, "scene": scene.name},
     )
     matched = sum(int((fr.labels >= 0).sum()) for fr in tracked)
     total = sum(fr.n_masks for fr in tracked)

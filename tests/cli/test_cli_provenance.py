@@ -62,5 +62,5 @@ def test_a_field_trained_on_another_codebook_is_refused_naming_both(tiny_results
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert f"{field_path} was trained on a codebook with sha256 000000000000…" in err
+        assert f"{field_path} was made from another codebook, sha256 000000000000…, not from" in err
         assert str(scene / "codebook" / "full" / "sp.h5") in err

@@ -240,3 +240,73 @@ def test_stage_entry_refuses_masks_and_codebook_that_do_not_belong_together(
         train_language(out, masks_path=masks, codebook_path=cb, cfg=FAST, **kw)
     assert str(masks) in str(e.value) and str(cb) in str(e.value)
     assert not out.exists() and not partial_path(out).exists()  # nothing was trained
+
+
+def test_stage_entry_refuses_a_codebook_or_colour_field_of_another_run_by_content(
+    teacher, tiny_scene_dir, tmp_path
+):
+    """Provenance, not shape: a codebook made from another masks file of the same shape, or a colour field
+    made from another manifest, is refused naming both files, before any training."""
+    from ccl.io import write_h5
+    from ccl.io.codebook_h5 import write_codebook
+    from ccl.io.provenance import file_record
+    from ccl.scene import write_manifest
+    from ccl.splat import train_language
+
+    scene, g, maps = teacher
+    manifest = write_manifest(
+        tmp_path / "scene.json", name="tiny", entry={"source": "synthetic"}, source_dir=tiny_scene_dir,
+        cfg=SceneLoadConfig(),
+    )  # fmt: skip
+    masks_files = []
+    for run in ("a", "b"):  # the same masks, written by two runs: other params, same shapes
+        path = tmp_path / f"masks_{run}.h5"
+        with write_h5(
+            path, kind="masks", format_version=1, params={"run": run}, frame_names=scene.frame_names
+        ) as f:
+            for name, m in zip(scene.frame_names, maps, strict=True):
+                grp = f.create_group(name)
+                grp.create_dataset("segmentation", data=m.astype(np.int32))
+                grp.create_dataset("score", data=np.ones(N_CLASSES, np.float32))
+        masks_files.append(path)
+    cb = tmp_path / "cb.h5"
+    write_codebook(
+        cb, variant="full", prototypes=np.eye(N_CLASSES, 6, dtype=np.float32),
+        prototype_index={n: np.arange(N_CLASSES, dtype=np.int32) for n in scene.frame_names},
+        frame_names=scene.frame_names, params={}, model={}, inputs={"masks": file_record(masks_files[0])},
+    )  # fmt: skip
+    out = tmp_path / "full" / "sp.safetensors"
+    rgb = save_rgb_field(
+        tmp_path / "rgb.safetensors",
+        g,
+        header={"scene": "tiny", "inputs": {"manifest": file_record(manifest)}},
+    )
+    kw = dict(
+        manifest=manifest,
+        scene_load=SceneLoadConfig(),
+        rgb_cfg=RgbConfig(),
+        seed=0,
+        cfg=FAST,
+        codebook_path=cb,
+    )
+    with pytest.raises(ValueError, match="was made from another masks file") as e:
+        train_language(out, masks_path=masks_files[1], rgb_path=rgb, **kw)
+    assert (
+        str(cb) in str(e.value)
+        and str(masks_files[1]) in str(e.value)
+        and str(masks_files[0]) in str(e.value)
+    )
+
+    other = write_manifest(
+        tmp_path / "other" / "scene.json", name="tiny", entry={"source": "synthetic", "protocol": "none"},
+        source_dir=tiny_scene_dir, cfg=SceneLoadConfig(),
+    )  # fmt: skip
+    rgb_other = save_rgb_field(
+        tmp_path / "rgb_other.safetensors",
+        g,
+        header={"scene": "tiny", "inputs": {"manifest": file_record(other)}},
+    )
+    with pytest.raises(ValueError, match="was made from another scene manifest") as e:
+        train_language(out, masks_path=masks_files[0], rgb_path=rgb_other, **kw)
+    assert str(rgb_other) in str(e.value) and str(manifest) in str(e.value)
+    assert not out.exists() and not partial_path(out).exists()  # nothing was trained

@@ -198,13 +198,14 @@ def test_config_refuses_bad_values():
 
 
 def test_tracks_attrs_record_params_and_inputs(tiny_scene, part_masks, tmp_path):
-    from ccl.io import open_h5_for_read
+    from ccl.io import file_sha256, open_h5_for_read
 
     track_masks(tiny_scene, part_masks, cfg=PERFECT, out_path=tmp_path / "t.h5", seed=7)
     with open_h5_for_read(tmp_path / "t.h5", kind="tracks") as f:
         params = read_json_attr(f, "params")
         assert params["seed"] == 7 and params["iou_thresh"] == 0.5 and params["backend"] == "sim"
-        assert read_json_attr(f, "inputs")["masks"].endswith("sp.h5")
+        masks = read_json_attr(f, "inputs")["masks"]  # the masks file, by path and content
+        assert masks["path"].endswith("sp.h5") and masks["sha256"] == file_sha256(part_masks)
         assert int(f.attrs["n_tracks"]) > 0
 
 

@@ -5,6 +5,7 @@ with script_logging(snakemake):  # the job's log, threads and progress
     import functools
 
     from ccl.config import section
+    from ccl.io.provenance import file_record
     from ccl.masks import MasksConfig, generate_masks
     from ccl.scene import SceneLoadConfig, load_image, load_scene_from_manifest
 
@@ -18,5 +19,5 @@ with script_logging(snakemake):  # the job's log, threads and progress
         device=snakemake.params.device,
         seed=snakemake.params.seed,
         load_image=functools.partial(load_image, cfg=scene_cfg, cache_dir=snakemake.params.cache_dir),
-        inputs={"manifest": str(snakemake.input.manifest)},
+        inputs={"manifest": file_record(snakemake.input.manifest)},
     )
