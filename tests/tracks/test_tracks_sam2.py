@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+from realpath.tiny_checkpoints import TINY_SAM2_OVERRIDES
 from tracks_testkit import first_frames, write_gt_masks
 
 pytest.importorskip("sam2", reason="the sam2 backend's tests need sam2 installed")
@@ -26,33 +27,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_overrides(d: int = 32) -> tuple[str, ...]:
-    return (
-        "++model.image_size=128",
-        "++model.image_encoder.trunk.embed_dim=8",
-        "++model.image_encoder.trunk.num_heads=1",
-        "++model.image_encoder.trunk.stages=[1,1,2,1]",  # a q-pooling block cannot be global: block 3 is
-        "++model.image_encoder.trunk.global_att_blocks=[3]",
-        "++model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[4,4]",
-        "++model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
-        f"++model.image_encoder.neck.d_model={d}",
-        f"++model.image_encoder.neck.position_encoding.num_pos_feats={d}",
-        f"++model.memory_attention.d_model={d}",
-        f"++model.memory_attention.layer.d_model={d}",
-        "++model.memory_attention.num_layers=1",
-        "++model.memory_attention.layer.dim_feedforward=64",
-        f"++model.memory_attention.layer.self_attention.embedding_dim={d}",
-        f"++model.memory_attention.layer.cross_attention.embedding_dim={d}",
-        "++model.memory_attention.layer.self_attention.feat_sizes=[8,8]",  # 128 px / stride 16
-        "++model.memory_attention.layer.cross_attention.feat_sizes=[8,8]",
-        "++model.memory_attention.layer.cross_attention.kv_in_dim=16",
-        f"++model.memory_encoder.in_dim={d}",
-        "++model.memory_encoder.out_dim=16",
-        "++model.memory_encoder.position_encoding.num_pos_feats=16",
-        f"++model.memory_encoder.mask_downsampler.embed_dim={d}",
-        f"++model.memory_encoder.fuser.layer.dim={d}",
-        "++model.memory_encoder.fuser.num_layers=1",
-        "++model.num_maskmem=2",
-    )
+    """The tiny SAM2 of tests/realpath/tiny_checkpoints.py, with its 32-dim heads made `d`-dim (a model of
+    the same tensor names and other shapes)."""
+    return tuple(o.replace("=32", f"={d}") for o in TINY_SAM2_OVERRIDES)
 
 
 def save_tiny_checkpoint(path, overrides) -> None:
