@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -10,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ccl.io.masks_h5 import RawFrameMasks, write_raw_masks
+from ccl.io.hashing import file_sha256
+from ccl.io.masks_h5 import RAW_FORMAT_VERSION, RAW_KIND, RawFrameMasks, open_raw_masks, write_raw_masks
+from ccl.io.resume import FrameStore, frames_record
 from ccl.masks.backends import backend_module
 from ccl.masks.config import MasksConfig
 from ccl.masks.ops import apply_mask_nms
@@ -37,6 +40,11 @@ def generate_masks(
     from a synthetic scene's gt.h5. Then LangSplat's mask NMS runs on every level. `load_image`
     (camera → [H, W, 3] uint8 RGB) defaults to `ccl.scene.load_image` with the default scene_load config.
     A frame without masks is kept, with empty levels, and reported once.
+
+    Resumable: each finished frame is kept in a side folder beside `out_path` (`ccl.io.resume`,
+    ``raw.partial/``), so a rerun after a failure or a kill makes only the missing frames and writes
+    the same file an uninterrupted run writes; a folder made with other params, model, checkpoint,
+    frames or inputs is set aside with a warning. The folder is removed once `out_path` is written.
     """
     module = backend_module(cfg.backend)
     module.check(cfg, scene, builders=sam_builders)  # the user's files, before any model loads
@@ -45,42 +53,106 @@ def generate_masks(
     backend = module.build(
         cfg, scene=scene, device=device, seed=seed, load_image=load_image, builders=sam_builders
     )
+    cameras = scene.cameras
+    params = {**cfg.generation_params(), "seed": int(seed)}
+    model = backend.model_info
+    inputs = {"scene": str(scene.root), **dict(inputs or {})}
     empty: list[str] = []
-
-    def frames() -> Iterator[RawFrameMasks]:
-        for index, camera in enumerate(progress(scene.cameras, desc=f"masks {scene.name}", unit="frame")):
-            levels = [apply_mask_nms(lv, cfg) for lv in backend.frame_levels(index, camera)]
-            frame = RawFrameMasks(camera.name, *levels)
-            assert frame.shape_hw == (camera.height, camera.width), (frame.shape_hw, camera.name)
-            if frame.n_masks == 0:
-                empty.append(camera.name)
-            yield frame
-
     try:
+        store = FrameStore.open(
+            out_path,
+            made_with=_made_with(params, model, inputs, cameras),
+            frame_names=scene.frame_names,
+            check_frame=functools.partial(
+                _check_kept_frame, sizes={c.name: (c.height, c.width) for c in cameras}
+            ),
+            logger=log,
+        )
+        kept = set(store.kept)
+        to_make = [i for i, c in enumerate(cameras) if c.name not in kept]
+
+        def frames() -> Iterator[RawFrameMasks]:
+            made = progress(
+                to_make, desc=f"masks {scene.name}", unit="frame", total=len(cameras), initial=len(kept)
+            )
+            for index, camera in enumerate(cameras):
+                if camera.name in kept:
+                    with open_raw_masks(store.frame_path(camera.name)) as reader:
+                        frame = reader.read(camera.name)
+                else:
+                    made_index = next(made)
+                    assert made_index == index, (made_index, index)
+                    levels = [apply_mask_nms(lv, cfg) for lv in backend.frame_levels(index, camera)]
+                    frame = RawFrameMasks(camera.name, *levels)
+                    assert frame.shape_hw == (camera.height, camera.width), (frame.shape_hw, camera.name)
+                    # kept before it goes on: a failure at a later frame loses none of this one's work
+                    write_raw_masks(
+                        store.frame_path(camera.name),
+                        [frame],
+                        frame_names=[camera.name],
+                        params=params,
+                        model=model,
+                        inputs=inputs,
+                    )
+                if frame.n_masks == 0:
+                    empty.append(camera.name)
+                yield frame
+            for _ in made:  # none left: this ends the progress loop, which reports its closing line
+                raise AssertionError("a frame to make was not made")
+
         path = write_raw_masks(
             out_path,
             frames(),
-            frame_names=[c.name for c in scene.cameras],
-            params={**cfg.generation_params(), "seed": int(seed)},
-            model=backend.model_info,
-            inputs={"scene": str(scene.root), **dict(inputs or {})},
+            frame_names=scene.frame_names,
+            params=params,
+            model=model,
+            inputs=inputs,
         )
     finally:
         backend.close()
+    store.remove(log)
     if empty:
         log.warning(
             "%d of %d frames have no masks, kept as empty frames: %s%s",
             len(empty),
-            len(scene.cameras),
+            len(cameras),
             ", ".join(empty[:10]),
             " …" if len(empty) > 10 else "",
         )
     return path
 
 
-def _default_loader() -> Callable[[Any], np.ndarray]:
-    import functools
+def _made_with(
+    params: Mapping[str, Any], model: Mapping[str, Any], inputs: Mapping[str, Any], cameras: Any
+) -> dict[str, Any]:
+    """What the side folder's frames are made with: a rerun reuses them only if it has all of it."""
+    return {
+        "kind": RAW_KIND,
+        "format_version": RAW_FORMAT_VERSION,
+        "params": params,
+        "model": model,  # backend, checkpoint and its sha256 (sim: gt.h5 and its sha256), device
+        "inputs": inputs,
+        # an input given as a path (the manifest) by its content too: a remade manifest may differ
+        "inputs_sha256": {k: file_sha256(v) for k, v in inputs.items() if _is_file(v)},
+        "frames": frames_record(cameras),
+    }
 
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike) and Path(value).is_file()
+
+
+def _check_kept_frame(path: Path, name: str, *, sizes: Mapping[str, tuple[int, int]]) -> None:
+    """A kept frame file holds frame `name`, complete, readable in full, of the camera's size."""
+    with open_raw_masks(path) as reader:
+        if reader.frame_names != [name]:
+            raise ValueError(f"holds frames {reader.frame_names}, expected [{name!r}]")
+        frame = reader.read(name)
+    if frame.shape_hw != sizes[name]:
+        raise ValueError(f"frame {name} is {frame.shape_hw}, the camera's {sizes[name]}")
+
+
+def _default_loader() -> Callable[[Any], np.ndarray]:
     from ccl.scene import SceneLoadConfig, load_image
 
     return functools.partial(load_image, cfg=SceneLoadConfig())

@@ -98,3 +98,37 @@ def image_scene(root: Path, images: list[np.ndarray]):
     return Scene(
         name="tiny", root=root, cameras=tuple(cams), points_xyz=np.zeros((0, 3)), points_rgb=np.zeros((0, 3))
     )
+
+
+def h5_contents(path: Path) -> dict:
+    """Everything an HDF5 file holds, comparable with ==: per object its attributes (values as bytes)
+    and, for a dataset, dtype, shape, storage (chunks, filters) and the data's bytes. Two files equal
+    under it hold the same tree, attributes and data byte for byte (file-level metadata aside)."""
+    import h5py
+
+    def value(v):
+        a = np.asarray(v)
+        # strings (object arrays hold pointers, not their text): by value; numbers: dtype and bytes
+        return (str(a.dtype), a.tolist() if a.dtype.kind in "OSU" else a.tobytes())
+
+    def attrs(obj) -> dict:
+        return {k: value(v) for k, v in obj.attrs.items()}
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        out["/"] = attrs(f)
+
+        def visit(name, obj):
+            entry = {"attrs": attrs(obj)}
+            if isinstance(obj, h5py.Dataset):
+                entry.update(
+                    dtype=str(obj.dtype),
+                    shape=obj.shape,
+                    chunks=obj.chunks,
+                    filters=(obj.compression, obj.compression_opts, obj.shuffle),
+                    data=value(obj[()]),
+                )
+            out[name] = entry
+
+        f.visititems(visit)
+    return out
