@@ -13,6 +13,7 @@ import numpy as np
 
 from ccl.codebook import ops
 from ccl.codebook.config import CodebookConfig
+from ccl.codebook.supervision import Supervision, supervision_of
 from ccl.runlog import progress
 
 log = logging.getLogger(__name__)
@@ -38,22 +39,17 @@ class TrainResult:
     terms: LossTerms  # the terms actually trained (pair terms switched off when they cannot apply)
 
 
-def effective_terms(requested: LossTerms, sampler: ops.PairSampler) -> LossTerms:
-    """Switch off a pair term that has no pairs to act on, and say so in the log."""
-    pull, push = requested.pull, requested.push
-    if (pull or push) and len(sampler.labelled) == 0:
-        log.warning(
-            "every mask's track label is -1 (unmatched): the pull and push losses have no pairs and "
-            "vanish; training L_max alone (the result equals the 'base' variant)"
+def effective_terms(requested: LossTerms, supervision: Supervision) -> LossTerms:
+    """The requested terms less the pair terms that have no pair to act on (`ccl.codebook.supervision`
+    defines when). Said in the log at INFO: `fit_codebook` warns the user, naming scene, scale and cause."""
+    off = supervision.terms_without_pairs(pull=requested.pull, push=requested.push)
+    if off:
+        log.info(
+            "switched off, no pairs to act on: %s (%s)",
+            ", ".join(f"L_{t}" for t in off),
+            supervision.why(off),
         )
-        return LossTerms(pull=False, push=False)
-    if pull and not sampler.has_positive:
-        log.warning("no track has two masks: L_pull has no same-label pairs and is switched off")
-        pull = False
-    if push and not sampler.has_negative:
-        log.warning("fewer than two tracks: L_push has no different-label pairs and is switched off")
-        push = False
-    return LossTerms(pull=pull, push=push)
+    return LossTerms(pull=requested.pull and "pull" not in off, push=requested.push and "push" not in off)
 
 
 def init_prototypes(x, *, cfg: CodebookConfig, generator):
@@ -99,7 +95,7 @@ def train_prototypes(
     rng_batch = np.random.default_rng([int(seed), 1])
     rng_pairs = np.random.default_rng([int(seed), 2])
     sampler = ops.PairSampler.from_labels(labels)
-    terms = effective_terms(terms, sampler)
+    terms = effective_terms(terms, supervision_of(labels))
 
     x = ops.normalize(torch.from_numpy(features).to(device))
     t0 = init_prototypes(x, cfg=cfg, generator=gen)
