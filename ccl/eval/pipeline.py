@@ -8,9 +8,10 @@ Every input is checked before the text encoder or a field is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ccl.eval.labels import read_lerf_label_dir
 from ccl.eval.ovs3d import frame_of_index, read_3dovs_view, read_classes, view_folders
 from ccl.eval.run import (
     PROTOCOLS,
+    QueryRow,
     evaluate_3dovs,
     evaluate_lerf_ovs,
     resolve_queries,
@@ -39,6 +41,31 @@ def text_model_info(features_cfg: Any) -> dict:
     info = {k: v for k, v in as_params(features_cfg).items() if k in ("backend", "model_name", "pretrained")}
     info["simulated"] = info.get("backend") == "sim"
     return info
+
+
+def codebook_supervision(codebooks: Mapping[str, str | os.PathLike]) -> dict[str, dict]:
+    """Per scale, whether its codebook's fit had degenerate supervision (`degenerate`: True, False, or
+    None = unknown; `terms_without_pairs`, `why`, `likely_cause`; ccl.codebook.supervision), from the
+    files' attributes."""
+    from ccl.codebook.supervision import read_codebook_supervision
+
+    out = {s: read_codebook_supervision(p) for s, p in codebooks.items()}
+    for record in out.values():
+        if record["degenerate"] is None:
+            log.warning("%s; the tables cannot mark it", record["why"])
+    return out
+
+
+def mark_degenerate_supervision(rows: Sequence[QueryRow], supervision: Mapping[str, dict]) -> list[QueryRow]:
+    """`rows` with `supervision_degenerate_scales`: the scales of each row's scale set whose codebook
+    had degenerate supervision (`supervision` from `codebook_supervision`)."""
+    degenerate = {s for s, r in supervision.items() if r["degenerate"] is True}
+    return [
+        dataclasses.replace(
+            r, supervision_degenerate_scales="+".join(s for s in r.scales.split("+") if s in degenerate)
+        )
+        for r in rows
+    ]
 
 
 def evaluate_scene(
@@ -82,6 +109,7 @@ def evaluate_scene(
         {s: Path(p) for s, p in fields.items()}, {s: Path(p) for s, p in codebooks.items()},
         scene=m.name, device=device,
     )  # fmt: skip
+    supervision = codebook_supervision(codebooks)
 
     where = f"{m.labels}"
     if m.protocol == "lerf_ovs":
@@ -136,6 +164,14 @@ def evaluate_scene(
         rows = evaluate_3dovs(views, scene.cameras, source, emb, **common)
     if not rows:
         raise ValueError(f"{where}: no (frame, query) pair to evaluate; check the labels and eval.queries")
+    rows = mark_degenerate_supervision(rows, supervision)
+    degenerate = [s for s, r in supervision.items() if r["degenerate"] is True]
+    if degenerate:
+        log.warning(
+            "%s/%s: the codebooks of scales %s had degenerate supervision (their pair terms had no pairs and "
+            "were off); their rows carry supervision_degenerate_scales and the tables mark the variant",
+            m.name, variant, "+".join(degenerate),
+        )  # fmt: skip
 
     summary = {
         "scene": m.name,
@@ -146,6 +182,7 @@ def evaluate_scene(
         "queries": list(queries),
         "scales": list(source.scales),
         "results": summarize(rows),
+        "supervision": supervision,
         "params": {"query": as_params(query_cfg), "eval": as_params(eval_cfg)},
         "text_model": text_model_info(features_cfg),
         "figures": [f"figures/{f}.png" for f in drawn],

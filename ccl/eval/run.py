@@ -53,6 +53,10 @@ class QueryRow:
     iou: float
     loc_hit: float  # 1.0 / 0.0; NaN for 3dovs (no boxes)
     threshold: float  # eval.mask_thresh on the normalised map; NaN for 3dovs (argmax, no threshold)
+    # The scales of `scales` whose codebook had degenerate supervision (a pair term of the variant had
+    # no pairs and was off: ccl.codebook.supervision), "+"-joined; "" = none. evaluate_scene fills it
+    # from the codebooks; the evaluators, which see no codebook file, leave it "".
+    supervision_degenerate_scales: str = ""
 
 
 CSV_COLUMNS = tuple(f.name for f in fields(QueryRow))

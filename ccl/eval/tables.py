@@ -15,6 +15,13 @@ Tables (each `<name>.csv`, numeric, with `<column>_std` when several seeds, and 
 and `efficiency_rules.csv`, one row per benchmark file. Which of them exist is decided in one place,
 `protocol_table_names`: rule tables lists `table_names(protocols, scales)` of its config as outputs,
 and `build_tables` writes exactly the tables of the protocols and scales in its CSVs.
+
+Degenerate supervision (a codebook whose variant's pair terms had no pairs to act on and were off,
+ccl.codebook.supervision) reaches the tables through queries.csv's `supervision_degenerate_scales`, so
+they stay rebuildable from the CSVs alone. Every table with a `variant` row says it: the CSV in the
+column `supervision_degenerate` beside the row's keys ("ramen: sp; teatime: sp+wp", the scenes and
+scales; empty when none), the Markdown with `full†` and a footnote naming them, so that a variant
+equal to another there is not read as a finding.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ KEYS = ["scene", "protocol", "variant", "mode", "scales", "seed"]
 PROTOCOL_SUFFIX = {"lerf_ovs": "", "3dovs": "_3dovs"}
 MERGED_SCALE = "all"  # the single merged scale: Table 5 compares it with the separate scales
 EFFICIENCY_RULES = "efficiency_rules"  # a CSV without a Markdown twin: one row per benchmark file
+DEGENERATE_SCALES = "supervision_degenerate_scales"  # queries.csv's column (ccl.eval.run.QueryRow)
+DEGENERATE_COLUMN = "supervision_degenerate"  # the tables' column: "scene: scales; …" of a table row
+DEGENERATE_MARK = "†"  # after the variant in the Markdown, with a footnote
 
 
 def protocol_table_names(protocol: str, scales: Iterable[str]) -> list[str]:
@@ -101,7 +111,9 @@ def read_query_csvs(paths: Iterable[str | os.PathLike]):
 
     frames = []
     for p in paths:
-        df = pd.read_csv(p, keep_default_na=True, dtype={"frame": str, "query": str, "scene": str})
+        df = pd.read_csv(
+            p, keep_default_na=True, dtype={"frame": str, "query": str, "scene": str, DEGENERATE_SCALES: str}
+        )
         missing = [c for c in CSV_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(
@@ -113,16 +125,26 @@ def read_query_csvs(paths: Iterable[str | os.PathLike]):
                 f"{p}: rows with protocol {unknown or ['(empty)']}, which no table reports: expected one of "
                 f"{sorted(PROTOCOL_SUFFIX)}; rerun rule evaluate for that scene"
             )
+        df[DEGENERATE_SCALES] = df[DEGENERATE_SCALES].fillna("")  # an empty cell: no degenerate scale
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=list(CSV_COLUMNS))
     return pd.concat(frames, ignore_index=True)
 
 
+def _joined_scales(values: Iterable[str]) -> str:
+    """The scales named in "+"-joined `values`, each once, in order of appearance, "+"-joined."""
+    return "+".join(dict.fromkeys(s for v in values for s in str(v).split("+") if s))
+
+
 def per_run(df):
-    """One row per (scene, protocol, variant, mode, scales, seed): mIoU and localization accuracy (%)."""
+    """One row per (scene, protocol, variant, mode, scales, seed): mIoU and localization accuracy (%),
+    and the scales of the set whose codebook had degenerate supervision (`degenerate_scales`)."""
     g = df.groupby(KEYS, sort=False, dropna=False)
-    out = g.agg(miou=("iou", "mean"), loc=("loc_hit", "mean"), pairs=("iou", "size")).reset_index()
+    out = g.agg(
+        miou=("iou", "mean"), loc=("loc_hit", "mean"), pairs=("iou", "size"),
+        degenerate_scales=(DEGENERATE_SCALES, _joined_scales),
+    ).reset_index()  # fmt: skip
     out["miou"] *= 100.0
     out["loc"] *= 100.0
     return out
@@ -141,10 +163,22 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"))
 
 
+def degenerate_note(runs, scenes: Sequence[str]) -> str:
+    """Where the `runs` of one table row had degenerate supervision: "ramen: sp; teatime: sp+wp" (the
+    scenes in `scenes` order, each with its scales over every seed); "" when nowhere."""
+    parts = []
+    for s in scenes:
+        scales = _joined_scales(runs.loc[runs["scene"] == s, "degenerate_scales"])
+        if scales:
+            parts.append(f"{s}: {scales}")
+    return "; ".join(parts)
+
+
 def scene_table(
     runs, *, row_keys: Sequence[str], metric: str, scenes: Sequence[str], apart: Sequence[str] = ()
 ):
-    """Wide table: rows by `row_keys`, a column per scene, `mean` over scenes not in `apart`, then `apart`."""
+    """Wide table: rows by `row_keys`, DEGENERATE_COLUMN when `variant` is a key, a column per scene,
+    `mean` over scenes not in `apart`, then `apart`."""
     import pandas as pd
 
     rows = []
@@ -153,6 +187,8 @@ def scene_table(
     for key, sub in runs.groupby(row_keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(row_keys, key, strict=True))
+        if "variant" in row_keys:
+            row[DEGENERATE_COLUMN] = degenerate_note(sub, scenes)
         for s in scenes:
             m, sd = _mean_std(sub.loc[sub["scene"] == s, metric].tolist())
             row[s], row[f"{s}_std"] = m, sd
@@ -165,23 +201,37 @@ def scene_table(
         row["mean"], row["mean_std"] = _mean_std(seed_means)
         row["n_seeds"] = int(sub["seed"].nunique())
         rows.append(row)
-    cols = list(row_keys) + list(mean_scenes) + ["mean"] + [s for s in scenes if s in apart]
+    marked = [DEGENERATE_COLUMN] if "variant" in row_keys else []
+    cols = list(row_keys) + marked + list(mean_scenes) + ["mean"] + [s for s in scenes if s in apart]
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=cols)
-    std_cols = [f"{c}_std" for c in cols if c not in row_keys] if multi_seed else []
+    std_cols = [f"{c}_std" for c in cols if c not in list(row_keys) + marked] if multi_seed else []
     return table[cols + std_cols + ["n_seeds"]]
 
 
 def to_markdown(table, *, key_cols: Sequence[str], title: str = "", digits: int = 1) -> str:
-    """Markdown of a wide table: `mean ± std` cells when `<col>_std` columns exist."""
-    value_cols = [c for c in table.columns if c not in key_cols and not c.endswith("_std") and c != "n_seeds"]
+    """Markdown of a wide table: `mean ± std` cells when `<col>_std` columns exist; a row with a
+    DEGENERATE_COLUMN note has DEGENERATE_MARK after its variant and a footnote naming where."""
+    skip = {"n_seeds", DEGENERATE_COLUMN}
+    value_cols = [c for c in table.columns if c not in key_cols and not c.endswith("_std") and c not in skip]
     head = list(key_cols) + value_cols
     lines = [f"### {title}", ""] if title else []
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * len(key_cols) + ["---:"] * len(value_cols)) + "|")
+    footnotes = []
     for _, r in table.iterrows():
         cells = [str(r[c]) for c in key_cols]
+        note = r.get(DEGENERATE_COLUMN)
+        if isinstance(note, str) and note:
+            cells[list(key_cols).index("variant")] += DEGENERATE_MARK
+            row = ", ".join(f"{c} {r[c]}" for c in key_cols)
+            footnotes.append(
+                f"{DEGENERATE_MARK} {row}: degenerate track supervision in {note} (scene: scales). The pair "
+                f"terms this variant asks for had no pairs to act on there and were off, so its numbers there "
+                f"are those of a variant without them, not an effect of the terms; why: `supervision` in "
+                f"results/{{scene}}/codebook/{r['variant']}/{{scale}}.diagnostics.json."
+            )
         for c in value_cols:
             v = r[c]
             if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -193,6 +243,8 @@ def to_markdown(table, *, key_cols: Sequence[str], title: str = "", digits: int 
                 cell += f" ± {sd:.{digits}f}"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
+    for footnote in footnotes:  # a paragraph each
+        lines += ["", footnote]
     if "n_seeds" in table.columns and len(table):
         lines += ["", f"Seeds per cell: {sorted(set(int(n) for n in table['n_seeds']))}."]
     return "\n".join(lines) + "\n"

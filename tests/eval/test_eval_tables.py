@@ -9,12 +9,12 @@ import pytest
 from ccl.eval import QueryRow, build_tables, rows_to_csv
 
 
-def _rows(scene, variant, seed, ious, *, protocol="lerf_ovs", scales="sp+wp", hits=None):
+def _rows(scene, variant, seed, ious, *, protocol="lerf_ovs", scales="sp+wp", hits=None, degenerate=""):
     hits = hits if hits is not None else [1.0] * len(ious)
     return [
         QueryRow(scene, variant, seed, f"frame_{i:05d}", f"q{i}", protocol, "paper", scales,
                  scales.split("+")[0], scales.split("+")[0] if protocol == "lerf_ovs" else "",
-                 iou, h if protocol == "lerf_ovs" else float("nan"), 0.4)
+                 iou, h if protocol == "lerf_ovs" else float("nan"), 0.4, degenerate)
         for i, (iou, h) in enumerate(zip(ious, hits, strict=True))
     ]  # fmt: skip
 
@@ -81,7 +81,7 @@ def test_table5_and_3dovs_room_apart(tmp_path):
     t1 = pd.read_csv(out / "table1.csv")
     assert t1.loc[0, "ramen"] == pytest.approx(50.0)  # the two-scale set, not `all`
     t3 = pd.read_csv(out / "table1_3dovs.csv")
-    assert list(t3.columns[:5]) == ["variant", "mode", "bed", "mean", "room"]
+    assert list(t3.columns[:6]) == ["variant", "mode", "supervision_degenerate", "bed", "mean", "room"]
     assert t3.loc[0, "mean"] == pytest.approx(80.0) and t3.loc[0, "room"] == pytest.approx(20.0)
 
 
@@ -118,3 +118,60 @@ def test_no_rows_is_an_error(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="missing columns"):
         build_tables([bad], tmp_path / "t")
+
+
+def test_degenerate_supervision_is_marked_beside_the_variant(tmp_path):
+    # full's codebook had no pairs for its pair terms at sp in ramen and at sp, wp in teatime (two seeds
+    # in teatime, one of them degenerate at wp only); base and push had healthy codebooks.
+    paths = [
+        _write(tmp_path, "ramen", "full", _rows("ramen", "full", 0, [0.2, 0.4], degenerate="sp")),
+        _write(tmp_path, "teatime", "full", _rows("teatime", "full", 0, [0.9], degenerate="sp")
+               + _rows("teatime", "full", 1, [0.7], degenerate="wp")),
+        _write(tmp_path, "ramen", "base", _rows("ramen", "base", 0, [0.2, 0.4])),
+        _write(tmp_path, "teatime", "base", _rows("teatime", "base", 0, [0.9]) + _rows("teatime", "base", 1, [0.7])),
+        _write(tmp_path, "ramen", "push", _rows("ramen", "push", 0, [0.1])),
+    ]  # fmt: skip
+    out = tmp_path / "tables"
+    build_tables(paths, out)
+    t2 = pd.read_csv(out / "table2.csv", keep_default_na=False)
+    assert list(t2.columns[:3]) == ["variant", "mode", "supervision_degenerate"]
+    assert dict(zip(t2["variant"], t2["supervision_degenerate"], strict=True)) == {
+        "base": "", "push": "", "full": "ramen: sp; teatime: sp+wp",
+    }  # fmt: skip
+    md = (out / "table2.md").read_text()
+    assert "| full† | paper |" in md and "| base | paper |" in md and "| push | paper |" in md
+    footnotes = [line for line in md.splitlines() if line.startswith("†")]
+    assert footnotes == [
+        "† variant full, mode paper: degenerate track supervision in ramen: sp; teatime: sp+wp (scene: "
+        "scales). The pair terms this variant asks for had no pairs to act on there and were off, so its "
+        "numbers there are those of a variant without them, not an effect of the terms; why: `supervision` "
+        "in results/{scene}/codebook/full/{scale}.diagnostics.json."
+    ]
+    assert "supervision_degenerate" not in md  # the Markdown says it with the mark, not a column
+    # the headline table and localization say it too: they show the same runs of full
+    t1 = pd.read_csv(out / "table1.csv", keep_default_na=False)
+    assert t1.loc[0, "supervision_degenerate"] == "ramen: sp; teatime: sp+wp"
+    assert "| full† | paper |" in (out / "table1.md").read_text()
+    assert "| full† | paper |" in (out / "localization.md").read_text()
+
+
+def test_healthy_runs_are_not_marked(tmp_path):
+    a = _write(tmp_path, "ramen", "full", _rows("ramen", "full", 0, [0.2]))
+    b = _write(tmp_path, "ramen", "base", _rows("ramen", "base", 0, [0.2]))
+    out = tmp_path / "tables"
+    build_tables([a, b], out)
+    t2 = pd.read_csv(out / "table2.csv", keep_default_na=False)
+    assert t2["supervision_degenerate"].tolist() == ["", ""]
+    for name in ("table1", "table2", "localization"):
+        assert "†" not in (out / f"{name}.md").read_text()
+
+
+def test_a_queries_csv_without_the_supervision_column_is_refused(tmp_path):
+    # written before the column existed: it cannot say whether its codebooks were degenerate
+    p = _write(tmp_path, "ramen", "full", _rows("ramen", "full", 0, [0.2]))
+    df = pd.read_csv(p)
+    df.drop(columns=["supervision_degenerate_scales"]).to_csv(p, index=False)
+    with pytest.raises(
+        ValueError, match=r"missing columns \['supervision_degenerate_scales'\].*rerun rule evaluate"
+    ):
+        build_tables([p], tmp_path / "t")
