@@ -7,16 +7,19 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ccl.config import as_params
 from ccl.features.backends import backend_module
 from ccl.features.config import FeaturesConfig
-from ccl.io.features_h5 import features_writer
+from ccl.io.features_h5 import FORMAT_VERSION as FEATURES_FORMAT_VERSION
+from ccl.io.features_h5 import KIND as FEATURES_KIND
+from ccl.io.features_h5 import features_writer, read_features
 from ccl.io.masks_h5 import check_masks_match_scene, open_masks, read_frame_masks
 from ccl.io.provenance import file_record
+from ccl.io.resume import FrameStore, frames_record
 from ccl.runlog import progress
 
 if TYPE_CHECKING:
@@ -40,6 +43,10 @@ def extract_features(
     Row i of a frame's `features` [M, D] float16 is mask i of that frame, L2-normalised; a frame without
     masks gets [0, D]. `scene` is a `ccl.scene.Scene`; `load_image(camera) -> [H, W, 3] uint8` reads its
     images (default `ccl.scene.load_image` with the default scene_load config; only `open_clip` reads them).
+
+    Resumable as `ccl.masks.generate_masks` is: each finished frame is kept in ``{scale}.partial/``
+    beside `out_path` (`ccl.io.resume`) until `out_path` is written, so a rerun after a failure embeds
+    only the missing frames and writes the file an uninterrupted run writes.
     """
     if not isinstance(cfg, FeaturesConfig):
         raise TypeError(f"cfg: expected a FeaturesConfig, got {type(cfg).__name__}")
@@ -49,33 +56,87 @@ def extract_features(
         check_masks_match_scene(reader, scene, masks_path)
         encoder = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
         try:
+            params = {**as_params(cfg), "seed": int(seed), "device": str(device)}
+            model = encoder.model_info()
+            store = FrameStore.open(
+                out_path,
+                made_with={
+                    "kind": FEATURES_KIND,
+                    "format_version": FEATURES_FORMAT_VERSION,
+                    "params": params,
+                    "model": model,
+                    # resolved: "auto" on a GPU embeds in float16 autocast, on a CPU in float32
+                    "device": str(getattr(encoder, "device", device)),
+                    "masks": file_record(masks_path),
+                    "masks_model": reader.model,
+                    "scene": scene.name,
+                    "frames": frames_record(scene.cameras),
+                },
+                frame_names=scene.frame_names,
+                check_frame=functools.partial(_check_kept_frame, masks=reader, dim=encoder.dim),
+                logger=log,
+            )
+            kept = set(store.kept)
+            to_make = [t for t, cam in enumerate(scene.cameras) if cam.name not in kept]
             total = 0
             with features_writer(
                 out_path,
                 dim=encoder.dim,
                 frame_names=scene.frame_names,
-                params={**as_params(cfg), "seed": int(seed), "device": str(device)},
-                model=encoder.model_info(),
+                params=params,
+                model=model,
                 inputs={
                     "masks": file_record(masks_path),
                     "masks_model": reader.model,
                     "scene": scene.name,
                 },
             ) as writer:
-                for t, cam in enumerate(progress(scene.cameras, desc="features", unit="frame")):
-                    fm = read_frame_masks(reader, cam, masks_path)
-                    if fm.n_masks == 0:
-                        log.info("frame %s has no masks: features [0, %d]", cam.name, encoder.dim)
-                        feats = np.zeros((0, encoder.dim), np.float32)
+                made = progress(
+                    to_make, desc="features", unit="frame", total=len(scene.cameras), initial=len(kept)
+                )
+                for t, cam in enumerate(scene.cameras):
+                    if cam.name in kept:
+                        feats = read_features(store.frame_path(cam.name)).frames[cam.name]
                     else:
-                        feats = encoder.encode_frame(t, cam, fm)
-                    assert feats.shape == (fm.n_masks, encoder.dim), (feats.shape, fm.n_masks)
+                        made_t = next(made)
+                        assert made_t == t, (made_t, t)
+                        fm = read_frame_masks(reader, cam, masks_path)
+                        if fm.n_masks == 0:
+                            log.info("frame %s has no masks: features [0, %d]", cam.name, encoder.dim)
+                            feats = np.zeros((0, encoder.dim), np.float32)
+                        else:
+                            feats = encoder.encode_frame(t, cam, fm)
+                        assert feats.shape == (fm.n_masks, encoder.dim), (feats.shape, fm.n_masks)
+                        # kept before it goes on: a failure at a later frame loses none of this one's work
+                        with features_writer(
+                            store.frame_path(cam.name),
+                            dim=encoder.dim,
+                            frame_names=[cam.name],
+                            params=params,
+                            model=model,
+                        ) as frame_file:
+                            frame_file.add(cam.name, feats)
                     writer.add(cam.name, feats)
-                    total += fm.n_masks
+                    total += len(feats)
+                for _ in made:  # none left: this ends the progress loop, which reports its closing line
+                    raise AssertionError("a frame to embed was not embedded")
         finally:
             encoder.close()
+    store.remove(log)
     log.info("%s: %d masks embedded in %d dims", out_path, total, encoder.dim)
     return Path(out_path)
+
+
+def _check_kept_frame(path: Path, name: str, *, masks: Any, dim: int) -> None:
+    """A kept frame file holds frame `name`, complete, one `dim`-vector per mask of the masks file."""
+    kept = read_features(path)
+    if kept.frame_names != [name] or kept.dim != dim:
+        raise ValueError(
+            f"holds frames {kept.frame_names} of dim {kept.dim}, expected [{name!r}] of dim {dim}"
+        )
+    want = (masks.read(name).n_masks, dim)
+    if kept.frames[name].shape != want:
+        raise ValueError(f"holds features {kept.frames[name].shape}, expected {want}")
 
 
 def encode_text(queries: Sequence[str], *, cfg: FeaturesConfig, device: str = "auto") -> np.ndarray:
