@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from ccl.io.hashing import file_sha256
 from ccl.io.masks_h5 import RAW_FORMAT_VERSION, RAW_KIND, RawFrameMasks, open_raw_masks, write_raw_masks
 from ccl.io.resume import FrameStore, frames_record
 from ccl.masks.backends import backend_module
@@ -131,15 +130,9 @@ def _made_with(
         "format_version": RAW_FORMAT_VERSION,
         "params": params,
         "model": model,  # backend, checkpoint and its sha256 (sim: gt.h5 and its sha256), device
-        "inputs": inputs,
-        # an input given as a path (the manifest) by its content too: a remade manifest may differ
-        "inputs_sha256": {k: file_sha256(v) for k, v in inputs.items() if _is_file(v)},
+        "inputs": inputs,  # the workflow's: the manifest by path and sha256 (ccl.io.provenance)
         "frames": frames_record(cameras),
     }
-
-
-def _is_file(value: Any) -> bool:
-    return isinstance(value, str | os.PathLike) and Path(value).is_file()
 
 
 def _check_kept_frame(path: Path, name: str, *, sizes: Mapping[str, tuple[int, int]]) -> None:

@@ -5,6 +5,7 @@ aside, never used; the folder is gone once raw.h5 is written."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
@@ -53,8 +54,8 @@ def _interrupt(frames: FramesMade, run, out, *, at: int) -> None:
 
 
 def _sim_run(scene, **cfg):
-    def run(out, *, seed=0, scene=scene):
-        return generate_masks(scene, cfg=MasksConfig(**cfg), out_path=out, seed=seed)
+    def run(out, *, seed=0, scene=scene, inputs=None):
+        return generate_masks(scene, cfg=MasksConfig(**cfg), out_path=out, seed=seed, inputs=inputs)
 
     return run
 
@@ -121,18 +122,28 @@ def test_sam_side_folder_of_another_checkpoint_is_set_aside(tmp_path, monkeypatc
     assert h5_contents(out) == h5_contents(run(tmp_path / "other" / "raw.h5", other_cfg))
 
 
-@pytest.mark.parametrize("change", ["params", "seed", "frames"])
+@pytest.mark.parametrize("change", ["params", "seed", "frames", "manifest"])
 def test_side_folder_made_with_other_settings_is_set_aside_not_used(
     tiny_scene, tmp_path, monkeypatch, caplog, change
 ):
+    from ccl.io.provenance import file_record
+
+    manifest = tmp_path / "scene.json"
+    manifest.write_text('{"name": "tiny"}')
+    inputs = {"manifest": file_record(manifest)}  # as the workflow's script passes it
     frames, run = FramesMade(monkeypatch, SimBackend), _sim_run(tiny_scene)
-    other_run, other = _sim_run(tiny_scene, sim_miss_rate=0.3), {}
-    if change == "seed":
-        other_run, other = run, {"seed": 1}
+    other_run, other = run, {"inputs": inputs}
+    if change == "params":
+        other_run = _sim_run(tiny_scene, sim_miss_rate=0.3)
+    elif change == "seed":
+        other["seed"] = 1
     elif change == "frames":
-        other_run, other = run, {"scene": dataclasses.replace(tiny_scene, cameras=tiny_scene.cameras[1:])}
+        other["scene"] = dataclasses.replace(tiny_scene, cameras=tiny_scene.cameras[1:])
+    else:  # the manifest remade, at the same path, with other contents
+        manifest.write_text('{"name": "tiny", "downscale": 2}')
+        other["inputs"] = {"manifest": file_record(manifest)}
     out = tmp_path / "run" / "raw.h5"
-    _interrupt(frames, run, out, at=3)
+    _interrupt(frames, functools.partial(run, inputs=inputs), out, at=3)
     before = {p.name: p.read_bytes() for p in partial_folder(out).iterdir()}
 
     with caplog.at_level(logging.WARNING):
@@ -143,6 +154,7 @@ def test_side_folder_made_with_other_settings_is_set_aside_not_used(
         "params": "params.sim_miss_rate (0.1, now 0.3)",
         "seed": "params.seed (0, now 1)",
         "frames": "frames",
+        "manifest": "inputs.manifest",
     }
     assert f"made with other {why[change]}" in caplog.text
     (aside,) = out.parent.glob("raw.partial.set-aside-*")
