@@ -1,7 +1,8 @@
 """The `ccl` command line: thin argparse over the same functions the workflow's scripts call.
 
     ccl query    RESULTS/SCENE "text" [...] --frame N -o out.png   relevance overlay of one view
-    ccl query3d  RESULTS/SCENE "text" [...] -o selected.ply         Gaussians chosen by text (appendix D)
+    ccl query3d  RESULTS/SCENE "text" [...] -o selected.ply [--format points|3dgs]
+                                                                    Gaussians chosen by text (appendix D)
     ccl render   RESULTS/SCENE --frame N --what rgb|classes|relevance [--text "..."] -o view.png
                                                                     one view of a field, at the frame's size
     ccl evaluate RESULTS/SCENE --variant full                       rule evaluate on one scene
@@ -92,16 +93,19 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_query3d(args: argparse.Namespace) -> int:
     from ccl.query import query_gaussians
+    from ccl.query.view import PLY_SUFFIXES, check_out_suffix, check_ply_format
 
+    check_out_suffix(args.out, PLY_SUFFIXES)
+    check_ply_format(args.format)  # before the config, the fields and the text encoder are read
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
     res = query_gaussians(
         args.scene_dir, args.text, out=args.out, variant=args.variant, scale=args.scale,
         query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), min_opacity=args.min_opacity,
-        context=args.context, device=_device(config),
+        context=args.context, format=args.format, device=_device(config),
     )  # fmt: skip
     print(f"{res.n_selected} of {res.n_gaussians} Gaussians selected (scale {res.scale}, "
-          f"highest relevance {res.max_relevance:.3f}); wrote {res.path}")  # fmt: skip
+          f"highest relevance {res.max_relevance:.3f}); wrote {res.path} ({res.format})")  # fmt: skip
     return 0
 
 
@@ -321,7 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     q3.add_argument(
         "text", nargs="+", help="one or more text queries (a Gaussian relevant to any is selected)"
     )
-    q3.add_argument("-o", "--out", required=True, help="output PLY (x y z, red green blue)")
+    q3.add_argument("-o", "--out", required=True, help="output PLY (its layout: --format)")
+    q3.add_argument(
+        "--format",
+        default="points",
+        help="points (default): x y z, red green blue, a point per Gaussian (MeshLab, CloudCompare, "
+        "Open3D); 3dgs: the Gaussians in 3DGS's PLY layout (SuperSplat, any 3DGS viewer)",
+    )
     q3.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians below this opacity")
     q3.add_argument("--context", action="store_true", help="also write the other Gaussians, in dark grey")
     common(q3)

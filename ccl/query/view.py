@@ -17,7 +17,13 @@ import numpy as np
 from ccl.query.config import QueryConfig
 from ccl.query.fields import SCALE_ORDER, LanguageFieldSource, scene_fields
 from ccl.query.ops import choose_scale, validate_queries
-from ccl.query.relevance import prototype_relevance, relevance_maps, select_gaussians, text_embeddings
+from ccl.query.relevance import (
+    GaussianSelection,
+    prototype_relevance,
+    relevance_maps,
+    select_gaussians,
+    text_embeddings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +194,7 @@ class GaussianQueryResult:
     n_selected: int
     n_gaussians: int
     max_relevance: float
+    format: str = "points"
 
 
 def decode_gaussian_classes(field: Any) -> np.ndarray:
@@ -206,32 +213,44 @@ def gaussian_colours(gaussians: Any) -> np.ndarray:
     return np.clip(np.rint((SH_C0 * sh0 + 0.5) * 255), 0, 255).astype(np.uint8)
 
 
-def query_gaussians(
-    scene_dir: str | os.PathLike,
-    queries: Sequence[str],
-    *,
-    out: str | os.PathLike,
-    variant: str = "full",
-    scale: str = "auto",
-    query_cfg: QueryConfig,
-    features_cfg: Any,
-    min_opacity: float = 0.0,
-    context: bool = False,
-    device: str = "cpu",
-) -> GaussianQueryResult:
-    """Appendix D: the Gaussians whose decoded prototype is relevant to the text, written as a PLY
-    (x y z float, red green blue uchar: MeshLab, CloudCompare, Open3D and Blender open it).
+# `ccl query3d --format`: what the PLY holds
+PLY_FORMATS = {
+    "points": "x y z, red green blue: a point per Gaussian (MeshLab, CloudCompare, Open3D, Blender)",
+    "3dgs": "the Gaussians themselves in 3DGS's layout (SuperSplat and every 3DGS viewer)",
+}
+CONTEXT_GREY = 60  # colour (uint8) of the Gaussians written around a selection with `context`
 
-    `auto` scale: the scale whose Gaussians reach the highest relevance. With `context`, the other
-    Gaussians are written too, in dark grey, so the selection is seen in its scene.
-    """
-    from ccl.io import atomic_path
-    from ccl.scene.ply import write_ply_points
 
-    check_out_suffix(out, PLY_SUFFIXES)
-    queries = validate_queries(queries, where="query text")
-    source = language_source(scene_dir, variant, scale=scale, device=device)
-    emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
+def check_ply_format(format: str) -> str:
+    if format not in PLY_FORMATS:
+        raise ValueError(
+            f"--format {format}: unknown; accepted: "
+            + "; ".join(f"{k} ({v})" for k, v in PLY_FORMATS.items())
+        )
+    return format
+
+
+@dataclass(frozen=True, eq=False)
+class ChosenGaussians:
+    """Appendix D's answer on a LanguageFieldSource: the scale read and the Gaussians chosen there."""
+
+    scale: str  # the scale whose Gaussians reach the highest relevance
+    field: Any  # the LanguageField of that scale
+    selection: GaussianSelection
+    visible: np.ndarray  # [G] bool, opacity >= min_opacity
+    chosen: np.ndarray  # [G] bool, selected and visible
+    max_relevance: float  # highest relevance of any Gaussian at that scale
+
+    @property
+    def n_chosen(self) -> int:
+        return int(self.chosen.sum())
+
+
+def choose_gaussians(
+    source: LanguageFieldSource, emb: Any, *, query_cfg: QueryConfig, min_opacity: float = 0.0
+) -> ChosenGaussians:
+    """The Gaussians whose decoded prototype is relevant to the embedded text (`emb`), at the scale of
+    `source` whose Gaussians reach the highest relevance; those below `min_opacity` left out."""
     best = None
     for s in source.scales:
         f = source.language_field(s)
@@ -243,26 +262,110 @@ def query_gaussians(
     s, f, peak, sel = best
     opacity = 1.0 / (1.0 + np.exp(-f.gaussians.opacity_logits.detach().cpu().numpy()))
     visible = opacity >= min_opacity
-    chosen = sel.selected & visible
-    xyz = f.gaussians.means.detach().cpu().numpy()
-    rgb = gaussian_colours(f.gaussians)
-    if context:
-        rgb = np.where(chosen[:, None], rgb, np.uint8(60))
-        keep = visible
-    else:
-        keep = chosen
-    if not chosen.any():
-        log.warning(
-            "query3d %s: no Gaussian above threshold %.2f (highest relevance %.3f at scale %s); the PLY has %s",
-            list(queries),
-            query_cfg.threshold,
-            peak,
-            s,
-            "only context points" if context else "no points",
+    return ChosenGaussians(s, f, sel, visible, sel.selected & visible, peak)
+
+
+def write_chosen_gaussians(
+    out: str | os.PathLike,
+    chosen: ChosenGaussians,
+    *,
+    format: str = "points",
+    context: bool = False,
+    made_by: dict[str, Any] | None = None,
+) -> Path:
+    """The chosen Gaussians as a PLY (`PLY_FORMATS`), atomically. With `context` the other visible
+    Gaussians are written too, in dark grey (3dgs: their SH set to that grey, view-independent).
+
+    3dgs refuses an empty selection (a viewer would open nothing), naming the highest relevance and the
+    threshold to lower; points writes it (with context: the scene alone) after a warning.
+    """
+    from ccl.io import atomic_path
+    from ccl.scene.ply import write_ply_points
+
+    check_ply_format(format)
+    gaussians = chosen.field.gaussians
+    keep = chosen.visible if context else chosen.chosen
+    if not chosen.chosen.any():
+        what = (
+            f"no Gaussian above threshold {chosen.selection.threshold:.2f} (highest relevance "
+            f"{chosen.max_relevance:.3f} at scale {chosen.scale}) for {list(chosen.selection.queries)}"
         )
-    with atomic_path(out) as tmp:
-        write_ply_points(tmp, xyz[keep], rgb[keep], binary=True)
+        if format == "3dgs":
+            raise ValueError(
+                f"{out}: {what}; nothing was written: lower --threshold below {chosen.max_relevance:.3f} "
+                "or try other words"
+            )
+        log.warning("query3d %s; the PLY has %s", what, "only context points" if context else "no points")
+    if format == "points":
+        rgb = gaussian_colours(gaussians)
+        if context:
+            rgb = np.where(chosen.chosen[:, None], rgb, np.uint8(CONTEXT_GREY))
+        xyz = gaussians.means.detach().cpu().numpy()
+        with atomic_path(out) as tmp:
+            write_ply_points(tmp, xyz[keep], rgb[keep], binary=True)
+        return Path(out)
+    from ccl.io.gaussians_ply import write_gaussians_ply
+
+    if context:
+        import torch
+
+        from ccl.splat.model import Gaussians, rgb_to_sh0
+
+        dim = ~torch.from_numpy(chosen.chosen)
+        grey = torch.from_numpy(rgb_to_sh0(np.full((1, 3), CONTEXT_GREY / 255.0)))  # [1, 1, 3]
+        sh0, shn = gaussians.sh0.detach().clone(), gaussians.shN.detach().clone()
+        sh0[dim] = grey.to(sh0)
+        shn[dim] = 0.0
+        gaussians = Gaussians(
+            gaussians.means, gaussians.quats, gaussians.log_scales, gaussians.opacity_logits, sh0, shn
+        )
+    return write_gaussians_ply(out, gaussians, keep=keep, made_by=made_by)
+
+
+def query_gaussians(
+    scene_dir: str | os.PathLike,
+    queries: Sequence[str],
+    *,
+    out: str | os.PathLike,
+    variant: str = "full",
+    scale: str = "auto",
+    query_cfg: QueryConfig,
+    features_cfg: Any,
+    min_opacity: float = 0.0,
+    context: bool = False,
+    format: str = "points",
+    device: str = "cpu",
+) -> GaussianQueryResult:
+    """Appendix D: the Gaussians whose decoded prototype is relevant to the text, written as a PLY:
+    `format` "points" (x y z float, red green blue uchar: MeshLab, CloudCompare, Open3D and Blender open
+    it) or "3dgs" (the Gaussians in 3DGS's layout, ccl.io.gaussians_ply: SuperSplat opens it).
+
+    `auto` scale: the scale whose Gaussians reach the highest relevance. With `context`, the other
+    Gaussians are written too, in dark grey, so the selection is seen in its scene.
+    """
+    from ccl.io.provenance import file_record
+
+    check_out_suffix(out, PLY_SUFFIXES)
+    check_ply_format(format)
+    queries = validate_queries(queries, where="query text")
+    source = language_source(scene_dir, variant, scale=scale, device=device)
+    emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
+    chosen = choose_gaussians(source, emb, query_cfg=query_cfg, min_opacity=min_opacity)
+    made_by = None  # the points layout has no place for it
+    if format == "3dgs":
+        made_by = {
+            "command": "ccl query3d", "queries": list(queries), "variant": variant, "scale": chosen.scale,
+            "mode": query_cfg.mode, "threshold": query_cfg.threshold, "min_opacity": min_opacity,
+            "context": context, "field": file_record(source.fields[chosen.scale]),
+        }  # fmt: skip
+    path = write_chosen_gaussians(out, chosen, format=format, context=context, made_by=made_by)
+    n = len(chosen.chosen)
     log.info(
-        "query3d %s: %d of %d Gaussians (scale %s) -> %s", list(queries), int(chosen.sum()), len(xyz), s, out
+        "query3d %s: %d of %d Gaussians (scale %s) -> %s",
+        list(queries),
+        chosen.n_chosen,
+        n,
+        chosen.scale,
+        out,
     )
-    return GaussianQueryResult(Path(out), s, int(chosen.sum()), int(len(xyz)), peak)
+    return GaussianQueryResult(path, chosen.scale, chosen.n_chosen, n, chosen.max_relevance, format)
