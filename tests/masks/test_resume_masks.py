@@ -214,7 +214,7 @@ def test_frame_killed_mid_write_is_never_read(tiny_scene, tmp_path, monkeypatch)
     run = _sim_run(tiny_scene)
     reference = run(tmp_path / "uninterrupted" / "raw.h5")
     out = tmp_path / "run" / "raw.h5"
-    child = multiprocessing.get_context("fork").Process(
+    child = multiprocessing.get_context("spawn").Process(
         target=_die_while_writing_frame, args=(tiny_scene, out, "frame_00003")
     )
     child.start()
