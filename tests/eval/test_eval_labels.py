@@ -22,6 +22,7 @@ REAL = {
     "waldo_kitchen/frame_00089.json": (725, 985, 7, 3),
 }
 
+
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_label_files_parse(name):
     path = FIXTURES / name
