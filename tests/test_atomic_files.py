@@ -77,3 +77,16 @@ def test_stale_temporaries_of_a_jobs_outputs_are_removed_when_it_starts(tmp_path
     assert not stale_file.exists() and not stale_dir.exists() and other.exists()
     assert "left by an earlier attempt" in (tmp_path / "job.log").read_text()
     assert remove_stale_temporaries([out]) == []
+
+
+def test_an_unreadable_safetensors_file_is_never_called_deletable(tmp_path):
+    """A user's own .safetensors may be handed to a reader: the message says how the workflow remakes
+    its own files and never to delete one."""
+    from ccl.io.checkpoint import load_safetensors
+
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError) as e:
+        load_safetensors(path)
+    msg = str(e.value)
+    assert str(path) in msg and "delete" not in msg.lower() and "--force" in msg

@@ -149,6 +149,11 @@ def read_lerf_labels(path: str | Path) -> FrameLabels:
         raise FileNotFoundError(f"{path}: label file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not a text file (byte {e.start} is not UTF-8): a LERF-OVS label is JSON text; replace it "
+            "with the released file, or remove it from the labels folder"
+        ) from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     info = data.get("info") if isinstance(data, dict) else None

@@ -140,3 +140,10 @@ def test_touching_edges_are_not_crossings():
     spike = [[0, 0], [10, 0], [10, 5], [20, 5], [10, 5], [10, 10], [0, 10]]
     assert not is_self_intersecting(spike)
     assert is_self_intersecting([[0, 0], [10, 10], [10, 0], [0, 10]])
+
+
+def test_a_binary_label_file_names_the_file(tmp_path):
+    path = tmp_path / "frame_00001.json"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe" * 8)
+    with pytest.raises(ValueError, match=r"frame_00001.json: not a text file .*not UTF-8"):
+        read_lerf_labels(path)
