@@ -26,8 +26,8 @@ rule train_codebook:
     # small [M, N] products per step: one thread is as fast and bit-exact; jobs run side by side
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),  # grows with --retries, as every job the Slurm profile retries
+        runtime=per_attempt(60),
         gpu=GPU_JOB,
     params:
         codebook=config["codebook"],
