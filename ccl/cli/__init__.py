@@ -5,6 +5,8 @@
                                                                     Gaussians chosen by text (appendix D)
     ccl render   RESULTS/SCENE --frame N --what rgb|classes|relevance [--text "..."] -o view.png
                                                                     one view of a field, at the frame's size
+    ccl view     RESULTS/SCENE [--port 8080]                        a browser page: the colour field from any
+                                                                    camera, text queries, selections exported
     ccl evaluate RESULTS/SCENE --variant full                       rule evaluate on one scene
     ccl tables   RESULTS                                            rule tables: rebuild results/tables/
 
@@ -254,6 +256,30 @@ def _relevance_image(source: Any, cam: Any, text: str, *, cfgs: dict[str, Any], 
     return image, rel.scales[rel.chosen[0]], float((heat > query_cfg.threshold).mean())
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """A browser page on one results folder: the colour field from the browser's camera, text queries."""
+    from ccl.query import pick_camera
+    from ccl.view.server import ViewServer, check_port_free
+    from ccl.view.session import open_session
+
+    check_port_free(args.host, args.port)  # before the fields load
+    config = _config(args)
+    cfgs = _stage_cfgs(config, args)
+    session = open_session(
+        args.scene_dir, variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
+        text_encoder=lambda: _text_encoder(args), device=_device(config),
+    )  # fmt: skip
+    start = pick_camera(session.cameras, args.frame) if args.frame is not None else None
+    page = ViewServer(
+        session, host=args.host, port=args.port, max_size=args.max_size, export_dir=args.export_dir,
+        start_frame=start, scale=args.scale,
+    )  # fmt: skip
+    what = "colour field and text queries" if session.can_query else "colour field only (no language field)"
+    print(f"ccl view: {session.scene} ({what}) at {page.url}  (Ctrl-C stops)", flush=True)
+    page.serve_forever()
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ccl.eval import evaluate_scene
     from ccl.query import scene_fields
@@ -353,6 +379,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", required=True, help="output image: " + ", ".join(RENDER_SUFFIXES))
     common(r)
     r.set_defaults(func=cmd_render)
+
+    v = sub.add_parser("view", help="a browser page: the colour field, text queries, the selection exported")
+    v.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
+    v.add_argument("--port", type=int, default=8080, help="port of the page (default: 8080)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    v.add_argument("--frame", help="training view the browser starts at (default: the first)")
+    v.add_argument(
+        "--max-size", type=int, default=640, help="longest side of the rendered image, pixels (default: 640)"
+    )
+    v.add_argument(
+        "--export-dir",
+        default=".",
+        help="folder the export button writes <scene>_<query>.ply to (default: .)",
+    )
+    common(v)
+    v.set_defaults(func=cmd_view)
 
     ev = sub.add_parser("evaluate", help="evaluate one scene's variant (what rule evaluate runs)")
     ev.add_argument("scene_dir", help="results/<scene> folder written by the workflow")

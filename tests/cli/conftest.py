@@ -110,3 +110,44 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
         "prototypes": prototypes,
     }
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _copy_with_colour_field(src, dst, *, language: bool):
+    """`src` (a tiny results/<scene>) copied to `dst` with gaussians/rgb.safetensors: the sp language
+    field's Gaussians, as the frozen language stage leaves them (one geometry for both fields)."""
+    from ccl.splat.checkpoint import load_language_field, save_rgb_field
+
+    if language:
+        shutil.copytree(src, dst)
+    else:
+        dst.mkdir(parents=True)
+        shutil.copy(src / "scene.json", dst / "scene.json")
+    field = load_language_field(src / "gaussians" / "full" / "sp.safetensors")
+    header = {
+        "scene": "tiny",
+        "config": {"background": [1.0, 1.0, 1.0]},
+        "iteration": 0,
+        "device": "cpu",
+        "seed": 0,
+    }
+    save_rgb_field(dst / "gaussians" / "rgb.safetensors", field.gaussians, header=header)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_view_results(tiny_results, tmp_path_factory):
+    """tiny_results with a colour field: what `ccl view` opens (language fields and their codebooks)."""
+    root = tmp_path_factory.mktemp("view_results")
+    yield {
+        **tiny_results,
+        "scene_dir": _copy_with_colour_field(tiny_results["scene_dir"], root / "tiny", language=True),
+    }
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_colour_only_results(tiny_results, tmp_path_factory):
+    """A results folder with the manifest and the colour field only (no language field, no queries)."""
+    root = tmp_path_factory.mktemp("colour_only")
+    yield _copy_with_colour_field(tiny_results["scene_dir"], root / "tiny", language=False)
+    shutil.rmtree(root, ignore_errors=True)

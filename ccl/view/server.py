@@ -1,0 +1,274 @@
+"""`ccl view`'s browser page: a viser server on a ViewSession.
+
+Each browser gets its own render thread: a camera move or a new answer marks it stale, the thread
+renders the latest state (older requests are dropped, never queued) on the CPU rasterizer or gsplat and
+sends the image as the page's background. Queries are answered on one thread, newest first. A browser
+that goes away mid-render ends only its own thread; the server keeps serving the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccl.view.session import SCALE_CHOICE_AUTO, Answer, ViewSession, camera_from_view
+
+log = logging.getLogger(__name__)
+
+HIGHLIGHT_RGB = (255, 0, 255)  # the selected Gaussians' points in 3D (not a turbo colour)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on (viser would silently move to the next one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is free
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ValueError(
+                    f"port {port} on {host} is in use (another `ccl view` or program listens there); "
+                    f"give a free one with --port, e.g. --port {port + 1}"
+                ) from e
+            raise ValueError(f"cannot listen on {host}:{port} ({e.strerror}); choose --host or --port") from e
+
+
+def initial_camera(camera: Any) -> dict[str, Any]:
+    """viser's initial camera (position, look_at, up, vertical fov) at a training view."""
+    c2w = camera.camera_to_world
+    forward, up = c2w[:3, 2], -c2w[:3, 1]  # OpenCV axes
+    return {
+        "position": camera.center,
+        "look_at": camera.center + forward,
+        "up": up,
+        "fov": 2.0 * math.atan(0.5 * camera.height / camera.K[1, 1]),
+    }
+
+
+class _LatestOnly:
+    """A value slot and a wake-up: `put` replaces what is pending, `take` waits for the newest."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._value: Any = None
+        self._pending = False
+        self.closed = False
+
+    def put(self, value: Any = True) -> None:
+        with self._cond:
+            self._value, self._pending = value, True
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify()
+
+    def take(self) -> tuple[bool, Any]:
+        with self._cond:
+            while not self._pending and not self.closed:
+                self._cond.wait()
+            value, self._pending = self._value, False
+            return not self.closed, value
+
+
+class ViewServer:
+    """The page: the render from each browser's camera, a query box, the scale and threshold, the status,
+    the selection in 3D and its export (only the render and the status for a colour-only folder)."""
+
+    def __init__(
+        self,
+        session: ViewSession,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        max_size: int = 640,
+        export_dir: str | Path = ".",
+        start_frame: Any = None,
+        scale: str = SCALE_CHOICE_AUTO,
+    ) -> None:
+        import viser
+
+        if session.can_query and scale not in session.scale_choices:
+            raise ValueError(
+                f"--scale {scale}: no language field of that scale; have {list(session.scale_choices)}"
+            )
+        check_port_free(host, port)
+        self._initial_scale = scale
+        self.session, self.max_size, self.export_dir = session, int(max_size), Path(export_dir)
+        self.server = viser.ViserServer(
+            host=host, port=port, label=f"ccl view {session.scene}", verbose=False
+        )
+        if self.server.get_port() != port:  # taken between the check and the bind
+            self.server.stop()
+            raise ValueError(
+                f"port {port} on {host} was taken as the server started; give another with --port"
+            )
+        self.host, self.port = host, port
+        self.answer: Answer | None = None
+        self._render_lock = threading.Lock()  # one render at a time: they share the CPU
+        self._clients: dict[int, _LatestOnly] = {}
+        self._asks = _LatestOnly()
+        self._build_page(start_frame)
+        self.server.on_client_connect(self._connect)
+        self.server.on_client_disconnect(self._disconnect)
+        if session.can_query:
+            threading.Thread(target=self._answer_loop, name="ccl-view-ask", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # --- page ---------------------------------------------------------------------------------------
+
+    def _build_page(self, start_frame: Any) -> None:
+        s, gui = self.session, self.server.gui
+        gui.configure_theme(control_width="medium", show_share_button=False)
+        gui.main_panel.dock_right()  # beside the render, not over it
+        if s.cameras:
+            cam = s.cameras[0] if start_frame is None else start_frame
+            ic = initial_camera(cam)
+            self.server.initial_camera.position = tuple(ic["position"])
+            self.server.initial_camera.look_at = tuple(ic["look_at"])
+            self.server.initial_camera.up = tuple(ic["up"])
+            self.server.initial_camera.fov = ic["fov"]
+        gui.add_markdown(f"**{s.scene}** · {len(s.colour)} Gaussians · variant `{s.variant}`")
+        self.status = gui.add_markdown("")
+        if not s.can_query:
+            self.status.content = "Colour field only: this folder has no language field, so no queries."
+            return
+        self.text = gui.add_text("Query", initial_value="", hint="text; several separated by ';'")
+        self.scale = gui.add_dropdown(
+            "Scale", options=list(s.scale_choices), initial_value=self._initial_scale
+        )
+        self.threshold = gui.add_slider(
+            "Threshold", min=0.0, max=1.0, step=0.01, initial_value=float(s.query_cfg.threshold)
+        )
+        self.export_button = gui.add_button("Export selection (3DGS PLY)", disabled=True)
+        self.status.content = "Type a query."
+        for handle in (self.text, self.scale, self.threshold):
+            handle.on_update(lambda _event: self._asks.put(self._request()))
+        self.export_button.on_click(self._export)
+
+    def _request(self) -> tuple[str, str, float]:
+        return self.text.value, self.scale.value, float(self.threshold.value)
+
+    def _answer_loop(self) -> None:
+        while True:
+            ok, request = self._asks.take()
+            if not ok:
+                return
+            text, scale, threshold = request
+            if not text.strip():
+                self._show(None, "Type a query.")
+                continue
+            try:
+                answer = self.session.ask(text, scale=scale, threshold=threshold)
+            except Exception as e:  # a failing query must not end the page
+                log.exception("ccl view: query %r failed", text)
+                self._show(None, f"The query failed: {type(e).__name__}: {e}")
+                continue
+            if request != self._request():
+                continue  # the page has moved on: answer its newest request instead
+            self._show(answer, answer.message)
+
+    def _show(self, answer: Answer | None, message: str) -> None:
+        self.answer = answer if answer is not None and answer.chosen is not None else None
+        self.status.content = message
+        points = self.session.selected_points(answer) if answer is not None else np.zeros((0, 3), np.float32)
+        if len(points):
+            g = answer.chosen.field.gaussians  # type: ignore[union-attr]
+            # dots a third of a typical selected Gaussian's size: the heat drawn under them stays visible
+            scales = g.log_scales.detach().exp().amax(dim=1).cpu().numpy()[answer.chosen.chosen]
+            size = float(np.median(scales)) / 3
+            self.server.scene.add_point_cloud(
+                "/selection",
+                points=points,
+                colors=HIGHLIGHT_RGB,
+                point_size=max(size, 1e-4),
+                point_shape="circle",
+                precision="float32",
+            )
+        else:
+            with contextlib.suppress(Exception):
+                self.server.scene.remove_by_name("/selection")
+        if hasattr(self, "export_button"):
+            self.export_button.disabled = not (answer is not None and answer.has_selection)
+        for slot in list(self._clients.values()):
+            slot.put()
+
+    def _export(self, event: Any) -> None:
+        answer = self.answer
+        if answer is None or not answer.has_selection:
+            self.status.content = "Nothing to export: ask a query that selects Gaussians first."
+            return
+        try:
+            path = self.session.export(answer, self.export_dir)
+        except (ValueError, OSError) as e:
+            self.status.content = f"Export failed: {e}"
+            return
+        self.status.content = f"{answer.message}. Exported {answer.chosen.n_chosen} Gaussians to `{path}`."
+        log.info("ccl view: exported %s", path)
+        client = getattr(event, "client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):  # the browser may have gone meanwhile
+                client.send_file_download(path.name, path.read_bytes(), save_immediately=True)
+
+    # --- per-browser rendering --------------------------------------------------------------------
+
+    def _connect(self, client: Any) -> None:
+        slot = _LatestOnly()
+        self._clients[client.client_id] = slot
+        client.camera.on_update(lambda _camera: slot.put())
+        threading.Thread(target=self._render_loop, args=(client, slot), daemon=True).start()
+        slot.put()
+
+    def _disconnect(self, client: Any) -> None:
+        slot = self._clients.pop(client.client_id, None)
+        if slot is not None:
+            slot.close()
+
+    def _render_loop(self, client: Any, slot: _LatestOnly) -> None:
+        while True:
+            ok, _ = slot.take()
+            if not ok:
+                return
+            try:
+                cam = client.camera
+                if cam.image_width <= 0 or cam.image_height <= 0:
+                    continue
+                view = camera_from_view(cam.position, cam.wxyz, cam.fov, cam.image_width, cam.image_height,
+                                        max_size=self.max_size)  # fmt: skip
+                with self._render_lock:
+                    frame = self.session.render(view, self.answer)
+                if slot.closed:
+                    return  # gone while rendering: nothing to send
+                client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)
+            except Exception:
+                if slot.closed or client.client_id not in self._clients:
+                    return  # the browser disconnected mid-render: only this thread ends
+                log.exception("ccl view: rendering for browser %s failed", client.client_id)
+
+    def serve_forever(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._asks.close()
+        for slot in list(self._clients.values()):
+            slot.close()
+        self.server.stop()

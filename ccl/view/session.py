@@ -1,0 +1,299 @@
+"""What `ccl view` shows, without the browser: a results folder opened once, a view rendered from any
+camera, a text query answered, its selection exported.
+
+The query logic is ccl.query.view's: `language_source` picks the fields of a `--scale` choice,
+`view_relevance` gives each query's relevance in the view (read at its own scale under `auto`) and
+`choose_gaussians` the Gaussians appendix D selects, which `write_chosen_gaussians` exports as a 3DGS
+PLY. This module only renders the colour field with the relevance over it, from the browser's camera.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccl.query.config import QueryConfig
+
+log = logging.getLogger(__name__)
+
+SCALE_CHOICE_AUTO = "auto"
+
+
+@dataclass(frozen=True, eq=False)
+class Answer:
+    """A text query answered on the session's language fields (or why it could not be)."""
+
+    queries: tuple[str, ...]
+    scale_choice: str  # "auto" or a scale name
+    threshold: float
+    chosen: Any  # ccl.query.view.ChosenGaussians, None when the text was refused
+    message: str  # what the page says about it
+
+    @property
+    def has_selection(self) -> bool:
+        return self.chosen is not None and self.chosen.n_chosen > 0
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    image: np.ndarray  # [H, W, 3] uint8: the colour field, with the relevance over it when asked
+    heat: np.ndarray | None  # [H, W] float32, highest relevance of any query (None: no query)
+
+
+def camera_from_view(
+    position: Any, wxyz: Any, fov_y: float, width: int, height: int, *, max_size: int
+) -> Any:
+    """A pinhole `ccl.scene.Camera` of a browser view: camera-to-world rotation `wxyz` and `position`
+    (OpenCV axes: +x right, +y down, +z forward, as viser reports them), vertical field of view `fov_y`
+    (radians) and the canvas size, scaled so that its longer side is at most `max_size` pixels."""
+    from ccl.scene import Camera
+
+    w, h = max(int(width), 1), max(int(height), 1)
+    s = min(1.0, max_size / max(w, h))
+    w, h = max(1, round(w * s)), max(1, round(h * s))
+    f = 0.5 * h / math.tan(0.5 * float(fov_y))
+    qw, qx, qy, qz = (float(v) for v in np.asarray(wxyz, dtype=np.float64) / np.linalg.norm(wxyz))
+    rot = np.array(
+        [
+            [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)],
+            [2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)],
+            [2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)],
+        ]
+    )
+    w2c = np.eye(4)
+    w2c[:3, :3] = rot.T
+    w2c[:3, 3] = -rot.T @ np.asarray(position, dtype=np.float64)
+    K = np.array([[f, 0.0, w / 2], [0.0, f, h / 2], [0.0, 0.0, 1.0]])
+    return Camera(name="browser", image_path=Path(""), width=w, height=h, K=K, world_to_camera=w2c)
+
+
+def _same_geometry(a: Any, b: Any) -> bool:
+    import torch
+
+    return len(a) == len(b) and all(
+        torch.equal(getattr(a, k), getattr(b, k)) for k in ("means", "quats", "log_scales", "opacity_logits")
+    )
+
+
+class _ViewClassMaps:
+    """A LanguageFieldSource whose class maps for one camera are already rendered: what view_relevance
+    reads (scales, prototypes, class_map), served from the one render that also made the colour."""
+
+    def __init__(self, source: Any, maps: dict[str, np.ndarray]) -> None:
+        self.scales, self._source, self._maps = source.scales, source, maps
+
+    def prototypes(self, scale: str) -> np.ndarray:
+        return self._source.prototypes(scale)
+
+    def class_map(self, scale: str, camera: Any) -> np.ndarray:
+        return self._maps[scale]
+
+
+@dataclass(eq=False)
+class ViewSession:
+    """A results/{scene} folder opened for viewing: the colour field, and the language fields when the
+    folder has them (`sources`: scale choice -> LanguageFieldSource; empty: colour only, no queries)."""
+
+    scene_dir: Path
+    scene: str
+    colour: Any  # ccl.splat.model.Gaussians, the colour field
+    background: tuple[float, float, float]  # what the colour field was trained against
+    cameras: tuple[Any, ...]  # the scene's training views (the browser starts at one)
+    variant: str = "full"
+    sources: dict[str, Any] = field(default_factory=dict)
+    query_cfg: QueryConfig = field(default_factory=QueryConfig)
+    features_cfg: Any = None  # the scene's own text encoder (ccl.query.fields.scene_text_encoder)
+    device: str = "cpu"
+    _shared: dict[int, bool] = field(default_factory=dict, repr=False)
+
+    @property
+    def can_query(self) -> bool:
+        return bool(self.sources)
+
+    @property
+    def scale_choices(self) -> tuple[str, ...]:
+        return tuple(self.sources)
+
+    # --- rendering ------------------------------------------------------------------------------------
+
+    def _shares_geometry(self, lf: Any) -> bool:
+        key = id(lf)
+        if key not in self._shared:
+            self._shared[key] = _same_geometry(self.colour, lf.gaussians)
+        return self._shared[key]
+
+    def render(self, camera: Any, answer: Answer | None = None) -> Frame:
+        """The colour field seen by `camera`; with an answer, each query's relevance (view_relevance)
+        drawn over it as ccl query draws it: turbo where above the threshold, the rest dimmed.
+
+        A language field with the colour field's geometry (the frozen language stage writes them so) is
+        rendered in the same pass as the colour, its features as extra channels; another one alone."""
+        import torch
+
+        from ccl.splat.render import render_channels, render_class_map
+
+        source = self.sources.get(answer.scale_choice) if answer is not None and answer.chosen else None
+        fields = {s: source.language_field(s) for s in source.scales} if source is not None else {}
+        fused = [s for s, lf in fields.items() if self._shares_geometry(lf)]
+        with torch.no_grad():
+            feats = torch.cat([fields[s].features for s in fused], dim=1) if fused else None
+            out = render_channels(self.colour, camera, features=feats, background=self.background)
+            pixels = out.colors[0]  # [H, W, 3 + F * len(fused)]
+            image = np.rint(pixels[..., :3].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+            if source is None:
+                return Frame(image, None)
+            maps, offset = {}, 3
+            for s in fused:
+                lf = fields[s]
+                width = lf.features.shape[1]
+                flat = pixels[..., offset : offset + width].reshape(-1, width)
+                classes = torch.cat([lf.decoder(c).argmax(dim=-1) for c in flat.split(1 << 16)])
+                maps[s] = classes.reshape(pixels.shape[:2]).cpu().numpy()
+                offset += width
+        for s in fields:
+            if s not in maps:
+                maps[s] = render_class_map(fields[s], camera)
+        return self._draw_relevance(image, _ViewClassMaps(source, maps), camera, answer)
+
+    def _draw_relevance(self, image: np.ndarray, maps: Any, camera: Any, answer: Answer) -> Frame:
+        from ccl.query.figures import overlay
+        from ccl.query.view import view_relevance
+
+        cfg = dataclasses.replace(self.query_cfg, threshold=answer.threshold)
+        rel = view_relevance(maps, camera, answer.queries, query_cfg=cfg, features_cfg=self.features_cfg,
+                             device=self.device)  # fmt: skip
+        heat = np.max(np.stack([rel.heat(k) for k in range(len(rel.queries))]), axis=0)
+        return Frame(overlay(image, heat, mask=heat > answer.threshold), heat)
+
+    # --- queries --------------------------------------------------------------------------------------
+
+    def ask(self, text: str, *, scale: str = SCALE_CHOICE_AUTO, threshold: float | None = None) -> Answer:
+        """Answer a query typed on the page (several separated by ';'): the Gaussians appendix D selects
+        (ccl.query.view.choose_gaussians). Bad text and no match are answers too, with their message."""
+        from ccl.query.ops import validate_queries
+        from ccl.query.relevance import text_embeddings
+        from ccl.query.view import choose_gaussians
+
+        threshold = self.query_cfg.threshold if threshold is None else float(threshold)
+        if not self.can_query:
+            return Answer((), scale, threshold, None, "colour field only: no language field to ask")
+        if scale not in self.sources:
+            return Answer(
+                (), scale, threshold, None, f"scale {scale!r}: none here; have {list(self.sources)}"
+            )
+        try:
+            queries = validate_queries([q.strip() for q in text.split(";") if q.strip()], where="query")
+            cfg = dataclasses.replace(self.query_cfg, threshold=threshold)
+        except ValueError as e:
+            return Answer((), scale, threshold, None, str(e))
+        emb = text_embeddings(queries, cfg=cfg, features_cfg=self.features_cfg, device=self.device)
+        chosen = choose_gaussians(self.sources[scale], emb, query_cfg=cfg)
+        n, total = chosen.n_chosen, len(chosen.chosen)
+        if n == 0:
+            message = (
+                f"no match for {', '.join(map(repr, queries))}: no Gaussian above threshold {threshold:.2f} "
+                f"(highest relevance {chosen.max_relevance:.3f}, scale {chosen.scale}); lower the "
+                "threshold or try other words"
+            )
+        else:
+            message = (
+                f"{n} of {total} Gaussians selected for {', '.join(map(repr, queries))} (scale "
+                f"{chosen.scale}, highest relevance {chosen.max_relevance:.3f}, threshold {threshold:.2f})"
+            )
+        return Answer(queries, scale, threshold, chosen, message)
+
+    def selected_points(self, answer: Answer) -> np.ndarray:
+        """[S, 3] float32 centres of the selected Gaussians (what the page highlights in 3D)."""
+        if not answer.has_selection:
+            return np.zeros((0, 3), np.float32)
+        g = answer.chosen.field.gaussians
+        return g.means.detach().cpu().numpy()[answer.chosen.chosen].astype(np.float32)
+
+    def export(self, answer: Answer, out_dir: str | Path) -> Path:
+        """The answer's selection as a 3DGS PLY `<scene>_<query>.ply` in `out_dir` (write_chosen_gaussians)."""
+        from ccl.io.provenance import file_record
+        from ccl.query.view import write_chosen_gaussians
+
+        if not answer.has_selection:
+            raise ValueError(f"nothing to export: {answer.message}")
+        slug = re.sub(r"[^a-z0-9]+", "_", "_".join(answer.queries).lower()).strip("_")[:60] or "selection"
+        out = Path(out_dir) / f"{self.scene}_{slug}.ply"
+        made_by = {
+            "command": "ccl view", "scene_dir": str(self.scene_dir), "queries": list(answer.queries),
+            "variant": self.variant, "scale": answer.chosen.scale, "mode": self.query_cfg.mode,
+            "threshold": answer.threshold,
+            "field": file_record(self.sources[answer.scale_choice].fields[answer.chosen.scale]),
+        }  # fmt: skip
+        return write_chosen_gaussians(out, answer.chosen, format="3dgs", made_by=made_by)
+
+
+def open_session(
+    scene_dir: str | Path,
+    *,
+    variant: str = "full",
+    query_cfg: QueryConfig,
+    scene_cfg: Any,
+    text_encoder: Any = None,
+    device: str = "cpu",
+) -> ViewSession:
+    """Open a results/{scene} folder, checking everything before a server starts: its manifest, its
+    colour field, and, when it has language fields of `variant`, every field with its codebook (shapes,
+    provenance: ccl.query.fields) and the text encoder (`text_encoder()` -> features config, called only
+    then). A folder without language fields opens colour-only."""
+    from ccl.query.fields import scene_fields
+    from ccl.query.view import language_source
+    from ccl.scene import load_scene_from_manifest, read_manifest
+    from ccl.splat.checkpoint import load_rgb_field
+
+    scene_dir = Path(scene_dir)
+    manifest = scene_dir / "scene.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"{scene_dir}: not a results folder (no scene.json); give a results/<scene> folder the "
+            "workflow has written (its rule scene_manifest makes scene.json)"
+        )
+    m = read_manifest(manifest)
+    rgb_path = scene_dir / "gaussians" / "rgb.safetensors"
+    if not rgb_path.is_file():
+        raise FileNotFoundError(
+            f"{rgb_path}: not found; the colour field is made by the workflow's rule train_rgb: run the "
+            "workflow up to it"
+        )
+    colour, header = load_rgb_field(rgb_path, scene=m.name)
+    background = tuple(float(v) for v in (header.get("config") or {}).get("background", (0.0, 0.0, 0.0)))
+    cameras = load_scene_from_manifest(manifest, cfg=scene_cfg).cameras
+    gdir = scene_dir / "gaussians" / variant
+    has_fields = any(not p.name.endswith(".partial.safetensors") for p in gdir.glob("*.safetensors"))
+    sources: dict[str, Any] = {}
+    features_cfg = None
+    if has_fields:
+        fields, _ = scene_fields(scene_dir, variant)  # refuses a field without its codebook
+        scales = [s for s in ("sp", "wp", "all") if s in fields] + sorted(
+            s for s in fields if s not in ("sp", "wp", "all")
+        )
+        for choice in (SCALE_CHOICE_AUTO, *scales):
+            sources[choice] = language_source(scene_dir, variant, scale=choice, scene=m.name, device=device)
+        # every field loaded now, so that a bad one (shapes, another run's codebook: ccl.query.fields)
+        # is refused before the server starts; a single-scale choice whose field `auto` already holds
+        # loads its own copy only when first picked
+        checked = set(sources[SCALE_CHOICE_AUTO].scales)
+        for s in checked:
+            sources[SCALE_CHOICE_AUTO].language_field(s)
+        for s in scales:
+            if s not in checked:
+                sources[s].language_field(s)
+        features_cfg = text_encoder() if text_encoder is not None else None
+    else:
+        log.info("%s: no language field of variant %r; the view shows the colour field only", gdir, variant)
+    return ViewSession(
+        scene_dir=scene_dir, scene=m.name, colour=colour.to(device), background=background,  # type: ignore[arg-type]
+        cameras=tuple(cameras), variant=variant, sources=sources, query_cfg=query_cfg,
+        features_cfg=features_cfg, device=device,
+    )  # fmt: skip
