@@ -5,11 +5,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 CORES  ?= all
 
 .PHONY: setup run dry-run test test-all lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CHROMIUM)
+
+# Debian's chromium, for the browser test of `ccl view` (playwright drives it; its own browser download
+# cannot be used). Needs root; without it the test is skipped with its reason (on CI it fails instead).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  || echo "make setup: chromium not installed (apt-get needs root); the ccl view browser test will be skipped"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
