@@ -14,6 +14,7 @@ import logging
 import math
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from ccl.view.session import SCALE_CHOICE_AUTO, Answer, ViewSession, camera_from
 log = logging.getLogger(__name__)
 
 HIGHLIGHT_RGB = (255, 0, 255)  # the selected Gaussians' points in 3D (not a turbo colour)
+MOVING_S = 0.3  # a camera update this soon after the last frame: the camera is moving
+MOVING_CLASS_STRIDE = 2  # while it moves, classes decoded on every 2nd pixel (4x fewer); refined when still
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -72,10 +75,13 @@ class _LatestOnly:
             self.closed = True
             self._cond.notify()
 
-    def take(self) -> tuple[bool, Any]:
+    def take(self, timeout: float | None = None) -> tuple[bool, Any]:
+        """(open, value) once something is put or the slot closes; (open, None) after `timeout`."""
         with self._cond:
-            while not self._pending and not self.closed:
-                self._cond.wait()
+            if not self._pending and not self.closed:
+                self._cond.wait_for(lambda: self._pending or self.closed, timeout)
+            if not self._pending:
+                return not self.closed, None
             value, self._pending = self._value, False
             return not self.closed, value
 
@@ -237,18 +243,25 @@ class ViewServer:
             slot.close()
 
     def _render_loop(self, client: Any, slot: _LatestOnly) -> None:
+        coarse = False  # the last frame sent decoded classes on a coarse grid: refine it once still
+        last = 0.0
         while True:
-            ok, _ = slot.take()
+            ok, request = slot.take(timeout=MOVING_S if coarse else None)
             if not ok:
                 return
+            moving = request is not None and time.monotonic() - last < MOVING_S
+            if request is None and not coarse:
+                continue
             try:
                 cam = client.camera
                 if cam.image_width <= 0 or cam.image_height <= 0:
                     continue
                 view = camera_from_view(cam.position, cam.wxyz, cam.fov, cam.image_width, cam.image_height,
                                         max_size=self.max_size)  # fmt: skip
+                stride = MOVING_CLASS_STRIDE if moving else 1
                 with self._render_lock:
-                    frame = self.session.render(view, self.answer)
+                    frame = self.session.render(view, self.answer, class_stride=stride)
+                coarse, last = stride > 1 and frame.heat is not None, time.monotonic()
                 if slot.closed:
                     return  # gone while rendering: nothing to send
                 client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)

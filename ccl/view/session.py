@@ -129,12 +129,14 @@ class ViewSession:
             self._shared[key] = _same_geometry(self.colour, lf.gaussians)
         return self._shared[key]
 
-    def render(self, camera: Any, answer: Answer | None = None) -> Frame:
+    def render(self, camera: Any, answer: Answer | None = None, *, class_stride: int = 1) -> Frame:
         """The colour field seen by `camera`; with an answer, each query's relevance (view_relevance)
         drawn over it as ccl query draws it: turbo where above the threshold, the rest dimmed.
 
         A language field with the colour field's geometry (the frozen language stage writes them so) is
-        rendered in the same pass as the colour, its features as extra channels; another one alone."""
+        rendered in the same pass as the colour, its features as extra channels; another one alone.
+        `class_stride` s > 1 decodes the class of every s-th pixel of each row and column only, repeated
+        over its s x s block (the page's frames while the camera moves: decoding is most of a frame)."""
         import torch
 
         from ccl.splat.render import render_channels, render_class_map
@@ -149,13 +151,18 @@ class ViewSession:
             image = np.rint(pixels[..., :3].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
             if source is None:
                 return Frame(image, None)
-            maps, offset = {}, 3
+            maps, offset, step = {}, 3, max(1, int(class_stride))
+            h, w = pixels.shape[:2]
             for s in fused:
                 lf = fields[s]
                 width = lf.features.shape[1]
-                flat = pixels[..., offset : offset + width].reshape(-1, width)
-                classes = torch.cat([lf.decoder(c).argmax(dim=-1) for c in flat.split(1 << 16)])
-                maps[s] = classes.reshape(pixels.shape[:2]).cpu().numpy()
+                grid = pixels[::step, ::step, offset : offset + width]
+                flat = grid.reshape(-1, width)
+                classes = torch.cat([lf.decoder(c).argmax(dim=-1) for c in flat.split(1 << 14)])
+                cls = classes.reshape(grid.shape[:2]).cpu().numpy()
+                if step > 1:
+                    cls = np.repeat(np.repeat(cls, step, axis=0), step, axis=1)[:h, :w]
+                maps[s] = cls
                 offset += width
         for s in fields:
             if s not in maps:

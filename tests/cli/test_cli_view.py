@@ -112,6 +112,10 @@ def test_relevance_drawn_in_one_pass_equals_view_relevance_and_lies_on_the_objec
     lit_other = session.render(cam, session.ask(other)).heat > answer.threshold
     assert lit_other.sum() > 0 and (lit_other & near_mug).sum() / lit_other.sum() < 0.2
     assert not np.array_equal(frame.image, plain.image)
+    # while the camera moves, classes are decoded on every 2nd pixel: those pixels are exact
+    coarse = session.render(cam, answer, class_stride=2)
+    np.testing.assert_array_equal(coarse.heat[::2, ::2], frame.heat[::2, ::2])
+    assert coarse.heat.shape == frame.heat.shape
 
 
 def test_no_match_bad_text_and_export(tiny_view_results, session, tmp_path):
