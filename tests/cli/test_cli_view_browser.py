@@ -95,10 +95,10 @@ def _settled_shot(page, *, unlike: np.ndarray | None = None, timeout: float = 30
     raise AssertionError("the page's render did not arrive or did not settle")
 
 
-def _query_input(page):
-    return page.locator(
-        "xpath=//label[text()='Query']/ancestor::div[contains(@class,'mantine-Flex-root')][1]//input"
-    )
+def _input(page, label: str):
+    """The visible text input of the page's widget labelled `label` (viser's labels name no input)."""
+    row = f"//label[text()='{label}']/ancestor::div[contains(@class,'mantine-Flex-root')][1]"
+    return page.locator(f"xpath={row}//input[not(@type='hidden')]")
 
 
 def _mask_in_canvas(mask: np.ndarray, cam, size_hw: tuple[int, int]) -> np.ndarray:
@@ -141,7 +141,7 @@ def test_view_in_chromium(chromium, tiny_view_results, tmp_path):
             page.get_by_text("Type a query.").wait_for(timeout=30_000)
             plain = _settled_shot(page)
 
-            _query_input(page).fill("red mug")
+            _input(page, "Query").fill("red mug")
             page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
             asked = _settled_shot(page, unlike=plain)
             shot = tmp_path / "view_red_mug.png"
@@ -162,6 +162,15 @@ def test_view_in_chromium(chromium, tiny_view_results, tmp_path):
             page.get_by_text("Exported").wait_for(timeout=30_000)
             exported = read_gaussians_ply(tmp_path / "tiny_red_mug.ply")
             assert len(exported) == int((classes == k + 1).sum())
+
+            # a threshold nothing passes: the page says so
+            threshold = _input(page, "Threshold")
+            threshold.fill("1")
+            threshold.press("Enter")
+            page.get_by_text("no match for 'red mug'").wait_for(timeout=30_000)
+            threshold.fill("0.5")
+            threshold.press("Enter")
+            page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
 
             # a browser that leaves while its first frame renders; the next one is still served
             gone = browser.new_page(viewport=VIEWPORT)
