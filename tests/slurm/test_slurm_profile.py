@@ -1,7 +1,8 @@
 """profiles/slurm against a real single-node Slurm (tests/slurm/local_slurm.sh) on localhost.
 
-The default config runs once through the slurm executor and once locally; sacct must list the jobs
-the executor submitted, and the outputs must agree.
+The tiny config of tests/test_end_to_end.py (the default's shape: every rule, both variants and
+scales) runs once through the slurm executor and once locally; sacct must list the jobs the executor
+submitted, and the outputs must agree. `.ci/run` runs it after `make test`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from test_end_to_end import TINY
 
 from ccl.config import REPO_ROOT
 
@@ -52,7 +55,9 @@ def slurm_env():
 
 
 def _snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
-    shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
+    # the tiny config of the end-to-end test: the default's shape (every rule, both variants and
+    # scales), sized so that the cluster path fits in CI
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
     return _run(
         [
             SNAKEMAKE,
@@ -121,7 +126,7 @@ def _compare_outputs(a: Path, b: Path) -> list[str]:
     return diffs
 
 
-def test_default_config_runs_through_sbatch_and_matches_a_local_run(slurm_env, tmp_path):
+def test_tiny_config_runs_through_sbatch_and_matches_a_local_run(slurm_env, tmp_path):
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
     slurm_dir.mkdir(), local_dir.mkdir()
 
