@@ -10,10 +10,10 @@ CORES  ?= all
 
 .PHONY: setup run dry-run test test-all lint bench clean
 
-setup: $(STAMP) $(CHROMIUM)
+setup: $(STAMP)
 
 # Debian's chromium, for the browser test of `ccl view` (playwright drives it; its own browser download
-# cannot be used). Needs root; without it the test is skipped with its reason (on CI it fails instead).
+# cannot be used): a prerequisite of the tests only, so `make run` installs no browser. Needs root; without it the test is skipped with its reason (on CI it fails instead).
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	  || echo "make setup: chromium not installed (apt-get needs root); the ccl view browser test will be skipped"
@@ -31,10 +31,10 @@ run: setup
 dry-run: setup
 	$(BIN)/snakemake -n
 
-test: setup
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-all: setup
+test-all: setup $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 lint: setup
