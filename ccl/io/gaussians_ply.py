@@ -30,18 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ccl.io.ply import PLY_TYPES
+
 if TYPE_CHECKING:
     from ccl.splat.model import Gaussians
 
 SH_REST_COUNTS = {0: 0, 1: 9, 2: 24, 3: 45}  # degree -> number of f_rest_* properties
 MADE_BY_COMMENT = "ccl"  # `comment ccl {json}`: the header line holding what made the file
-
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
 
 
 def gaussians_ply_properties(sh_degree: int) -> list[str]:
@@ -162,8 +157,8 @@ def _read_header(path: Path) -> _Header:
             elif t[0] == "property" and elements:
                 if t[1] == "list":
                     elements[-1][2].append((t[-1], "list"))
-                elif t[1] in _PLY_TYPES and len(t) == 3:
-                    elements[-1][2].append((t[2], _PLY_TYPES[t[1]]))
+                elif t[1] in PLY_TYPES and len(t) == 3:
+                    elements[-1][2].append((t[2], PLY_TYPES[t[1]]))
                 else:
                     raise _fix(path, f"unknown property line {' '.join(t)!r}")
         offset = f.tell()

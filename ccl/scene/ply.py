@@ -6,12 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
+from ccl.io.ply import PLY_TYPES
 
 
 def _fix(path: Path, what: str) -> ValueError:
@@ -46,8 +41,8 @@ def read_ply_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             elif t[0] == "property" and elements:
                 if t[1] == "list":
                     elements[-1][2].append((t[-1], "list"))
-                elif t[1] in _PLY_TYPES:
-                    elements[-1][2].append((t[2], _PLY_TYPES[t[1]]))
+                elif t[1] in PLY_TYPES:
+                    elements[-1][2].append((t[2], PLY_TYPES[t[1]]))
                 else:
                     raise _fix(path, f"unknown property type {t[1]!r}")
         body = f.read()
