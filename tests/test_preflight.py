@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-from scene.scene_testkit import make_colmap_scene
-from workflow_testkit import checkpoint_files, repo_copy, snakemake
+from workflow_testkit import checkpoint_files, minimal_lerf_ovs_scene, repo_copy, snakemake
 
 from ccl.config import validate_config
 from ccl.preflight import MASKS_PER_VIEW_CEILING, PreflightError, check_run, find_problems
@@ -18,23 +16,6 @@ REAL_BACKENDS = {  # checkpoints named but absent unless a test makes them
     "tracks": {"backend": "sam2", "sam2_checkpoint": "ckpt/sam2.1_hiera_large.pt"},
     "features": {"backend": "open_clip", "pretrained": "ckpt/open_clip_pytorch_model.bin"},
 }
-
-
-def _label(frame: str, w: int = 64, h: int = 48) -> dict:
-    square = [[4.0, 4.0], [20.0, 4.0], [20.0, 20.0], [4.0, 20.0]]
-    return {
-        "info": {"name": f"{frame}.jpg", "width": w, "height": h},
-        "objects": [{"category": "cube", "segmentation": square, "bbox": [4, 4, 20, 20], "iscrowd": 0}],
-    }
-
-
-def _lerf_scene(root: Path, name: str, *, n: int = 6, label_frames=("frame_00001",)) -> None:
-    """<root>/<name>/images + sparse/0 and <root>/label/<name>/*.json, as LERF-OVS ships them."""
-    make_colmap_scene(root / name, n=n, fmt="bin")
-    labels = root / "label" / name
-    labels.mkdir(parents=True)
-    for frame in label_frames:
-        (labels / f"{frame}.json").write_text(json.dumps(_label(frame)))
 
 
 def _config(data_root: Path, scenes: dict, **extra) -> dict:
@@ -47,7 +28,7 @@ def _keys(problems) -> list[str]:
 
 def test_a_well_formed_benchmark_scene_has_no_problem(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     checkpoint_files(tmp_path, REAL_BACKENDS)
     cfg = _config(
         tmp_path / "data",
@@ -59,7 +40,7 @@ def test_a_well_formed_benchmark_scene_has_no_problem(tmp_path, monkeypatch):
 
 
 def test_sim_backends_on_a_real_scene_are_refused_per_stage(tmp_path):
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     cfg = _config(
         tmp_path / "data",
         {"ramen": {"source": "colmap", "path": "ramen", "labels": "label/ramen"}},
@@ -72,7 +53,7 @@ def test_sim_backends_on_a_real_scene_are_refused_per_stage(tmp_path):
 
 def test_missing_checkpoints_are_named_with_their_keys(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     cfg = _config(
         tmp_path / "data",
         {"ramen": {"source": "colmap", "path": "ramen", "labels": "label/ramen"}},
@@ -87,7 +68,7 @@ def test_missing_checkpoints_are_named_with_their_keys(tmp_path, monkeypatch):
 def test_checkpoints_of_another_model_are_refused_before_any_job(tmp_path, monkeypatch):
     """The file is there but holds another model: found from its tensor index, no tensor read."""
     monkeypatch.chdir(tmp_path)
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     checkpoint_files(tmp_path, REAL_BACKENDS)
     other = {  # vit_b, hiera_t and ViT-B-32 files where the config names vit_h, hiera_l and ViT-B-16
         "masks": {**REAL_BACKENDS["masks"], "sam_model_type": "vit_b"},
@@ -113,7 +94,7 @@ def test_a_pickle_bearing_checkpoint_is_never_loaded_nor_is_unsafe_loading_advis
     import pickle
 
     monkeypatch.chdir(tmp_path)
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     checkpoint_files(tmp_path, REAL_BACKENDS)
     import torch
 
@@ -133,7 +114,7 @@ def test_a_pickle_bearing_checkpoint_is_never_loaded_nor_is_unsafe_loading_advis
 
 
 def test_unlabelled_scene_of_a_labelled_protocol_names_protocol_none(tmp_path):
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     cfg = _config(
         tmp_path / "data", {"ramen": {"source": "colmap", "path": "ramen"}}, codebook={"n_prototypes": 8}
     )
@@ -142,7 +123,7 @@ def test_unlabelled_scene_of_a_labelled_protocol_names_protocol_none(tmp_path):
 
 
 def test_labels_of_frames_the_scene_does_not_have(tmp_path):
-    _lerf_scene(tmp_path / "data", "ramen", label_frames=("frame_00001", "frame_00099"))
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen", label_frames=("frame_00001", "frame_00099"))
     cfg = _config(
         tmp_path / "data",
         {"ramen": {"source": "colmap", "path": "ramen", "labels": "label/ramen"}},
@@ -167,7 +148,7 @@ def test_a_3dovs_view_without_the_mask_of_a_listed_class(tmp_path):
 
 
 def test_single_view_scene_with_held_out_views(tmp_path):
-    _lerf_scene(tmp_path / "data", "one", n=1)
+    minimal_lerf_ovs_scene(tmp_path / "data", "one", n_views=1)
     cfg = _config(
         tmp_path / "data",
         {"one": {"source": "colmap", "path": "one", "protocol": "none"}},
@@ -179,7 +160,7 @@ def test_single_view_scene_with_held_out_views(tmp_path):
 
 
 def test_more_prototypes_than_a_six_view_scene_can_fill(tmp_path):
-    _lerf_scene(tmp_path / "data", "six", n=6)
+    minimal_lerf_ovs_scene(tmp_path / "data", "six", n_views=6)
     cfg = _config(
         tmp_path / "data",
         {"six": {"source": "colmap", "path": "six", "protocol": "none"}},
@@ -197,7 +178,7 @@ def test_more_prototypes_than_a_six_view_scene_can_fill(tmp_path):
 
 
 def test_mistyped_path_shared_folder_and_missing_data_root(tmp_path):
-    _lerf_scene(tmp_path / "data", "ramen")
+    minimal_lerf_ovs_scene(tmp_path / "data", "ramen")
     scenes = {
         "ramen": {"source": "colmap", "path": "ramen", "protocol": "none"},
         "raman": {"source": "colmap", "path": "raman", "protocol": "none"},  # the typo
@@ -215,7 +196,7 @@ def test_mistyped_path_shared_folder_and_missing_data_root(tmp_path):
 
 def test_synthetic_default_passes_and_check_run_lists_every_problem(tmp_path, default_config):
     check_run(default_config)  # the embedded default has nothing to refuse
-    _lerf_scene(tmp_path / "data", "one", n=1)
+    minimal_lerf_ovs_scene(tmp_path / "data", "one", n_views=1)
     cfg = _config(tmp_path / "data", {"one": {"source": "colmap", "path": "one"}})
     with pytest.raises(PreflightError) as e:
         check_run(cfg, source="bench.yaml")
@@ -228,7 +209,7 @@ def test_synthetic_default_passes_and_check_run_lists_every_problem(tmp_path, de
 def test_snakemake_refuses_before_any_job_even_on_a_dry_run(tmp_path):
     """From a copy of the repository root, a bad benchmark config stops at parse time: nothing is made."""
     repo = repo_copy(tmp_path / "repo")
-    _lerf_scene(repo / "data" / "lerf_ovs", "ramen", n=1)
+    minimal_lerf_ovs_scene(repo / "data" / "lerf_ovs", "ramen", n_views=1)
     shutil.copytree(
         repo / "data" / "lerf_ovs" / "label" / "ramen", repo / "data" / "lerf_ovs" / "label" / "x"
     )
