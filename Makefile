@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CORES  ?= all
 
-.PHONY: setup run dry-run test test-all lint bench clean
+.PHONY: setup run dry-run test test-all lint bench checkpoints gpu-check clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The official SAM vit_h, SAM2.1 hiera_l and OpenCLIP ViT-B-16 weights where configs/lerf_ovs.yaml and
+# configs/3dovs.yaml name them (ccl.weights: resumable, checked by sha256, SHA256SUMS kept beside them).
+checkpoints: setup
+	$(BIN)/python -m ccl.weights --dest checkpoints
 
 clean:
 	rm -rf results logs benchmarks .snakemake
