@@ -27,7 +27,12 @@ if not workflow.overwrite_configfiles:
 # fills only the top level's); it also reads nested `--config` values, which Snakemake leaves as
 # strings, as YAML. Snakemake's validate then checks the result.
 CONFIG_SOURCE = " ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml"
-config.update(validate_config(config, source=CONFIG_SOURCE))
+try:
+    _validated = validate_config(config, source=CONFIG_SOURCE)
+except ValueError as e:
+    raise WorkflowError(str(e)) from None  # names the file, the key and the fix: no traceback
+config.clear()  # in place (workflow.config is this dict); `seed` becomes `seeds`, so none is left over
+config.update(_validated)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 # Every check the config and the scene folders allow, over every scene, all reported at once before any
@@ -49,6 +54,7 @@ wildcard_constraints:
     scene=SCENE_PATTERN,
     scale="sp|wp|all",
     variant="full|base|pull|push",
+    seed=r"\d+",
 
 
 include: "workflow/rules/scene.smk"

@@ -47,7 +47,8 @@ def main(workdir: str | None = None) -> dict:
     scene = next(iter(config["scenes"]))
     load_before = os.getloadavg()
     _run_fields(work, config)
-    res = work / "results" / scene / "gaussians"
+    seed = config["seeds"][0]
+    res = work / "results" / scene / f"seed{seed}" / "gaussians"
     rgb = json.loads((res / "rgb.metrics.json").read_text())
     out = {
         "scene": scene,
@@ -77,9 +78,9 @@ def main(workdir: str | None = None) -> dict:
                 "index_consistency": m["index_consistency"] and round(m["index_consistency"], 4),
                 "labelled_fraction": round(m["labelled_fraction"], 3), "n_classes": m["n_classes"],
                 "iterations": m["iterations"],
-                "benchmark": _benchmark(work / "benchmarks" / "train_language" / f"{scene}_{v}_{s}.tsv"),
+                "benchmark": _benchmark(work / "benchmarks" / "train_language" / f"{scene}_seed{seed}_{v}_{s}.tsv"),
             })  # fmt: skip
-    out["ground_truth_maps"] = fit_ground_truth_maps(work / "results" / scene, config)
+    out["ground_truth_maps"] = fit_ground_truth_maps(work / "results" / scene, config, seed=seed)
     out["language_over_seeds"] = language_over_seeds(work, config, out["train_language"])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=2) + "\n")
@@ -88,12 +89,13 @@ def main(workdir: str | None = None) -> dict:
     return out
 
 
-def _run_fields(work: Path, config: dict, *extra: str) -> None:
-    """The workflow in `work` up to the colour field and every language field (`extra` last: Snakemake
-    reads every word after --config as a setting)."""
+def _run_fields(work: Path, config: dict, *extra: str, seed: int | None = None) -> None:
+    """The workflow in `work` up to the colour field and every language field of `seed` (default: the
+    config's first; `extra` last: Snakemake reads every word after --config as a setting)."""
     scene = next(iter(config["scenes"]))
-    targets = [f"results/{scene}/gaussians/rgb.safetensors"] + [
-        f"results/{scene}/gaussians/{v}/{s}.safetensors" for v in config["variants"] for s in config["scales"]
+    run = f"results/{scene}/seed{config['seeds'][0] if seed is None else seed}"
+    targets = [f"{run}/gaussians/rgb.safetensors"] + [
+        f"{run}/gaussians/{v}/{s}.safetensors" for v in config["variants"] for s in config["scales"]
     ]
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1), *targets, *extra]  # fmt: skip
@@ -104,16 +106,22 @@ def language_over_seeds(work: Path, config: dict, first: list[dict]) -> dict:
     """Language accuracy and map consistency per variant × scale at the config's seed (`first`, rows of
     train_language) and at EXTRA_SEEDS, each run in its own subfolder of `work`; min and mean per cell."""
     scene = next(iter(config["scenes"]))
-    rows = [{"seed": int(config["seed"]), **{k: r[k] for k in ("variant", "scale", "accuracy_all", "index_consistency")}}
+    rows = [{"seed": int(config["seeds"][0]), **{k: r[k] for k in ("variant", "scale", "accuracy_all", "index_consistency")}}
             for r in first]  # fmt: skip
     for seed in EXTRA_SEEDS:
         sub = work / f"seed{seed}"
         sub.mkdir(exist_ok=True)
         shutil.copy(work / "config.yaml", sub / "config.yaml")
-        _run_fields(sub, config, "--config", f"seed={seed}")
+        # the whole workflow in its own folder, the scene's stages too (not the workflow's `seeds`, which
+        # share them): how far one seed's fields are from another's when everything upstream moves too
+        _run_fields(sub, config, "--config", f"seed={seed}", seed=seed)
         for v in config["variants"]:
             for s in config["scales"]:
-                m = json.loads((sub / "results" / scene / "gaussians" / v / f"{s}.metrics.json").read_text())
+                m = json.loads(
+                    (
+                        sub / "results" / scene / f"seed{seed}" / "gaussians" / v / f"{s}.metrics.json"
+                    ).read_text()
+                )
                 rows.append({"seed": seed, "variant": v, "scale": s, "accuracy_all": round(m["accuracy_all"], 4),
                              "index_consistency": m["index_consistency"] and round(m["index_consistency"], 4)})  # fmt: skip
     summary = []
@@ -125,7 +133,7 @@ def language_over_seeds(work: Path, config: dict, first: list[dict]) -> dict:
     return {"rows": rows, "summary": summary}
 
 
-def fit_ground_truth_maps(results: Path, config: dict) -> list[dict]:
+def fit_ground_truth_maps(results: Path, config: dict, *, seed: int) -> list[dict]:
     """The language field of the default config trained on the colour field, against index maps painted
     from gt.h5 (one class per object, part or subpart id; −1 where the layer has none): maps that agree
     across views by construction, so the accuracy is the field's own, free of upstream inconsistency."""
@@ -144,7 +152,7 @@ def fit_ground_truth_maps(results: Path, config: dict) -> list[dict]:
     scene = load_scene_from_manifest(
         results / "scene.json", cfg=section(SceneLoadConfig, config["scene_load"])
     )
-    gaussians, _ = load_rgb_field(results / "gaussians" / "rgb.safetensors")
+    gaussians, _ = load_rgb_field(results / f"seed{seed}" / "gaussians" / "rgb.safetensors")
     cfg = section(LanguageConfig, config["language"])
     voxel = 0.01 * scene_scale(np.stack([c.center for c in scene.cameras]))
     gt = GroundTruth(results / "scene" / "gt.h5", scene.frame_names)
@@ -156,7 +164,7 @@ def fit_ground_truth_maps(results: Path, config: dict) -> list[dict]:
             ids = np.unique(np.concatenate([m[m >= 0] for m in raw]))
             maps = [np.where(m >= 0, np.searchsorted(ids, m), -1) for m in raw]
             _, m = fit_language(scene.cameras, maps, n_classes=len(ids), gaussians=gaussians, cfg=cfg,
-                                seed=int(config["seed"]))  # fmt: skip
+                                seed=seed)  # fmt: skip
             rows.append({"layer": layer, "n_classes": len(ids), "accuracy_all": round(m.accuracy_all, 4),
                          "accuracy_heldout": m.accuracy_heldout and round(m.accuracy_heldout, 4),
                          "index_consistency": round(index_consistency(gaussians, scene.cameras, maps, voxel=voxel), 4),

@@ -21,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
+DEFAULT_SEED = 0  # a config with neither `seed` nor `seeds`
 
 
 def section(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str = "config") -> T:
@@ -82,6 +83,7 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
     config = copy.deepcopy(config)
     validator = validator_cls(schema, registry=registry)
     _coerce_strings(validator, config)
+    _check_seed_keys(config, source)
     try:
         validator.validate(config)
     except jsonschema.ValidationError as e:
@@ -93,7 +95,35 @@ def validate_config(config: dict[str, Any], *, source: str | os.PathLike = "conf
             ) from None
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ValueError(f"{source}: invalid config at '{where}': {e.message}") from None
+    # One form for the rules: `seeds`, always a list (`seed: N` is `seeds: [N]`; neither is seed 0).
+    seed = config.pop("seed", DEFAULT_SEED)
+    config.setdefault("seeds", [seed])
     return config
+
+
+def _check_seed_keys(config: Mapping[str, Any], source: str | os.PathLike) -> None:
+    """Refuse `seed` with `seeds`, an empty `seeds` and a seed listed twice, each with its fix (the
+    schema's own messages for the last two name no fix)."""
+    if "seed" in config and "seeds" in config:
+        raise ValueError(
+            f"{source}: both `seed` ({config['seed']!r}) and `seeds` ({config['seeds']!r}) are set: give one, "
+            "`seeds: [0, 1, 2]` to repeat the run with several seeds or `seed: N` for one (a `--config seed=N` "
+            "over a config file with `seeds`, or the reverse, sets both)"
+        )
+    seeds = config.get("seeds")
+    if not isinstance(seeds, list):
+        return  # absent, or of the wrong type: the schema refuses the latter
+    if not seeds:
+        raise ValueError(
+            f"{source}: `seeds: []` names no seed: list at least one, e.g. `seeds: [0]`, or leave the key out "
+            f"for seed {DEFAULT_SEED}"
+        )
+    repeated = [s for s in dict.fromkeys(seeds) if seeds.count(s) > 1]
+    if repeated:
+        raise ValueError(
+            f"{source}: `seeds: {seeds}` lists {repeated} more than once; a seed's runs share one folder "
+            f"(results/{{scene}}/seed{{N}}), so each is run once: `seeds: {list(dict.fromkeys(seeds))}`"
+        )
 
 
 _SCHEMA_TYPES = {

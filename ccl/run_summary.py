@@ -6,6 +6,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+from ccl.results_tree import seed_of_dir
+
 SHOWN_PER_SCENE = 4  # files named one by one; beyond, a count per stage folder
 STAGE_ORDER = ("scene", "export", "masks", "tracks", "features", "codebook", "gaussians", "eval")  # the DAG's
 
@@ -41,16 +43,25 @@ def closing_message(results: str | os.PathLike, started: float) -> str:
             lines.append(f"  {scene}: " + ", ".join(f"results/{f}" for f in scene_files))
             continue
         stages: dict[str, int] = defaultdict(int)
+        seeds = set()
         for f in scene_files:
-            stages[f.parts[1] if len(f.parts) > 2 else f.name] += 1
+            parts = f.parts[1:]
+            seed = seed_of_dir(parts[0]) if len(parts) > 1 else None
+            if seed is not None:  # a seed's run (ccl.results_tree): counted with its stage over every seed
+                seeds.add(seed)
+                parts = parts[1:]
+            stages[parts[0]] += 1
         order = sorted(
             stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s)
         )
         counts = ", ".join(f"{stage} ({stages[stage]})" for stage in order)
-        lines.append(f"  {scene}: {len(scene_files)} files in results/{scene}/: {counts}")
+        runs = f"; runs of seed {', '.join(map(str, sorted(seeds)))}" if seeds else ""
+        lines.append(f"  {scene}: {len(scene_files)} files in results/{scene}/: {counts}{runs}")
     if tables:
         md = [f"results/{f}" for f in tables if f.suffix == ".md"]
         lines.append(f"  tables: {', '.join(md)} (and .csv beside each)")
-        lines.append("Per-query IoUs: results/<scene>/eval/<variant>/queries.csv. HTML report with tables")
+        lines.append(
+            "Per-query IoUs: results/<scene>/seed<N>/eval/<variant>/queries.csv. HTML report with tables"
+        )
         lines.append("and relevance maps: snakemake --report results/report.html")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ def benchmark_repo(tmp_path_factory):
 
 def _expected_jobs(config: dict) -> dict[str, int]:
     n_scenes, n_scales, n_variants = len(config["scenes"]), len(config["scales"]), len(config["variants"])
+    n_seeds = len(config["seeds"])  # a run per seed from the codebook on; the stages before, once
     return {
         "synthetic_scene": 0,
         "scene_manifest": n_scenes,
@@ -42,10 +43,10 @@ def _expected_jobs(config: dict) -> dict[str, int]:
         "merge_masks": n_scenes * n_scales,
         "track_masks": n_scenes * n_scales,
         "clip_features": n_scenes * n_scales,
-        "train_codebook": n_scenes * n_scales * n_variants,
-        "train_rgb": n_scenes,
-        "train_language": n_scenes * n_scales * n_variants,
-        "evaluate": n_scenes * n_variants,
+        "train_codebook": n_seeds * n_scenes * n_scales * n_variants,
+        "train_rgb": n_seeds * n_scenes,
+        "train_language": n_seeds * n_scenes * n_scales * n_variants,
+        "evaluate": n_seeds * n_scenes * n_variants,
         "tables": 1,
     }
 
@@ -83,6 +84,33 @@ def test_ablation_config_adds_variants_and_the_merged_scale(benchmark_repo):
     r = snakemake(benchmark_repo, "-n", "--configfile", "configs/lerf_ovs.yaml", "configs/ablation.yaml")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert {k: job_counts(r.stdout).get(k, 0) for k in _expected_jobs(config)} == _expected_jobs(config)
+
+
+def test_three_seeds_repeat_the_training_and_share_the_preprocessing(benchmark_repo):
+    config = load_config(CONFIGS / "lerf_ovs.yaml", overrides={"seeds": [0, 1, 2]})
+    r = snakemake(benchmark_repo, "-n", "--configfile", "configs/lerf_ovs.yaml", "--config", "seeds=[0,1,2]")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert {k: job_counts(r.stdout).get(k, 0) for k in _expected_jobs(config)} == _expected_jobs(config)
+    assert "results/ramen/seed2/gaussians/full/sp.safetensors" in r.stdout
+    assert "results/ramen/seed1/eval/full/queries.csv" in r.stdout
+    assert "results/ramen/features/sp.h5" in r.stdout and "results/ramen/seed1/features" not in r.stdout
+
+
+def test_seed_over_a_config_with_seeds_is_refused_before_any_job(benchmark_repo):
+    (benchmark_repo / "three_seeds.yaml").write_text("seeds: [0, 1, 2]\n")
+    r = snakemake(
+        benchmark_repo,
+        "-n",
+        "--configfile",
+        "configs/lerf_ovs.yaml",
+        "three_seeds.yaml",
+        "--config",
+        "seed=4",
+    )
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "three_seeds.yaml: both `seed` (4) and `seeds` ([0, 1, 2]) are set: give one" in out
+    assert "Job stats" not in out and "Traceback" not in out and "_check_seed_keys" not in out
 
 
 def test_ablation_config_alone_is_refused_naming_what_it_adds_to(benchmark_repo):

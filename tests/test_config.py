@@ -101,13 +101,36 @@ def test_section_refuses_unknown_keys():
 
 def test_load_config_overrides_and_missing_file(tmp_path):
     cfg = load_config(overrides={"seed": 3})
-    assert cfg["seed"] == 3
+    assert cfg["seeds"] == [3] and "seed" not in cfg  # one form for the rules
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="bad.yaml.*mapping"):
         load_config(bad)
+
+
+def test_seed_and_seeds_become_one_list_of_seeds():
+    assert validate_config({"scenes": SYNTHETIC})["seeds"] == [0]  # neither: seed 0
+    assert validate_config({"scenes": SYNTHETIC, "seed": 5})["seeds"] == [5]
+    cfg = validate_config({"scenes": SYNTHETIC, "seeds": "[2, 0, 1]"})  # `--config seeds='[2,0,1]'`
+    assert cfg["seeds"] == [2, 0, 1] and "seed" not in cfg  # the user's order: the first seeds shared stages
+    assert validate_config(cfg)["seeds"] == [2, 0, 1]  # validating the result again changes nothing
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"seeds": []}, r"`seeds: \[\]` names no seed: list at least one, e.g. `seeds: \[0\]`"),
+        ({"seeds": [0, 1, 0]}, r"`seeds: \[0, 1, 0\]` lists \[0\] more than once.*`seeds: \[0, 1\]`"),
+        ({"seed": 1, "seeds": [0, 1, 2]}, r"both `seed` \(1\) and `seeds` \(\[0, 1, 2\]\) are set: give one"),
+        ({"seeds": [-1]}, r"invalid config at 'seeds/0'"),
+        ({"seeds": 3}, r"invalid config at 'seeds'"),
+    ],
+)
+def test_bad_seeds_are_refused_with_the_fix(given, message):
+    with pytest.raises(ValueError, match=r"my\.yaml: " + message):
+        validate_config({"scenes": SYNTHETIC, **given}, source="my.yaml")
 
 
 def test_deep_update_keeps_siblings():
@@ -124,7 +147,7 @@ def test_strings_where_the_schema_wants_numbers_or_booleans_are_read_as_yaml():
             "language": {"joint": "true"},
         }
     )
-    assert cfg["seed"] == 3 and cfg["codebook"]["n_prototypes"] == 64 and cfg["codebook"]["lr"] == 0.01
+    assert cfg["seeds"] == [3] and cfg["codebook"]["n_prototypes"] == 64 and cfg["codebook"]["lr"] == 0.01
     assert cfg["language"]["joint"] is True
     for bad in ("many", "2.5"):  # not an integer however read: refused, naming the key
         with pytest.raises(ValueError, match="codebook/n_prototypes"):

@@ -56,13 +56,13 @@ def test_tiny_dag_runs_every_stage_and_writes_tables(tmp_path):
         "masks/raw.h5",
         "tracks/sp.h5",
         "features/wp.h5",
-        "codebook/full/sp.h5",
-        "gaussians/rgb.safetensors",
-        "gaussians/base/wp.safetensors",
+        "seed0/codebook/full/sp.h5",
+        "seed0/gaussians/rgb.safetensors",
+        "seed0/gaussians/base/wp.safetensors",
     ):
         assert (results / rel).is_file(), rel
     for variant in ("full", "base"):
-        rows = pd.read_csv(results / "eval" / variant / "queries.csv")
+        rows = pd.read_csv(results / "seed0" / "eval" / variant / "queries.csv")
         assert len(rows) > 0 and rows["iou"].between(0, 1).all()
         assert set(rows["variant"]) == {variant}
     tables = tmp_path / "results" / "tables"

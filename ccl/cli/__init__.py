@@ -10,7 +10,8 @@
     ccl evaluate RESULTS/SCENE --variant full                       rule evaluate on one scene
     ccl tables   RESULTS                                            rule tables: rebuild results/tables/
 
-Settings come from a config file (`--config`, default ./config.yaml when present, else the repository's),
+RESULTS/SCENE is a scene's results folder, with one run, or `--seed N` naming one of its runs, or a run's
+own folder, RESULTS/SCENE/seedN (ccl.results_tree). Settings come from a config file (`--config`, default ./config.yaml when present, else the repository's),
 validated against the workflow's schema; `--mode` and `--threshold` override its `query` section. Text
 is embedded with the scene's own features model (the settings its features files were made with), never
 the config's; an explicit `--config` whose features settings differ is refused.
@@ -64,11 +65,19 @@ def _text_encoder(args: argparse.Namespace) -> Any:
 
     from ccl.query.fields import check_text_encoder_agrees, scene_text_encoder
 
-    made_with = scene_text_encoder(args.scene_dir)
+    scene_dir = _run(args).scene_dir
+    made_with = scene_text_encoder(scene_dir)
     if args.config is not None:
         given = (yaml.safe_load(Path(args.config).read_text()) or {}).get("features") or {}
-        check_text_encoder_agrees(made_with, given, scene_dir=args.scene_dir, config=args.config)
+        check_text_encoder_agrees(made_with, given, scene_dir=scene_dir, config=args.config)
     return made_with
+
+
+def _run(args: argparse.Namespace) -> Any:
+    """The run the command's folder and `--seed` name (ccl.results_tree.run_folders)."""
+    from ccl.results_tree import run_folders
+
+    return run_folders(args.scene_dir, seed=args.seed)
 
 
 def _device(config: dict[str, Any]) -> str:
@@ -83,7 +92,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
     res = query_image(
-        args.scene_dir, args.text, frame=args.frame, out=args.out, variant=args.variant, scale=args.scale,
+        _run(args), args.text, frame=args.frame, out=args.out, variant=args.variant, scale=args.scale,
         query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), scene_cfg=cfgs["scene_cfg"],
         device=_device(config),
     )  # fmt: skip
@@ -102,7 +111,7 @@ def cmd_query3d(args: argparse.Namespace) -> int:
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
     res = query_gaussians(
-        args.scene_dir, args.text, out=args.out, variant=args.variant, scale=args.scale,
+        _run(args), args.text, out=args.out, variant=args.variant, scale=args.scale,
         query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), min_opacity=args.min_opacity,
         context=args.context, format=args.format, device=_device(config),
     )  # fmt: skip
@@ -111,6 +120,7 @@ def cmd_query3d(args: argparse.Namespace) -> int:
     return 0
 
 
+SCENE_DIR_HELP = "results/<scene> folder written by the workflow (or its seed<N>/ folder: one run)"
 RENDER_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # -o suffix -> PIL format
 
 
@@ -123,11 +133,11 @@ def _need_file(path: Path, rule: str, what: str) -> Path:
     return path
 
 
-def _language_source(scene_dir: Path, variant: str, scale: str, *, scene: str, device: str):
+def _language_source(run: Any, variant: str, scale: str, *, scene: str, device: str):
     """The variant's language fields of the `--scale` choice, each with its codebook, checked first."""
     from ccl.query.view import language_source
 
-    gdir, cdir = scene_dir / "gaussians" / variant, scene_dir / "codebook" / variant
+    gdir, cdir = run.run_dir / "gaussians" / variant, run.run_dir / "codebook" / variant
     if scale != "auto":
         _need_file(
             gdir / f"{scale}.safetensors", "train_language", f"the {scale} language field of {variant}"
@@ -141,7 +151,7 @@ def _language_source(scene_dir: Path, variant: str, scale: str, *, scene: str, d
         if not p.name.endswith(".partial.safetensors"):
             s = p.name.removesuffix(".safetensors")
             _need_file(cdir / f"{s}.h5", "train_codebook", f"the {s} codebook of {variant}")
-    return language_source(scene_dir, variant, scale=scale, scene=scene, device=device)
+    return language_source(run, variant, scale=scale, scene=scene, device=device)
 
 
 def class_colours(class_map: np.ndarray) -> np.ndarray:
@@ -204,8 +214,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
     device = _device(config)
-    scene_dir = Path(args.scene_dir)
-    manifest = _need_file(scene_dir / "scene.json", "scene_manifest", "the scene's manifest")
+    run = _run(args)
+    manifest = run.scene_dir / "scene.json"
     m = read_manifest(manifest)
     cam = pick_camera(load_scene_from_manifest(manifest, cfg=cfgs["scene_cfg"]).cameras, args.frame)
     made_by = {"command": "ccl render", "scene": m.name, "frame": cam.name, "what": args.what}
@@ -213,7 +223,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         from ccl.splat.checkpoint import load_rgb_field
         from ccl.splat.render import render_rgb
 
-        path = _need_file(scene_dir / "gaussians" / "rgb.safetensors", "train_rgb", "the colour field")
+        path = _need_file(run.run_dir / "gaussians" / "rgb.safetensors", "train_rgb", "the colour field")
         gaussians, header = load_rgb_field(path, scene=m.name)
         # the background the field was trained and evaluated against (its header's config)
         background = header.get("config", {}).get("background", config["rgb"]["background"])
@@ -222,7 +232,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         detail = "colour field"
     else:
         text = validate_queries([args.text], where="--text")[0] if args.what == "relevance" else None
-        source = _language_source(scene_dir, args.variant, args.scale, scene=m.name, device=device)
+        source = _language_source(run, args.variant, args.scale, scene=m.name, device=device)
         made_by.update(variant=args.variant, fields={s: str(source.fields[s]) for s in source.scales})
         if text is None:
             scale = source.scales[0]
@@ -266,7 +276,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
     session = open_session(
-        args.scene_dir, variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
+        _run(args), variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
         text_encoder=lambda: _text_encoder(args), device=_device(config),
     )  # fmt: skip
     start = pick_camera(session.cameras, args.frame) if args.frame is not None else None
@@ -286,12 +296,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
-    scene_dir = Path(args.scene_dir)
-    fields, codebooks = scene_fields(scene_dir, args.variant)
-    out = Path(args.out) if args.out else scene_dir / "eval" / args.variant
+    run = _run(args)
+    fields, codebooks = scene_fields(run, args.variant)
+    out = Path(args.out) if args.out else run.run_dir / "eval" / args.variant
     summary = evaluate_scene(
-        out, manifest=scene_dir / "scene.json", fields=fields, codebooks=codebooks, variant=args.variant,
-        seed=config["seed"], query_cfg=cfgs["query_cfg"], eval_cfg=cfgs["eval_cfg"],
+        out, manifest=run.scene_dir / "scene.json", fields=fields, codebooks=codebooks, variant=args.variant,
+        seed=run.seed, query_cfg=cfgs["query_cfg"], eval_cfg=cfgs["eval_cfg"],
         features_cfg=_text_encoder(args), scene_cfg=cfgs["scene_cfg"], device=_device(config),
     )  # fmt: skip
     for s, r in summary["results"].items():
@@ -308,7 +318,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
     results = Path(args.results)
     csvs = find_query_csvs(results)
     if not csvs:
-        raise FileNotFoundError(f"{results}: no */eval/*/queries.csv; run the workflow (rule evaluate) first")
+        raise FileNotFoundError(
+            f"{results}: no <scene>/seed<N>/eval/<variant>/queries.csv; run the workflow (rule evaluate) first"
+        )
     out = Path(args.out) if args.out else results / "tables"
     bench = Path(args.benchmarks) if args.benchmarks else results.absolute().parent / "benchmarks"
     written = build_tables(csvs, out, benchmarks=bench)
@@ -331,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--variant", default="full", help="codebook variant of the language field (default: full)"
         )
+        sp.add_argument(
+            "--seed", type=int, help="the run of this seed, when the scene's folder has several (seed<N>/)"
+        )
         if query:
             sp.add_argument("--scale", default="auto", help="sp, wp, all, or auto (highest smoothed peak)")
             sp.add_argument(
@@ -339,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--threshold", type=float, help="selection threshold (config: query.threshold)")
 
     q = sub.add_parser("query", help="relevance of text queries in one view, drawn over the image")
-    q.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
+    q.add_argument("scene_dir", help=SCENE_DIR_HELP)
     q.add_argument("text", nargs="+", help="one or more text queries")
     q.add_argument("--frame", required=True, help="view: its name (frame_00060) or the number in it (60)")
     q.add_argument("-o", "--out", required=True, help="output PNG")
@@ -347,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_query)
 
     q3 = sub.add_parser("query3d", help="Gaussians chosen by text from their decoded features, as a PLY")
-    q3.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
+    q3.add_argument("scene_dir", help=SCENE_DIR_HELP)
     q3.add_argument(
         "text", nargs="+", help="one or more text queries (a Gaussian relevant to any is selected)"
     )
@@ -366,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "render", help="one view of the colour field, the decoded classes or a text's relevance, as an image"
     )
-    r.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
+    r.add_argument("scene_dir", help=SCENE_DIR_HELP)
     r.add_argument("--frame", required=True, help="view: its name (frame_00060) or the number in it (60)")
     r.add_argument(
         "--what",
@@ -381,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_render)
 
     v = sub.add_parser("view", help="a browser page: the colour field, text queries, the selection exported")
-    v.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
+    v.add_argument("scene_dir", help=SCENE_DIR_HELP)
     v.add_argument("--port", type=int, default=8080, help="port of the page (default: 8080)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     v.add_argument("--frame", help="training view the browser starts at (default: the first)")
@@ -397,14 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_view)
 
     ev = sub.add_parser("evaluate", help="evaluate one scene's variant (what rule evaluate runs)")
-    ev.add_argument("scene_dir", help="results/<scene> folder written by the workflow")
-    ev.add_argument("-o", "--out", help="output folder (default: <scene_dir>/eval/<variant>)")
+    ev.add_argument("scene_dir", help=SCENE_DIR_HELP)
+    ev.add_argument("-o", "--out", help="output folder (default: <scene_dir>/seed<N>/eval/<variant>)")
     common(ev, query=False)
     ev.add_argument("--mode", choices=["paper", "langsplat"], help="relevance mode (config: query.mode)")
     ev.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("tables", help="rebuild the result tables from every queries.csv and benchmark file")
-    t.add_argument("results", help="results folder (holds <scene>/eval/<variant>/queries.csv)")
+    t.add_argument("results", help="results folder (holds <scene>/seed<N>/eval/<variant>/queries.csv)")
     t.add_argument("-o", "--out", help="output folder (default: RESULTS/tables)")
     t.add_argument("--benchmarks", help="Snakemake benchmark folder (default: RESULTS/../benchmarks)")
     t.set_defaults(func=cmd_tables)

@@ -19,7 +19,7 @@ one prototype (tests/codebook/test_train.py: 0.0 → ≥ 0.8 of tracks on one pr
 them all). A track made of two distinct, tight clusters still keeps two prototypes (no local move
 merges them); pull then makes those two prototypes alike.
 
-`fit_codebook` writes results/{scene}/codebook/{variant}/{scale}.h5 with its diagnostics;
+`fit_codebook` writes results/{scene}/seed{N}/codebook/{variant}/{scale}.h5 with its diagnostics;
 `paint_index_map` turns a frame's segmentation into its index map.
 """
 

@@ -1,4 +1,4 @@
-"""Rule evaluate (and `ccl evaluate`): a variant's language fields → results/{scene}/eval/{variant}/.
+"""Rule evaluate (and `ccl evaluate`): a variant's language fields → results/{scene}/seed{N}/eval/{variant}/.
 
 Writes `queries.csv` (one row per (frame, query) and scale set, docs/contracts.md "Evaluation"),
 `summary.json` (mIoU and localization accuracy per scale set, with the parameters and the text model)

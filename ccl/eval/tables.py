@@ -2,16 +2,22 @@
 
 Every number is a mean over (frame, query) pairs of one scene, run (seed), variant, relevance mode and
 scale set; across seeds a cell is mean ± sample standard deviation (ddof = 1) of the per-seed numbers,
-and the `mean` column is the mean over scenes taken per seed first. Values are percentages.
+and the `mean` column is the mean over scenes taken per seed first (a seed missing a scene has none).
+Values are percentages. Each value column `<c>` has `<c>_std` (empty with one seed) and `<c>_n`, the
+number of seeds behind the cell; `seeds` lists a row's seeds and `seeds_missing` the cells that lack some
+of them ("teatime: 1, 2"), which the Markdown marks `(n=k)` and the log warns of, so a rebuild over CSVs
+of different seed sets says where. Rows of a variant (table2, localization) have `vs_base`: the paired
+difference to `base` (same seed, same mode), mean ± std over the seeds both have (`vs_base_n`).
 
-Tables (each `<name>.csv`, numeric, with `<column>_std` when several seeds, and `<name>.md`):
+Tables (each `<name>.csv`, numeric, and `<name>.md`):
 - table1        LERF-OVS mIoU per scene and mean, variant `full` (every variant if there is no `full`)
 - table1_3dovs  3D-OVS mIoU per scene and mean; the `room` scene is reported apart from the mean
 - table2        ablation: mIoU per variant (base, pull, push, full) per scene and mean
 - table5        the single merged scale `all` against the two scales, variant `full` (if `all` was run)
 - localization  LERF-OVS localization accuracy per variant per scene and mean
 - efficiency    per scene: preprocessing, training and evaluation time (s) and peak memory (MB) from
-                benchmarks/<rule>/<scene>….tsv (Snakemake's `s` and `max_rss` columns)
+                benchmarks/<rule>/<scene>….tsv (Snakemake's `s` and `max_rss` columns); training and
+                evaluation are one seed's run (per-seed sums, averaged over `n_seeds`)
 and `efficiency_rules.csv`, one row per benchmark file. Which of them exist is decided in one place,
 `protocol_table_names`: rule tables lists `table_names(protocols, scales)` of its config as outputs,
 and `build_tables` writes exactly the tables of the protocols and scales in its CSVs.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -48,6 +55,8 @@ EFFICIENCY_RULES = "efficiency_rules"  # a CSV without a Markdown twin: one row 
 DEGENERATE_SCALES = "supervision_degenerate_scales"  # queries.csv's column (ccl.eval.run.QueryRow)
 DEGENERATE_COLUMN = "supervision_degenerate"  # the tables' column: "scene: scales; …" of a table row
 DEGENERATE_MARK = "†"  # after the variant in the Markdown, with a footnote
+BASE_VARIANT = "base"  # the variant the ablation's paired differences are taken to
+SEEDS_MISSING_COLUMN = "seeds_missing"  # "scene: seeds; …": seeds the row has that a cell lacks
 
 
 def protocol_table_names(protocol: str, scales: Iterable[str]) -> list[str]:
@@ -174,48 +183,107 @@ def degenerate_note(runs, scenes: Sequence[str]) -> str:
     return "; ".join(parts)
 
 
+def _seed_values(runs, metric: str) -> dict[int, float]:
+    """seed -> `metric` of the one run each seed has among `runs` (NaNs dropped)."""
+    return {int(k): float(v) for k, v in zip(runs["seed"], runs[metric], strict=True) if not math.isnan(v)}
+
+
+def _seed_means(runs, metric: str, scenes: Sequence[str]) -> dict[int, float]:
+    """seed -> mean of `metric` over `scenes`, for the seeds that have a value on every one of them."""
+    sel = runs[runs["scene"].isin(scenes)]
+    out = {}
+    for seed, g in sel.groupby("seed"):
+        vals = g[metric].dropna()
+        if g.loc[vals.index, "scene"].nunique() == len(scenes):
+            out[int(seed)] = float(vals.mean())
+    return out
+
+
+def _paired_differences(row_means: Mapping[int, float], base_means: Mapping[int, float]) -> list[float]:
+    return [row_means[s] - base_means[s] for s in sorted(set(row_means) & set(base_means))]
+
+
 def scene_table(
     runs, *, row_keys: Sequence[str], metric: str, scenes: Sequence[str], apart: Sequence[str] = ()
 ):
     """Wide table: rows by `row_keys`, DEGENERATE_COLUMN when `variant` is a key, a column per scene,
-    `mean` over scenes not in `apart`, then `apart`."""
+    `mean` over scenes not in `apart`, then `apart`, then `vs_base` when `variant` is a key; each value
+    column with its `_std` and `_n` (seeds), and the row's `seeds` and SEEDS_MISSING_COLUMN."""
     import pandas as pd
 
     rows = []
-    multi_seed = runs.groupby(row_keys + ["scene"])["seed"].nunique().max() > 1 if len(runs) else False
     mean_scenes = [s for s in scenes if s not in apart]
-    for key, sub in runs.groupby(row_keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(row_keys, key, strict=True))
-        if "variant" in row_keys:
+    by_variant = "variant" in row_keys
+    other_keys = [k for k in row_keys if k != "variant"]
+    groups = list(runs.groupby(row_keys, sort=False))
+    seed_means = {key: _seed_means(sub, metric, mean_scenes) for key, sub in groups}
+    for key, sub in groups:
+        key_t = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(row_keys, key_t, strict=True))
+        if by_variant:
             row[DEGENERATE_COLUMN] = degenerate_note(sub, scenes)
+        row_seeds = sorted(int(x) for x in sub["seed"].unique())
+        missing = []
         for s in scenes:
-            m, sd = _mean_std(sub.loc[sub["scene"] == s, metric].tolist())
-            row[s], row[f"{s}_std"] = m, sd
-        # mean over scenes per seed, then across seeds
-        per_seed = sub[sub["scene"].isin(mean_scenes)].groupby("seed")
-        seed_means = [
-            g[metric].mean() if g["scene"].nunique() == len(mean_scenes) else float("nan")
-            for _, g in per_seed
-        ]
-        row["mean"], row["mean_std"] = _mean_std(seed_means)
-        row["n_seeds"] = int(sub["seed"].nunique())
+            per_seed = _seed_values(sub[sub["scene"] == s], metric)
+            row[s], row[f"{s}_std"] = _mean_std(list(per_seed.values()))
+            row[f"{s}_n"] = len(per_seed)
+            lacking = [x for x in row_seeds if x not in per_seed]
+            if lacking:
+                missing.append(f"{s}: {', '.join(map(str, lacking))}")
+        means = seed_means[key]
+        row["mean"], row["mean_std"] = _mean_std(list(means.values()))
+        row["mean_n"] = len(means)
+        if by_variant:
+            base_key = next(
+                (k for k, g in groups if dict(zip(row_keys, k if isinstance(k, tuple) else (k,), strict=True))
+                 == {**{o: row[o] for o in other_keys}, "variant": BASE_VARIANT}),
+                None,
+            )  # fmt: skip
+            diffs = [] if base_key is None or row["variant"] == BASE_VARIANT else (
+                _paired_differences(means, seed_means[base_key])
+            )  # fmt: skip
+            row["vs_base"], row["vs_base_std"] = _mean_std(diffs)
+            row["vs_base_n"] = len(diffs)
+        row["seeds"] = " ".join(map(str, row_seeds))
+        row[SEEDS_MISSING_COLUMN] = "; ".join(missing)
         rows.append(row)
-    marked = [DEGENERATE_COLUMN] if "variant" in row_keys else []
-    cols = list(row_keys) + marked + list(mean_scenes) + ["mean"] + [s for s in scenes if s in apart]
+    marked = [DEGENERATE_COLUMN] if by_variant else []
+    value_cols = (
+        list(mean_scenes) + ["mean"] + [s for s in scenes if s in apart] + (["vs_base"] if by_variant else [])
+    )
+    cols = list(row_keys) + marked + value_cols
+    tail = [f"{c}_std" for c in value_cols] + [f"{c}_n" for c in value_cols] + ["seeds", SEEDS_MISSING_COLUMN]
     table = pd.DataFrame(rows)
     if table.empty:
-        return pd.DataFrame(columns=cols)
-    std_cols = [f"{c}_std" for c in cols if c not in list(row_keys) + marked] if multi_seed else []
-    return table[cols + std_cols + ["n_seeds"]]
+        return pd.DataFrame(columns=cols + tail)
+    for r in table.itertuples():
+        note = getattr(r, SEEDS_MISSING_COLUMN)
+        if note:
+            log.warning(
+                "%s row %s: cells with fewer seeds than the row's (%s): %s", metric,
+                ", ".join(str(getattr(r, k)) for k in row_keys), r.seeds, note,
+            )  # fmt: skip
+    return table[cols + tail]
+
+
+PAIRED_COLUMN_TITLE = {"vs_base": "Δ base"}  # a Markdown header of a paired-difference column
 
 
 def to_markdown(table, *, key_cols: Sequence[str], title: str = "", digits: int = 1) -> str:
-    """Markdown of a wide table: `mean ± std` cells when `<col>_std` columns exist; a row with a
-    DEGENERATE_COLUMN note has DEGENERATE_MARK after its variant and a footnote naming where."""
-    skip = {"n_seeds", DEGENERATE_COLUMN}
-    value_cols = [c for c in table.columns if c not in key_cols and not c.endswith("_std") and c not in skip]
-    head = list(key_cols) + value_cols
+    """Markdown of a wide table: `mean ± std` cells where a `<col>_std` is set, `(n=k)` after a cell with
+    fewer seeds than the table's most, `Δ base` signed; a row with a DEGENERATE_COLUMN note has
+    DEGENERATE_MARK after its variant and a footnote naming where; a last line names the seeds."""
+    skip = {"seeds", SEEDS_MISSING_COLUMN, DEGENERATE_COLUMN}
+    value_cols = [
+        c for c in table.columns
+        if c not in key_cols and c not in skip and not c.endswith(("_std", "_n"))
+    ]  # fmt: skip
+    # seeds behind each cell of the value columns (a paired column counts pairs, not seeds: left out)
+    counts = [int(n) for c in value_cols if c not in PAIRED_COLUMN_TITLE and f"{c}_n" in table.columns
+              for n in table[f"{c}_n"].dropna()]  # fmt: skip
+    most = max(counts, default=0)
+    head = list(key_cols) + [PAIRED_COLUMN_TITLE.get(c, c) for c in value_cols]
     lines = [f"### {title}", ""] if title else []
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * len(key_cols) + ["---:"] * len(value_cols)) + "|")
@@ -230,23 +298,39 @@ def to_markdown(table, *, key_cols: Sequence[str], title: str = "", digits: int 
                 f"{DEGENERATE_MARK} {row}: degenerate track supervision in {note} (scene: scales). The pair "
                 f"terms this variant asks for had no pairs to act on there and were off, so its numbers there "
                 f"are those of a variant without them, not an effect of the terms; why: `supervision` in "
-                f"results/{{scene}}/codebook/{r['variant']}/{{scale}}.diagnostics.json."
+                f"results/{{scene}}/seed{{N}}/codebook/{r['variant']}/{{scale}}.diagnostics.json."
             )
         for c in value_cols:
             v = r[c]
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 cells.append("–")
                 continue
-            cell = f"{v:.{digits}f}" if isinstance(v, float | np.floating) else str(v)
+            signed = "+" if c in PAIRED_COLUMN_TITLE else ""
+            cell = f"{v:{signed}.{digits}f}" if isinstance(v, float | np.floating) else str(v)
             sd = r.get(f"{c}_std")
             if sd is not None and isinstance(sd, float | np.floating) and not math.isnan(sd):
                 cell += f" ± {sd:.{digits}f}"
+            n = r.get(f"{c}_n")
+            if (
+                c not in PAIRED_COLUMN_TITLE
+                and n is not None
+                and not (isinstance(n, float) and math.isnan(n))
+                and int(n) < most
+            ):
+                cell += f" (n={int(n)})"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     for footnote in footnotes:  # a paragraph each
         lines += ["", footnote]
-    if "n_seeds" in table.columns and len(table):
-        lines += ["", f"Seeds per cell: {sorted(set(int(n) for n in table['n_seeds']))}."]
+    if "seeds" in table.columns and len(table):
+        seeds = sorted({int(x) for joined in table["seeds"].astype(str) for x in joined.split()})
+        line = f"Seeds: {', '.join(map(str, seeds))}"
+        line += " (mean ± sample std over them)." if len(seeds) > 1 else "."
+        if "vs_base" in value_cols:
+            line += " Δ base: the paired difference to `base`, seed by seed, mean ± std."
+        if any(n < most for n in counts):
+            line += f" A cell with fewer than {most} seeds shows (n=k); `{SEEDS_MISSING_COLUMN}` in the CSV names them."
+        lines += ["", line]
     return "\n".join(lines) + "\n"
 
 
@@ -263,7 +347,8 @@ def _variant_sorted(runs):
 
 
 def read_benchmarks(bench_dir: str | os.PathLike, scenes: Sequence[str]):
-    """Every benchmarks/<rule>/<file>.tsv whose name starts with a known scene: rule, scene, s, max_rss."""
+    """Every benchmarks/<rule>/<file>.tsv whose name starts with a known scene: rule, scene, seed (of a
+    per-seed job's `<scene>_seed<N>…` file; empty for a shared stage's), s, max_rss."""
     import pandas as pd
 
     rows = []
@@ -283,13 +368,18 @@ def read_benchmarks(bench_dir: str | os.PathLike, scenes: Sequence[str]):
             log.warning("%s: no 's' column (not a Snakemake benchmark file); skipped", tsv)
             continue
         rss = pd.to_numeric(b.get("max_rss", pd.Series([np.nan])), errors="coerce")
+        seed = _BENCHMARK_SEED.match(stem[len(scene) :])
         rows.append(
             {
-                "rule": tsv.parent.name, "scene": scene, "file": str(tsv),
-                "s": float(pd.to_numeric(b["s"], errors="coerce").mean()), "max_rss_mb": float(rss.max()),
+                "rule": tsv.parent.name, "scene": scene, "seed": int(seed.group(1)) if seed else np.nan,
+                "file": str(tsv), "s": float(pd.to_numeric(b["s"], errors="coerce").mean()),
+                "max_rss_mb": float(rss.max()),
             }
         )  # fmt: skip
-    return pd.DataFrame(rows, columns=["rule", "scene", "file", "s", "max_rss_mb"])
+    return pd.DataFrame(rows, columns=["rule", "scene", "seed", "file", "s", "max_rss_mb"])
+
+
+_BENCHMARK_SEED = re.compile(r"_seed(\d+)(?:_|$)")  # after the scene: the rules' `{scene}_seed{seed}…` names
 
 
 def efficiency_table(bench, scenes: Sequence[str]):
@@ -304,10 +394,15 @@ def efficiency_table(bench, scenes: Sequence[str]):
         row = {"scene": s}
         for stage in STAGE_OF_RULE:
             sel = sub[stages == stage]
-            row[f"{stage}_s"] = float(sel["s"].sum()) if len(sel) else float("nan")
+            shared, per_seed = sel[sel["seed"].isna()], sel[sel["seed"].notna()]
+            # a per-seed stage's time is one run's: its jobs summed per seed, then averaged over seeds
+            seed_sums = per_seed.groupby("seed")["s"].sum()
+            total = float(shared["s"].sum()) + (float(seed_sums.mean()) if len(seed_sums) else 0.0)
+            row[f"{stage}_s"] = total if len(sel) else float("nan")
         row["peak_rss_mb"] = float(sub["max_rss_mb"].max())
+        row["n_seeds"] = int(sub["seed"].nunique())
         rows.append(row)
-    cols = ["scene"] + [f"{st}_s" for st in STAGE_OF_RULE] + ["peak_rss_mb"]
+    cols = ["scene"] + [f"{st}_s" for st in STAGE_OF_RULE] + ["peak_rss_mb", "n_seeds"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -387,5 +482,5 @@ def build_tables(
 
 
 def find_query_csvs(results: str | os.PathLike) -> list[Path]:
-    """results/*/eval/*/queries.csv, sorted."""
-    return sorted(Path(results).glob("*/eval/*/queries.csv"))
+    """results/*/seed*/eval/*/queries.csv (ccl.results_tree), sorted."""
+    return sorted(Path(results).glob("*/seed*/eval/*/queries.csv"))

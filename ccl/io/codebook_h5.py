@@ -1,4 +1,4 @@
-"""results/{scene}/codebook/{variant}/{scale}.h5 (kind "codebook"), docs/contracts.md "Codebook".
+"""results/{scene}/seed{N}/codebook/{variant}/{scale}.h5 (kind "codebook"), docs/contracts.md "Codebook".
 
 Root dataset `prototypes` float32 [N, D] (unit rows); root attrs `n_prototypes`, `dim`, `variant`
 plus the common frame of `ccl.io.h5` (params, model, inputs, frame_names); per frame group

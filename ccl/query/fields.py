@@ -1,8 +1,9 @@
 """A variant's trained language fields as a source of class maps and prototypes, one per scale.
 
-Files (docs/contracts.md): results/{scene}/gaussians/{variant}/{scale}.safetensors (the language field:
-Gaussians, per-Gaussian features [G, 8], decoder) and results/{scene}/codebook/{variant}/{scale}.h5
-(`prototypes` [N, D]). Rendering goes through ccl.splat.render; torch is imported only there.
+Files (docs/contracts.md), in a seed's run folder (ccl.results_tree):
+results/{scene}/seed{N}/gaussians/{variant}/{scale}.safetensors (the language field: Gaussians,
+per-Gaussian features [G, 8], decoder) and results/{scene}/seed{N}/codebook/{variant}/{scale}.h5
+(`prototypes` [N, D]); the features the text encoder is read from are the scene's, one level up. Rendering goes through ccl.splat.render; torch is imported only there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ccl.results_tree import RunFolders, as_run
+
 SCALE_ORDER = ("sp", "wp", "all")
 
 
@@ -22,8 +25,8 @@ SCALE_ORDER = ("sp", "wp", "all")
 class LanguageFieldSource:
     """Class maps and prototypes of one variant's language fields, one per scale (loaded lazily)."""
 
-    fields: Mapping[str, Path]  # scale -> results/{scene}/gaussians/{variant}/{scale}.safetensors
-    codebooks: Mapping[str, Path]  # scale -> results/{scene}/codebook/{variant}/{scale}.h5
+    fields: Mapping[str, Path]  # scale -> results/{scene}/seed{N}/gaussians/{variant}/{scale}.safetensors
+    codebooks: Mapping[str, Path]  # scale -> results/{scene}/seed{N}/codebook/{variant}/{scale}.h5
     scene: str | None = None
     device: str = "cpu"
     _fields: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -93,17 +96,20 @@ def read_prototypes(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(f["prototypes"][()], dtype=np.float32)
 
 
-def scene_fields(scene_dir: str | os.PathLike, variant: str) -> tuple[dict[str, Path], dict[str, Path]]:
-    """(fields, codebooks) by scale found under a results/{scene} folder for one variant."""
-    scene_dir = Path(scene_dir)
-    gdir, cdir = scene_dir / "gaussians" / variant, scene_dir / "codebook" / variant
+def scene_fields(
+    run: RunFolders | str | os.PathLike, variant: str
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(fields, codebooks) by scale of one variant in a run (a RunFolders, or a folder naming one: a
+    results/{scene}/seed{N} folder, or a results/{scene} folder with one run; ccl.results_tree)."""
+    run_dir = as_run(run).run_dir
+    gdir, cdir = run_dir / "gaussians" / variant, run_dir / "codebook" / variant
     fields_ = {
         p.name.removesuffix(".safetensors"): p
         for p in sorted(gdir.glob("*.safetensors"))
         if not p.name.endswith(".partial.safetensors")
     }
     if not fields_:
-        have = sorted(p.name for p in (scene_dir / "gaussians").glob("*") if p.is_dir())
+        have = sorted(p.name for p in (run_dir / "gaussians").glob("*") if p.is_dir())
         raise FileNotFoundError(
             f"{gdir}: no trained language field (*.safetensors) for variant {variant!r}; "
             f"variants with fields here: {have}; run the workflow first"
@@ -120,7 +126,8 @@ TEXT_NEUTRAL_FEATURES_KEYS = ("batch_size",)
 
 
 def scene_text_encoder(scene_dir: str | os.PathLike) -> Any:
-    """The features config (`ccl.features.FeaturesConfig`) the scene's mask features were made with, read
+    """The features config (`ccl.features.FeaturesConfig`) the mask features of a results/{scene} folder
+    (`RunFolders.scene_dir`) were made with, read
     from its features files (their `params`): the one text encoder whose embeddings share a space with
     the scene's prototypes. Never the current directory's config, which may be another run's."""
     from ccl.config import section

@@ -24,6 +24,7 @@ from ccl.query.relevance import (
     select_gaussians,
     text_embeddings,
 )
+from ccl.results_tree import RunFolders, as_run
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,21 @@ def _scene_and_manifest(scene_dir: Path, scene_cfg: Any):
 
 
 def language_source(
-    scene_dir: str | os.PathLike,
+    run: RunFolders | str | os.PathLike,
     variant: str,
     *,
     scale: str = "auto",
     scene: str | None = None,
     device: str = "cpu",
 ) -> LanguageFieldSource:
-    """The variant's language fields (and their codebooks) of a results/{scene} folder that `scale` picks.
+    """The variant's language fields (and their codebooks) of a run (ccl.results_tree: a RunFolders, or a
+    folder naming one) that `scale` picks.
 
     `auto`: every scale but `all` (or `all` when it is the only one), each query then read at the one
     whose smoothed relevance peaks highest; a scale name: that field alone (ValueError if there is none).
     `scene` (the manifest's name) makes each field's header checked against it.
     """
-    fields, codebooks = scene_fields(Path(scene_dir), variant)
+    fields, codebooks = scene_fields(run, variant)
     have = sorted(fields, key=lambda s: SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER))
     if scale == "auto":
         scales = tuple(s for s in have if s != "all") or tuple(have)
@@ -151,7 +153,7 @@ def check_out_suffix(out: str | os.PathLike, accepted: Sequence[str]) -> Path:
 
 
 def query_image(
-    scene_dir: str | os.PathLike,
+    run: RunFolders | str | os.PathLike,
     queries: Sequence[str],
     *,
     frame: str | int,
@@ -170,8 +172,9 @@ def query_image(
 
     check_out_suffix(out, FIGURE_SUFFIXES)
     queries = validate_queries(queries, where="query text")
-    m, scene = _scene_and_manifest(Path(scene_dir), scene_cfg)
-    source = language_source(scene_dir, variant, scale=scale, scene=m.name, device=device)
+    run = as_run(run)
+    m, scene = _scene_and_manifest(run.scene_dir, scene_cfg)
+    source = language_source(run, variant, scale=scale, scene=m.name, device=device)
     cam = pick_camera(scene.cameras, frame)
     rel = view_relevance(source, cam, queries, query_cfg=query_cfg, features_cfg=features_cfg, device=device)
     image = load_image(cam, cfg=scene_cfg)
@@ -323,7 +326,7 @@ def write_chosen_gaussians(
 
 
 def query_gaussians(
-    scene_dir: str | os.PathLike,
+    run: RunFolders | str | os.PathLike,
     queries: Sequence[str],
     *,
     out: str | os.PathLike,
@@ -348,7 +351,7 @@ def query_gaussians(
     check_out_suffix(out, PLY_SUFFIXES)
     check_ply_format(format)
     queries = validate_queries(queries, where="query text")
-    source = language_source(scene_dir, variant, scale=scale, device=device)
+    source = language_source(run, variant, scale=scale, device=device)
     emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
     chosen = choose_gaussians(source, emb, query_cfg=query_cfg, min_opacity=min_opacity)
     made_by = None  # the points layout has no place for it

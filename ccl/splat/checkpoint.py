@@ -146,7 +146,7 @@ def _check_header(path: Any, header: dict[str, Any], *, kind: str, scene: str | 
     if scene is not None and header.get("scene") != scene:
         raise ValueError(
             f"{path}: checkpoint of scene {header.get('scene')!r}, but this run is for scene {scene!r}; "
-            "point to that scene's own file (results/<scene>/gaussians/...)"
+            "point to that scene's own file (results/<scene>/seed<N>/gaussians/...)"
         )
 
 

@@ -98,10 +98,10 @@ class _ViewClassMaps:
 
 @dataclass(eq=False)
 class ViewSession:
-    """A results/{scene} folder opened for viewing: the colour field, and the language fields when the
-    folder has them (`sources`: scale choice -> LanguageFieldSource; empty: colour only, no queries)."""
+    """One run (results/{scene}/seed{N}) opened for viewing: the colour field, and the language fields when
+    the run has them (`sources`: scale choice -> LanguageFieldSource; empty: colour only, no queries)."""
 
-    scene_dir: Path
+    run_dir: Path
     scene: str
     colour: Any  # ccl.splat.model.Gaussians, the colour field
     background: tuple[float, float, float]  # what the colour field was trained against
@@ -233,7 +233,7 @@ class ViewSession:
         slug = re.sub(r"[^a-z0-9]+", "_", "_".join(answer.queries).lower()).strip("_")[:60] or "selection"
         out = Path(out_dir) / f"{self.scene}_{slug}.ply"
         made_by = {
-            "command": "ccl view", "scene_dir": str(self.scene_dir), "queries": list(answer.queries),
+            "command": "ccl view", "run_dir": str(self.run_dir), "queries": list(answer.queries),
             "variant": self.variant, "scale": answer.chosen.scale, "mode": self.query_cfg.mode,
             "threshold": answer.threshold,
             "field": file_record(self.sources[answer.scale_choice].fields[answer.chosen.scale]),
@@ -242,7 +242,7 @@ class ViewSession:
 
 
 def open_session(
-    scene_dir: str | Path,
+    run: Any,
     *,
     variant: str = "full",
     query_cfg: QueryConfig,
@@ -250,24 +250,21 @@ def open_session(
     text_encoder: Any = None,
     device: str = "cpu",
 ) -> ViewSession:
-    """Open a results/{scene} folder, checking everything before a server starts: its manifest, its
+    """Open a run (ccl.results_tree: a RunFolders, or a results/{scene} or results/{scene}/seed{N} folder
+    naming one), checking everything before a server starts: its scene's manifest, its
     colour field, and, when it has language fields of `variant`, every field with its codebook (shapes,
     provenance: ccl.query.fields) and the text encoder (`text_encoder()` -> features config, called only
     then). A folder without language fields opens colour-only."""
     from ccl.query.fields import scene_fields
     from ccl.query.view import language_source
+    from ccl.results_tree import as_run
     from ccl.scene import load_scene_from_manifest, read_manifest
     from ccl.splat.checkpoint import load_rgb_field
 
-    scene_dir = Path(scene_dir)
-    manifest = scene_dir / "scene.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"{scene_dir}: not a results folder (no scene.json); give a results/<scene> folder the "
-            "workflow has written (its rule scene_manifest makes scene.json)"
-        )
+    run = as_run(run)  # refuses a folder without scene.json or without a run, naming what to give
+    manifest = run.scene_dir / "scene.json"
     m = read_manifest(manifest)
-    rgb_path = scene_dir / "gaussians" / "rgb.safetensors"
+    rgb_path = run.run_dir / "gaussians" / "rgb.safetensors"
     if not rgb_path.is_file():
         raise FileNotFoundError(
             f"{rgb_path}: not found; the colour field is made by the workflow's rule train_rgb: run the "
@@ -276,17 +273,17 @@ def open_session(
     colour, header = load_rgb_field(rgb_path, scene=m.name)
     background = tuple(float(v) for v in (header.get("config") or {}).get("background", (0.0, 0.0, 0.0)))
     cameras = load_scene_from_manifest(manifest, cfg=scene_cfg).cameras
-    gdir = scene_dir / "gaussians" / variant
+    gdir = run.run_dir / "gaussians" / variant
     has_fields = any(not p.name.endswith(".partial.safetensors") for p in gdir.glob("*.safetensors"))
     sources: dict[str, Any] = {}
     features_cfg = None
     if has_fields:
-        fields, _ = scene_fields(scene_dir, variant)  # refuses a field without its codebook
+        fields, _ = scene_fields(run, variant)  # refuses a field without its codebook
         scales = [s for s in ("sp", "wp", "all") if s in fields] + sorted(
             s for s in fields if s not in ("sp", "wp", "all")
         )
         for choice in (SCALE_CHOICE_AUTO, *scales):
-            sources[choice] = language_source(scene_dir, variant, scale=choice, scene=m.name, device=device)
+            sources[choice] = language_source(run, variant, scale=choice, scene=m.name, device=device)
         # every field loaded now, so that a bad one (shapes, another run's codebook: ccl.query.fields)
         # is refused before the server starts; a single-scale choice whose field `auto` already holds
         # loads its own copy only when first picked
@@ -300,7 +297,7 @@ def open_session(
     else:
         log.info("%s: no language field of variant %r; the view shows the colour field only", gdir, variant)
     return ViewSession(
-        scene_dir=scene_dir, scene=m.name, colour=colour.to(device), background=background,  # type: ignore[arg-type]
+        run_dir=run.run_dir, scene=m.name, colour=colour.to(device), background=background,  # type: ignore[arg-type]
         cameras=tuple(cameras), variant=variant, sources=sources, query_cfg=query_cfg,
         features_cfg=features_cfg, device=device,
     )  # fmt: skip

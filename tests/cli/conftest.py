@@ -64,7 +64,8 @@ def build_language_field(scene, classes: np.ndarray, n_classes: int, scene_name:
 
 @pytest.fixture(scope="session")
 def tiny_results(tmp_path_factory, tiny_scene_dir):
-    """results/tiny with scene.json, gaussians/full/{sp,wp}.safetensors and codebook/full/{sp,wp}.h5."""
+    """results/tiny with scene.json and features/, and its one run, seed0/ (`run_dir`), with
+    gaussians/full/{sp,wp}.safetensors and codebook/full/{sp,wp}.h5."""
     from ccl.config import as_params
     from ccl.features import FeaturesConfig, encode_text
     from ccl.io import write_h5
@@ -74,6 +75,7 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
 
     root = tmp_path_factory.mktemp("results")
     scene_dir = root / "results" / "tiny"
+    run_dir = scene_dir / "seed0"
     manifest = write_manifest(
         scene_dir / "scene.json", name="tiny", entry={"source": "synthetic", "protocol": "lerf_ovs"},
         source_dir=tiny_scene_dir, cfg=SceneLoadConfig(),
@@ -90,7 +92,7 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
     prototypes = np.asarray(text, dtype=np.float32)  # class 0: the background's text
     field, header = build_language_field(scene, classes, n, "tiny")
     for scale in ("sp", "wp"):
-        save_language_field(scene_dir / "gaussians" / "full" / f"{scale}.safetensors", field, header=header)
+        save_language_field(run_dir / "gaussians" / "full" / f"{scale}.safetensors", field, header=header)
         # what the workflow's clip_features leaves: the text encoder of every query on this scene
         with features_writer(
             scene_dir / "features" / f"{scale}.h5", dim=prototypes.shape[1], frame_names=scene.frame_names,
@@ -99,11 +101,12 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
             for name in scene.frame_names:
                 writer.add(name, np.zeros((0, prototypes.shape[1]), np.float32))
         with write_h5(
-            scene_dir / "codebook" / "full" / f"{scale}.h5", kind="codebook", format_version=1, params={}
+            run_dir / "codebook" / "full" / f"{scale}.h5", kind="codebook", format_version=1, params={}
         ) as f:
             f.create_dataset("prototypes", data=prototypes)
     yield {
         "scene_dir": scene_dir,
+        "run_dir": run_dir,
         "root": root,
         "categories": categories,
         "classes": classes,
@@ -113,8 +116,8 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
 
 
 def _copy_with_colour_field(src, dst, *, language: bool):
-    """`src` (a tiny results/<scene>) copied to `dst` with gaussians/rgb.safetensors: the sp language
-    field's Gaussians, as the frozen language stage leaves them (one geometry for both fields)."""
+    """`src` (a tiny results/<scene>) copied to `dst` with seed0/gaussians/rgb.safetensors: the sp
+    language field's Gaussians, as the frozen language stage leaves them (one geometry for both fields)."""
     from ccl.splat.checkpoint import load_language_field, save_rgb_field
 
     if language:
@@ -122,7 +125,7 @@ def _copy_with_colour_field(src, dst, *, language: bool):
     else:
         dst.mkdir(parents=True)
         shutil.copy(src / "scene.json", dst / "scene.json")
-    field = load_language_field(src / "gaussians" / "full" / "sp.safetensors")
+    field = load_language_field(src / "seed0" / "gaussians" / "full" / "sp.safetensors")
     header = {
         "scene": "tiny",
         "config": {"background": [1.0, 1.0, 1.0]},
@@ -130,7 +133,7 @@ def _copy_with_colour_field(src, dst, *, language: bool):
         "device": "cpu",
         "seed": 0,
     }
-    save_rgb_field(dst / "gaussians" / "rgb.safetensors", field.gaussians, header=header)
+    save_rgb_field(dst / "seed0" / "gaussians" / "rgb.safetensors", field.gaussians, header=header)
     return dst
 
 
@@ -138,10 +141,8 @@ def _copy_with_colour_field(src, dst, *, language: bool):
 def tiny_view_results(tiny_results, tmp_path_factory):
     """tiny_results with a colour field: what `ccl view` opens (language fields and their codebooks)."""
     root = tmp_path_factory.mktemp("view_results")
-    yield {
-        **tiny_results,
-        "scene_dir": _copy_with_colour_field(tiny_results["scene_dir"], root / "tiny", language=True),
-    }
+    scene_dir = _copy_with_colour_field(tiny_results["scene_dir"], root / "tiny", language=True)
+    yield {**tiny_results, "scene_dir": scene_dir, "run_dir": scene_dir / "seed0"}
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,16 @@ def test_query_writes_an_overlay_png(tiny_results, tmp_path, capsys):
         (["query", "{d}", "mug", "--frame", "77", "-o", "{t}/x.png"], "--frame 77: no such view"),
         (["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--variant", "push"], "no trained language field"),
         (["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--scale", "all"], "no language field of that scale"),
-        (["tables", "{t}/nothing"], "no \\*/eval/\\*/queries.csv"),
+        (["tables", "{t}/nothing"], "no <scene>/seed<N>/eval/<variant>/queries.csv"),
+        (
+            ["query3d", "{d}", "mug", "-o", "{t}/x.ply", "--seed", "4"],
+            "no run of seed 4 \\(no seed4/\\); runs here: seed0",
+        ),
+        (
+            ["query3d", "{d}/seed0", "mug", "-o", "{t}/x.ply", "--seed", "4"],
+            "is the run of seed 0, and --seed 4",
+        ),
+        (["query3d", "{t}", "mug", "-o", "{t}/x.ply"], "not a results folder \\(no scene.json\\)"),
         # the output's type comes from its suffix: none, or one the writer lacks, is refused up front
         (["query", "{d}", "mug", "--frame", "0", "-o", "{t}/x"], "no suffix; .*accepted: .png, .jpg"),
         (["query3d", "{d}", "mug", "-o", "{t}/x.obj"], "suffix '.obj'.*accepted: .ply"),
@@ -75,9 +85,23 @@ def test_bad_input_exits_with_a_message(tiny_results, tmp_path, capsys, args, me
     assert re.search(message, capsys.readouterr().err), message
 
 
+def test_a_scene_with_several_runs_needs_a_seed(tiny_results, tmp_path, capsys):
+    """Each seed of config `seeds` is a run of its own (results/<scene>/seed<N>): with several, a command
+    on the scene's folder asks which, and `--seed` or the run's folder answers."""
+    d = tmp_path / "tiny"
+    shutil.copytree(tiny_results["scene_dir"], d)
+    shutil.copytree(d / "seed0", d / "seed2")
+    argv = ["query3d", str(d), "mug", "-o", str(tmp_path / "x.ply")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{d} has runs of seeds [0, 2]: name one with --seed N" in err
+    assert main([*argv, "--seed", "2"]) == 0 and (tmp_path / "x.ply").is_file()
+    assert main(["query3d", str(d / "seed2"), "mug", "-o", str(tmp_path / "y.ply")]) == 0
+
+
 def test_evaluate_then_tables(tiny_results, tmp_path, capsys):
     d = tiny_results["scene_dir"]
-    out = tmp_path / "results" / "tiny" / "eval" / "full"
+    out = tmp_path / "results" / "tiny" / "seed0" / "eval" / "full"
     assert main(["evaluate", str(d), "-o", str(out)]) == 0
     rows = pd.read_csv(out / "queries.csv")
     from ccl.eval import read_lerf_label_dir

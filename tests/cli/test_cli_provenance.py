@@ -52,7 +52,7 @@ def test_a_field_trained_on_another_codebook_is_refused_naming_both(tiny_results
 
     scene = tmp_path / "tiny"
     shutil.copytree(tiny_results["scene_dir"], scene)
-    field_path = scene / "gaussians" / "full" / "sp.safetensors"
+    field_path = scene / "seed0" / "gaussians" / "full" / "sp.safetensors"
     field = load_language_field(field_path)
     header = {**field.header, "inputs": {"codebook": "0" * 64}}  # the sha256 of another run's codebook
     save_language_field(field_path, field, header=header)
@@ -63,4 +63,4 @@ def test_a_field_trained_on_another_codebook_is_refused_naming_both(tiny_results
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"{field_path} was made from another codebook, sha256 000000000000…, not from" in err
-        assert str(scene / "codebook" / "full" / "sp.h5") in err
+        assert str(scene / "seed0" / "codebook" / "full" / "sp.h5") in err

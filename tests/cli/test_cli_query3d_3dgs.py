@@ -13,7 +13,7 @@ from ccl.cli import main
 def _field(tiny_results, scale="sp"):
     from ccl.splat.checkpoint import load_language_field
 
-    return load_language_field(tiny_results["scene_dir"] / "gaussians" / "full" / f"{scale}.safetensors")
+    return load_language_field(tiny_results["run_dir"] / "gaussians" / "full" / f"{scale}.safetensors")
 
 
 def test_query3d_3dgs_writes_exactly_the_gaussians_of_the_category(tiny_results, tmp_path, capsys):

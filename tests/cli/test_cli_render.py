@@ -22,9 +22,9 @@ def render_results(tiny_results, tmp_path_factory):
 
     scene_dir = tmp_path_factory.mktemp("render") / "tiny"
     shutil.copytree(tiny_results["scene_dir"], scene_dir)
-    field = load_language_field(scene_dir / "gaussians" / "full" / "sp.safetensors")
+    field = load_language_field(scene_dir / "seed0" / "gaussians" / "full" / "sp.safetensors")
     header = {"scene": "tiny", "config": {"background": list(BACKGROUND)}, "iteration": 0, "seed": 0}
-    save_rgb_field(scene_dir / "gaussians" / "rgb.safetensors", field.gaussians, header=header)
+    save_rgb_field(scene_dir / "seed0" / "gaussians" / "rgb.safetensors", field.gaussians, header=header)
     return {**tiny_results, "scene_dir": scene_dir, "field": field}
 
 
@@ -51,7 +51,7 @@ def test_rgb_is_the_evaluation_render_of_the_frame(render_results, tmp_path, cap
     cam = _camera(d)
     got = _read(out)
     assert got.shape == (cam.height, cam.width, 3)
-    gaussians, _ = load_rgb_field(d / "gaussians" / "rgb.safetensors")
+    gaussians, _ = load_rgb_field(d / "seed0" / "gaussians" / "rgb.safetensors")
     want = np.rint(render_rgb(gaussians, cam, background=BACKGROUND) * 255).astype(np.uint8)
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(got.reshape(-1, 3), axis=0)) > 10  # a picture, not a flat background
@@ -140,6 +140,6 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tiny_results, tmp_pat
 def test_a_missing_codebook_names_the_rule_that_makes_it(render_results, tmp_path, capsys):
     d = tmp_path / "tiny"
     shutil.copytree(render_results["scene_dir"], d)
-    (d / "codebook" / "full" / "wp.h5").unlink()
+    (d / "seed0" / "codebook" / "full" / "wp.h5").unlink()
     assert main(["render", str(d), "--frame", "0", "--what", "classes", "-o", str(tmp_path / "x.png")]) == 2
     assert re.search(r"codebook/full/wp\.h5: not found.*train_codebook", capsys.readouterr().err)

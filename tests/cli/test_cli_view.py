@@ -167,8 +167,8 @@ def _codebook_of_another_run(tiny_view_results, tmp_path):
 
     d = tmp_path / "tiny"
     shutil.copytree(tiny_view_results["scene_dir"], d)
-    book = d / "codebook" / "full" / "sp.h5"
-    field_path = d / "gaussians" / "full" / "sp.safetensors"
+    book = d / "seed0" / "codebook" / "full" / "sp.h5"
+    field_path = d / "seed0" / "gaussians" / "full" / "sp.safetensors"
     f = load_language_field(field_path)
     save_language_field(field_path, f, header={**f.header, "inputs": {"codebook": file_record(book)}})
     protos = tiny_view_results["prototypes"][::-1].copy()

@@ -90,7 +90,7 @@ def _fit(tmp_path, labels, variant, *, scale="sp", tag=""):
     f_path, t_path, _ = write_inputs(
         tmp_path, labels=labels, masks_file=f"/data/results/s/masks/{scale}.h5", tag=tag
     )
-    out = tmp_path / "results" / "s" / "codebook" / variant / f"{scale}.h5"
+    out = tmp_path / "results" / "s" / "seed0" / "codebook" / variant / f"{scale}.h5"
     fit_codebook(f_path, t_path, variant=variant, cfg=CFG, out_path=out, seed=0, device="cpu")
     return out, json.loads(diagnostics_path(out).read_text())["supervision"]
 
@@ -220,7 +220,7 @@ def test_table2_marks_the_variant_a_degenerate_fit_made(tmp_path):
         assert {r.scales: r.supervision_degenerate_scales for r in rows} == (
             {"sp+wp": "sp", "wp": ""} if variant == "full" else {"sp+wp": "", "wp": ""}
         )
-        csv = tmp_path / "results" / "s" / "eval" / variant / "queries.csv"
+        csv = tmp_path / "results" / "s" / "seed0" / "eval" / variant / "queries.csv"
         csv.parent.mkdir(parents=True, exist_ok=True)
         csv.write_text(rows_to_csv(rows))
         csvs.append(csv)

@@ -20,7 +20,7 @@ def _rows(scene, variant, seed, ious, *, protocol="lerf_ovs", scales="sp+wp", hi
 
 
 def _write(tmp_path, scene, variant, rows):
-    p = tmp_path / "results" / scene / "eval" / variant / "queries.csv"
+    p = tmp_path / "results" / scene / f"seed{rows[0].seed if rows else 0}" / "eval" / variant / "queries.csv"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(rows_to_csv(rows))
     return p
@@ -58,8 +58,65 @@ def test_several_seeds_give_mean_and_std(tmp_path):
     t1 = pd.read_csv(out / "table1.csv")
     assert t1.loc[0, "ramen"] == pytest.approx(60.0)
     assert t1.loc[0, "ramen_std"] == pytest.approx(10.0)  # sample std of 50, 70, 60
-    assert t1.loc[0, "n_seeds"] == 3
-    assert "60.0 ± 10.0" in (out / "table1.md").read_text()
+    assert t1.loc[0, "ramen_n"] == 3 and t1.loc[0, "seeds"] == "0 1 2"
+    md = (out / "table1.md").read_text()
+    assert "60.0 ± 10.0" in md and "Seeds: 0, 1, 2 (mean ± sample std over them)." in md
+    assert "(n=" not in md  # every cell has every seed
+
+
+def _seed_runs(tmp_path, scene, variant, ious_by_seed, **kw):
+    """One queries.csv per seed, as the workflow writes them (results/<scene>/seed<N>/eval/<variant>)."""
+    return [_write(tmp_path, scene, variant, _rows(scene, variant, seed, ious, **kw))
+            for seed, ious in ious_by_seed.items()]  # fmt: skip
+
+
+def test_ablation_rows_have_the_paired_difference_to_base(tmp_path):
+    # base and full move together across seeds: the paired difference is steady (std 0) while each
+    # variant's own spread is 10 points, which an unpaired comparison would read as noise
+    paths = _seed_runs(tmp_path, "ramen", "base", {0: [0.40], 1: [0.60], 2: [0.50]})
+    paths += _seed_runs(tmp_path, "ramen", "full", {0: [0.45], 1: [0.65], 2: [0.55]})
+    paths += _seed_runs(tmp_path, "ramen", "pull", {0: [0.40], 1: [0.70]})  # seed 2 not run
+    out = tmp_path / "t"
+    build_tables(paths, out)
+    t2 = pd.read_csv(out / "table2.csv").set_index("variant")
+    assert t2.loc["full", "ramen_std"] == pytest.approx(10.0)
+    assert t2.loc["full", "vs_base"] == pytest.approx(5.0) and t2.loc["full", "vs_base_std"] == pytest.approx(
+        0.0
+    )
+    assert t2.loc["full", "vs_base_n"] == 3
+    assert t2.loc["pull", "vs_base"] == pytest.approx(5.0)  # (0 + 10) / 2 over the seeds both have
+    assert t2.loc["pull", "vs_base_std"] == pytest.approx(
+        np.std([0.0, 10.0], ddof=1), abs=1e-3
+    )  # CSV: 4 places
+    assert t2.loc["pull", "vs_base_n"] == 2
+    assert np.isnan(t2.loc["base", "vs_base"])
+    md = (out / "table2.md").read_text()
+    assert (
+        "| variant | mode | supervision_degenerate | ramen | mean | Δ base |" not in md
+    )  # note column hidden
+    assert "| base | paper | 50.0 ± 10.0 | 50.0 ± 10.0 | – |" in md
+    assert "| full | paper | 55.0 ± 10.0 | 55.0 ± 10.0 | +5.0 ± 0.0 |" in md
+    assert "| pull | paper | 55.0 ± 21.2 (n=2) | 55.0 ± 21.2 (n=2) | +5.0 ± 7.1 |" in md
+    loc = pd.read_csv(out / "localization.csv").set_index("variant")
+    assert "vs_base" in loc.columns
+
+
+def test_a_rebuild_over_different_seed_sets_says_which_cells_have_fewer(tmp_path, caplog):
+    paths = _seed_runs(tmp_path, "ramen", "full", {0: [0.5], 1: [0.7], 2: [0.6]})
+    paths += _seed_runs(tmp_path, "teatime", "full", {0: [0.9]})  # an older one-seed run
+    out = tmp_path / "t"
+    with caplog.at_level("WARNING", logger="ccl.eval.tables"):
+        build_tables(paths, out)
+    t1 = pd.read_csv(out / "table1.csv")
+    row = t1.iloc[0]
+    assert (row["ramen_n"], row["teatime_n"], row["seeds"]) == (3, 1, "0 1 2")
+    assert row["seeds_missing"] == "teatime: 1, 2"
+    # the mean over scenes exists only for the seed both scenes have
+    assert row["mean"] == pytest.approx((50.0 + 90.0) / 2) and row["mean_n"] == 1
+    md = (out / "table1.md").read_text()
+    assert "| full | paper | 60.0 ± 10.0 | 90.0 (n=1) | 70.0 (n=1) |" in md
+    assert "A cell with fewer than 3 seeds shows (n=k)" in md
+    assert any("teatime: 1, 2" in r.getMessage() for r in caplog.records)
 
 
 def test_table5_and_3dovs_room_apart(tmp_path):
@@ -145,7 +202,7 @@ def test_degenerate_supervision_is_marked_beside_the_variant(tmp_path):
         "† variant full, mode paper: degenerate track supervision in ramen: sp; teatime: sp+wp (scene: "
         "scales). The pair terms this variant asks for had no pairs to act on there and were off, so its "
         "numbers there are those of a variant without them, not an effect of the terms; why: `supervision` "
-        "in results/{scene}/codebook/full/{scale}.diagnostics.json."
+        "in results/{scene}/seed{N}/codebook/full/{scale}.diagnostics.json."
     ]
     assert "supervision_degenerate" not in md  # the Markdown says it with the mark, not a column
     # the headline table and localization say it too: they show the same runs of full

@@ -62,7 +62,7 @@ def _queries_csvs(root: Path, config) -> list[Path]:
                              "+".join(scale_set), scale_set[0], scale_set[0] if lerf else "",
                              0.1 * (k + frame + 1), float(frame) if lerf else math.nan, 0.4 if lerf else math.nan)
                 )  # fmt: skip
-        path = root / "results" / scene / "eval" / variant / "queries.csv"
+        path = root / "results" / scene / "seed0" / "eval" / variant / "queries.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(rows_to_csv(rows))
         paths.append(path)

@@ -99,13 +99,22 @@ def test_benchmark_layout_runs_the_whole_dag_with_the_real_backends(repo, name):
 
     results = repo / "results" / scene
     config = yaml.safe_load((repo / f"tiny_{name}.yaml").read_text())
-    expected = ["scene.json", "masks/raw.h5", "gaussians/rgb.safetensors", "gaussians/rgb.metrics.json"]
+    run = "seed0/"  # the one seed's run (ccl.results_tree)
+    expected = [
+        "scene.json",
+        "masks/raw.h5",
+        f"{run}gaussians/rgb.safetensors",
+        f"{run}gaussians/rgb.metrics.json",
+    ]
     for scale in config["scales"]:
         expected += [f"masks/{scale}.h5", f"tracks/{scale}.h5", f"features/{scale}.h5"]
         for variant in config["variants"]:
-            expected += [f"codebook/{variant}/{scale}.h5", f"gaussians/{variant}/{scale}.safetensors"]
+            expected += [
+                f"{run}codebook/{variant}/{scale}.h5",
+                f"{run}gaussians/{variant}/{scale}.safetensors",
+            ]
     for variant in config["variants"]:
-        expected += [f"eval/{variant}/queries.csv", f"eval/{variant}/summary.json"]
+        expected += [f"{run}eval/{variant}/queries.csv", f"{run}eval/{variant}/summary.json"]
     missing = [rel for rel in expected if not (results / rel).is_file()]
     assert not missing, missing
 
@@ -123,7 +132,7 @@ def test_benchmark_layout_runs_the_whole_dag_with_the_real_backends(repo, name):
     suffix = "" if layout == "lerf_ovs" else "_3dovs"
     table1 = pd.read_csv(repo / "results" / "tables" / f"table1{suffix}.csv")
     assert scene in " ".join(map(str, table1.columns)) + " ".join(map(str, table1.iloc[:, 0])), table1
-    queries = pd.read_csv(results / "eval" / "full" / "queries.csv")
+    queries = pd.read_csv(results / "seed0" / "eval" / "full" / "queries.csv")
     assert len(queries) > 0 and queries["iou"].between(0, 1).all()
 
     again = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "--cores", "all", "-n")

@@ -11,6 +11,19 @@ SYNTHETIC_SCENES = [
 ]
 SCALES = list(config["scales"])
 VARIANTS = list(config["variants"])
+# Seeds (ccl.config turns `seed` into `seeds`): the codebook, the fields and their evaluation run once
+# per seed, in results/{scene}/seed{seed}/ (ccl.results_tree reads that tree); the stages before them
+# once per scene, seeded by the first, since only the simulators draw there (the simulated models' noise
+# is part of the synthetic data, which a repeat of the training does not redraw; the real models draw
+# nothing) and one seed's run then equals a one-seed run's.
+SEEDS = list(config["seeds"])
+SHARED_SEED = SEEDS[0]
+
+
+def run_seed(wildcards):
+    """The seed of a per-seed job (its `{seed}` wildcard, a folder name's digits), as the number it is."""
+    return int(wildcards.seed)
+
 ALL_TARGETS = []
 
 

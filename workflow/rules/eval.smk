@@ -1,4 +1,5 @@
-# Evaluation: each variant's language fields (every scale) → results/{scene}/eval/{variant}/queries.csv
+# Evaluation: each seed's and variant's language fields (every scale) →
+# results/{scene}/seed{N}/eval/{variant}/queries.csv
 # with the scene's protocol (LERF-OVS as LangSplat's evaluation runs it, or 3D-OVS); then every table
 # under results/tables/, rebuilt from those CSVs and the benchmark files only. Both feed the report.
 # Scenes with `protocol: none` are not evaluated.
@@ -36,19 +37,19 @@ if EVAL_SCENES:
             ),
             labels=scene_label_files,
         output:
-            queries="results/{scene}/eval/{variant}/queries.csv",
-            summary="results/{scene}/eval/{variant}/summary.json",
+            queries="results/{scene}/seed{seed}/eval/{variant}/queries.csv",
+            summary="results/{scene}/seed{seed}/eval/{variant}/summary.json",
             figures=report(
-                directory("results/{scene}/eval/{variant}/figures"),
+                directory("results/{scene}/seed{seed}/eval/{variant}/figures"),
                 patterns=["{frame}.png"],
                 caption="../report/relevance_maps.rst",
                 category="Relevance maps",
-                subcategory="{scene}, {variant}",
+                subcategory="{scene}, seed {seed}, {variant}",
             ),
         log:
-            "logs/evaluate/{scene}_{variant}.log",
+            "logs/evaluate/{scene}_seed{seed}_{variant}.log",
         benchmark:
-            "benchmarks/evaluate/{scene}_{variant}.tsv"
+            "benchmarks/evaluate/{scene}_seed{seed}_{variant}.tsv"
         # renders class maps with the CPU tile kernel, whose threads wait on torch's on a busy CPU (see
         # splat.smk): one thread, jobs side by side
         threads: 1
@@ -60,7 +61,7 @@ if EVAL_SCENES:
             features=config["features"],
             scene_load=config["scene_load"],
             scales=SCALES,
-            seed=config["seed"],
+            seed=run_seed,
             device=config["device"],
         script:
             "../scripts/evaluate.py"
@@ -68,7 +69,10 @@ if EVAL_SCENES:
     rule tables:
         input:
             queries=expand(
-                rules.evaluate.output.queries, scene=EVAL_SCENES, variant=VARIANTS
+                rules.evaluate.output.queries,
+                scene=EVAL_SCENES,
+                seed=SEEDS,
+                variant=VARIANTS,
             ),
         output:
             **TABLE_OUTPUTS,

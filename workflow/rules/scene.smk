@@ -18,7 +18,7 @@ rule synthetic_scene:
         runtime=per_attempt(30),
     params:
         synthetic=config["synthetic"],
-        seed=config["seed"],
+        seed=SHARED_SEED,
     script:
         "../scripts/synthetic_scene.py"
 

@@ -27,7 +27,7 @@ rule track_masks:
     params:
         tracks=config["tracks"],
         scene_load=config["scene_load"],
-        seed=config["seed"],
+        seed=SHARED_SEED,
         device=config["device"],
         cache_dir=scene_cache_dir,
     script:
