@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccl.config_checks import check_section, is_int
+from ccl.device import PRECISIONS
 
 BACKENDS = ("open_clip", "sim")
 _COSINE_KEYS = ("sim_anchor_cosine", "sim_part_cosine")
@@ -21,6 +22,7 @@ class FeaturesConfig:
     model_config_file: str | None = None  # JSON defining model_name (open_clip's model_configs format)
     pretrained: str = "laion2b_s34b_b88k"  # open_clip tag, or the path of the weights file
     batch_size: int = 64  # crops per forward pass
+    precision: str = "fp16"  # CUDA only: the encoders under autocast in this dtype; a CPU runs float32
     crop_size: int = 224  # px, side of the square crop (= the model's input size)
     sim_dim: int = 512  # sim: embedding dimension (ViT-B-16's)
     sim_anchor_cosine: float = 0.75  # sim: cosine between two categories' anchors (CLIP-like crowding)
@@ -35,7 +37,10 @@ class FeaturesConfig:
         check_section(
             "features",
             self,
-            [("backend", lambda v: v in BACKENDS, f"one of {BACKENDS}")]
+            [
+                ("backend", lambda v: v in BACKENDS, f"one of {BACKENDS}"),
+                ("precision", lambda v: v in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
+            ]
             + [
                 (key, lambda v, lo=lo: is_int(v) and v >= lo, f"an integer >= {lo}")
                 for key, lo in (("batch_size", 1), ("crop_size", 8), ("sim_dim", 8))

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ccl.config_checks import check_section
+from ccl.config_checks import check_section, is_int
+from ccl.device import PRECISIONS
 
 BACKENDS = ("sam", "sim")
 SCALES = ("sp", "wp", "all")
@@ -39,7 +40,6 @@ _FRACTION_KEYS = (  # thresholds, rates and ratios in [0, 1]
 )
 _MINIMUMS = (  # counts and sizes: (key, its minimum)
     ("points_per_side", 1),
-    ("points_per_batch", 1),
     ("crop_n_layers", 0),
     ("crop_n_points_downscale_factor", 1),
     ("min_mask_region_area", 0),
@@ -59,7 +59,12 @@ class MasksConfig:
     # hash (a dict has none); equality still compares it.
     sam_overrides: dict[str, Any] = field(default_factory=dict, hash=False)
     points_per_side: int = 32
-    points_per_batch: int = 64
+    # point prompts decoded at once; "auto": 64 on a CPU, 256 on CUDA (a 24 GB card with vit_h at
+    # 988 x 731 px), see ccl.masks.backends.sam.points_per_batch
+    points_per_batch: int | str = "auto"
+    # CUDA only: SAM's image encoder under autocast in this dtype (fp32, bf16, fp16); the prompt decoder
+    # and every threshold stay float32, and a CPU runs float32 whatever this says
+    precision: str = "bf16"
     pred_iou_thresh: float = 0.7
     stability_score_thresh: float = 0.85
     stability_score_offset: float = 1.0
@@ -104,6 +109,12 @@ class MasksConfig:
             + [(k, lambda v: 0.0 <= v <= 1.0, "in [0, 1]") for k in _FRACTION_KEYS]
             + [(k, lambda v, low=low: int(v) >= low, f">= {low}") for k, low in _MINIMUMS]
             + [
+                (
+                    "points_per_batch",
+                    lambda v: v == "auto" or (is_int(v) and v >= 1),
+                    "an integer >= 1, or auto",
+                ),
+                ("precision", lambda v: v in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
                 ("stability_score_offset", lambda v: v > 0, "> 0"),
                 ("mask_nms_tile_px", lambda v: 1 <= int(v) <= 4096, "in [1, 4096]"),
                 ("sim_score_noise", lambda v: v >= 0, ">= 0"),

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.device import out_of_memory_names
 from ccl.io.masks_h5 import RAW_FORMAT_VERSION, RAW_KIND, RawFrameMasks, open_raw_masks, write_raw_masks
 from ccl.io.resume import FrameStore, frames_record
 from ccl.masks.backends import backend_module
@@ -19,6 +20,11 @@ from ccl.masks.ops import apply_mask_nms
 from ccl.runlog import progress
 
 log = logging.getLogger(__name__)
+
+
+# What lowers SAM's GPU memory, for the message when it runs out (the decoder's logits grow with the
+# prompts decoded at once, the encoder's activations with its dtype).
+OUT_OF_MEMORY_KEYS = "masks.points_per_batch (e.g. 64), or set masks.precision: bf16"
 
 
 def generate_masks(
@@ -49,9 +55,10 @@ def generate_masks(
     module.check(cfg, scene, builders=sam_builders)  # the user's files, before any model loads
     if load_image is None:
         load_image = _default_loader()
-    backend = module.build(
-        cfg, scene=scene, device=device, seed=seed, load_image=load_image, builders=sam_builders
-    )
+    with out_of_memory_names("masks", OUT_OF_MEMORY_KEYS):
+        backend = module.build(
+            cfg, scene=scene, device=device, seed=seed, load_image=load_image, builders=sam_builders
+        )
     cameras = scene.cameras
     params = {**cfg.generation_params(), "seed": int(seed)}
     model = backend.model_info
@@ -81,7 +88,9 @@ def generate_masks(
                 else:
                     made_index = next(made)
                     assert made_index == index, (made_index, index)
-                    levels = [apply_mask_nms(lv, cfg) for lv in backend.frame_levels(index, camera)]
+                    with out_of_memory_names(f"masks of frame {camera.name}", OUT_OF_MEMORY_KEYS):
+                        candidates = backend.frame_levels(index, camera)
+                    levels = [apply_mask_nms(lv, cfg) for lv in candidates]
                     frame = RawFrameMasks(camera.name, *levels)
                     assert frame.shape_hw == (camera.height, camera.width), (frame.shape_hw, camera.name)
                     # kept before it goes on: a failure at a later frame loses none of this one's work

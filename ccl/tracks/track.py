@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ccl.config import as_params
+from ccl.device import out_of_memory_names
 from ccl.io.masks_h5 import FrameMasks, check_masks_match_scene, open_masks, read_frame_masks
 from ccl.io.provenance import file_record
 from ccl.io.tracks_h5 import FrameTracks, write_tracks
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
     from ccl.scene import Camera
 
 log = logging.getLogger(__name__)
+
+
+# What lowers SAM2's GPU memory, for the message when it runs out.
+OUT_OF_MEMORY_KEYS = (
+    "the frames and memory SAM2 keeps on the GPU: set tracks.offload_video_to_cpu: true and "
+    "tracks.offload_state_to_cpu: true (or tracks.precision: bf16)"
+)
 
 
 def track_masks(
@@ -98,37 +106,40 @@ def _track(reader, scene, *, cfg, backend, device, seed, load_image):
         n_frames,
         cfg.backend,
     )
-    propagator = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
-    try:
-        model = propagator.model_info()
-        results: dict[int, FrameTracks] = {}
-        reseeded: set[int] = set()
-        start = 0
-        while start < n_frames:
-            restart = None
-            stream = propagator.propagate(seeds, start)
-            for t, propagated in progress(stream, desc="tracks", total=n_frames - start, unit="frame"):
-                fm = first if t == 0 else read_frame_masks(reader, cameras[t], masks_path)
-                labels, best_iou = _label_frame(fm, propagated, seeds, t, cfg.iou_thresh)
-                unmatched = np.flatnonzero(labels < 0)
-                if cfg.reseed_unmatched and unmatched.size and t not in reseeded:
-                    reseeded.add(t)
-                    seeds = seeds + [
-                        Seed(len(seeds) + j, t, int(i), fm.segmentation == i, int(fm.level[i]))
-                        for j, i in enumerate(unmatched)
-                    ]
-                    log.info("frame %s: %d unmatched masks start new tracks", cameras[t].name, unmatched.size)
-                    restart = t
+    with out_of_memory_names("tracks", OUT_OF_MEMORY_KEYS):
+        propagator = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
+        try:
+            model = propagator.model_info()
+            results: dict[int, FrameTracks] = {}
+            reseeded: set[int] = set()
+            start = 0
+            while start < n_frames:
+                restart = None
+                stream = propagator.propagate(seeds, start)
+                for t, propagated in progress(stream, desc="tracks", total=n_frames - start, unit="frame"):
+                    fm = first if t == 0 else read_frame_masks(reader, cameras[t], masks_path)
+                    labels, best_iou = _label_frame(fm, propagated, seeds, t, cfg.iou_thresh)
+                    unmatched = np.flatnonzero(labels < 0)
+                    if cfg.reseed_unmatched and unmatched.size and t not in reseeded:
+                        reseeded.add(t)
+                        seeds = seeds + [
+                            Seed(len(seeds) + j, t, int(i), fm.segmentation == i, int(fm.level[i]))
+                            for j, i in enumerate(unmatched)
+                        ]
+                        log.info(
+                            "frame %s: %d unmatched masks start new tracks", cameras[t].name, unmatched.size
+                        )
+                        restart = t
+                        break
+                    results[t] = FrameTracks(cameras[t].name, labels, best_iou)
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+                if restart is None:
                     break
-                results[t] = FrameTracks(cameras[t].name, labels, best_iou)
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-            if restart is None:
-                break
-            start = restart
-    finally:
-        propagator.close()
+                start = restart
+        finally:
+            propagator.close()
     assert sorted(results) == list(range(n_frames)), sorted(results)
     return len(seeds), model, [results[t] for t in range(n_frames)]
 

@@ -9,7 +9,6 @@ own model config format, registered with open_clip (`add_model_config`) before a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ccl.device import resolve_device
+from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.features.config import FeaturesConfig
 from ccl.features.ops import l2_normalize, mask_boxes, masked_crop
 
@@ -215,6 +214,7 @@ class OpenClipEncoder:
             "pretrained_sha256": file_sha256(self.path),
             "open_clip_version": version("open_clip_torch"),
             "dim": self.dim,
+            "dtype": compute_dtype(self.device, self.cfg.precision),  # features.precision; float32 on a CPU
         }
         if self.architecture is not None:  # not an architecture open_clip ships: its file and contents
             config_path = Path(self.cfg.model_config_file).expanduser()
@@ -224,11 +224,7 @@ class OpenClipEncoder:
         return info
 
     def _amp(self):
-        import torch
-
-        if str(self.device).startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.cfg.precision)
 
     def encode_crops(self, crops: np.ndarray) -> np.ndarray:
         """[B, S, S, 3] uint8 crops → [B, D] float32, L2-normalised, in batches of cfg.batch_size."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ccl.device import resolve_device
+from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.io.masks_h5 import LEVELS, LevelMasks
 from ccl.masks.config import MasksConfig
 
@@ -35,6 +35,19 @@ SAM_CHECKPOINT_FILES = {
     "vit_l": "sam_vit_l_0b3195.pth",
     "vit_b": "sam_vit_b_01ec64.pth",
 }
+
+
+# masks.points_per_batch: auto, per device type. 256 prompts make about 5.5 GB of float32 logits at
+# 988 x 731 px (3 outputs, SAM's 1024 px upsampling then the image's size), which with vit_h's
+# encoder in bf16 fits a 24 GB card; a CPU keeps 64 (about 1.4 GB), the batch it always used.
+AUTO_POINTS_PER_BATCH = {"cpu": 64, "cuda": 256}
+
+
+def points_per_batch(cfg: MasksConfig, device: Any) -> int:
+    """`masks.points_per_batch` on `device`: the configured number, or auto's for the device type."""
+    if cfg.points_per_batch != "auto":
+        return int(cfg.points_per_batch)
+    return AUTO_POINTS_PER_BATCH["cuda" if str(device).startswith("cuda") else "cpu"]
 
 
 def _official(model_type: str) -> Callable[[], Any]:
@@ -340,6 +353,8 @@ class SamBackend:
             "checkpoint": str(path.absolute()),
             "checkpoint_sha256": file_sha256(path),
             "device": device,
+            # what the image encoder computed in: masks.precision on CUDA, float32 on a CPU
+            "encoder_dtype": compute_dtype(device, cfg.precision),
             "simulated": False,
         }
         if cfg.sam_overrides:  # not the official architecture: what was changed, and what it came to
@@ -425,10 +440,13 @@ def _process_crop(
     x0, y0, x1, y1 = crop_box
     cropped = image[y0:y1, x0:x1, :]
     crop_hw = cropped.shape[:2]
-    predictor.set_image(cropped)
+    with autocast(str(predictor.device), cfg.precision):  # the encoder: nearly all of SAM's compute
+        predictor.set_image(cropped)
+    # the decoder and every threshold in float32 (a no-op on a CPU and with fp32: the same tensor)
+    predictor.features = predictor.features.float()
     points_for_image = grid * np.array(crop_hw)[None, ::-1]
     per_level = [_empty_data() for _ in LEVELS]
-    for (points,) in batch_iterator(cfg.points_per_batch, points_for_image):
+    for (points,) in batch_iterator(points_per_batch(cfg, predictor.device), points_for_image):
         coords = predictor.transform.apply_coords(points, crop_hw)
         in_points = torch.as_tensor(coords, device=predictor.device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)

@@ -8,7 +8,6 @@ its config with random weights, then the user's checkpoint is loaded strictly th
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ccl.device import resolve_device
+from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.tracks.backends import Seed
 from ccl.tracks.config import TracksConfig
 
@@ -238,6 +237,7 @@ class Sam2Propagator:
             "checkpoint": str(ckpt),
             "checkpoint_sha256": file_sha256(ckpt),
             "sam2_version": version("sam2"),
+            "dtype": compute_dtype(self.device, self.cfg.precision),  # tracks.precision; float32 on a CPU
         }
 
     def _init(self) -> None:
@@ -256,12 +256,7 @@ class Sam2Propagator:
 
         if self._state is None:
             self._init()
-        amp = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if str(self.device).startswith("cuda")
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), autocast(self.device, self.cfg.precision):
             for s in seeds:
                 if s.track_id not in self._added:
                     self.model.add_new_mask(
