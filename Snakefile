@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from ccl.config import validate_config
-from ccl.preflight import PreflightError, check_run
+from ccl.preflight import PreflightError, check_device, check_run
 from ccl.run_summary import closing_message
 
 min_version("9.0")
@@ -44,6 +44,16 @@ if workflow.is_main_process:
         raise WorkflowError(str(e)) from None  # the message is the whole story: no traceback
 
 
+# CUDA is checked once the jobs start, not at parse time: only then is it known whether they run on this
+# machine (a cluster's submit host has no GPU, its nodes do); a dry run needs none.
+onstart:
+    if workflow.local_exec:
+        try:
+            check_device(config, source=CONFIG_SOURCE)
+        except PreflightError as e:
+            raise WorkflowError(str(e)) from None
+
+
 report: "workflow/report/workflow.rst"
 
 
@@ -57,6 +67,7 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+include: "workflow/rules/poses.smk"
 include: "workflow/rules/scene.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/tracks.smk"

@@ -15,6 +15,10 @@ What is checked, per scene of the run:
   the fix for an unlabelled scene);
 - the held-out views (`rgb.holdout_every`, `language.holdout_every`) leave views to train on;
 - `codebook.n_prototypes` within what the scene's views can fill (`MASKS_PER_VIEW_CEILING`).
+
+Apart, `check_device`: `device: cuda` (or `cuda:N`) only where torch sees that device. The Snakefile runs
+it when the jobs start on this machine, not at parse time: only then does Snakemake know whether they
+run here (a cluster's submit host often has no GPU, its nodes do), and a dry run needs no GPU.
 """
 
 from __future__ import annotations
@@ -104,6 +108,44 @@ def find_problems(config: Mapping[str, Any]) -> list[Problem]:
     for name, entry in entries.items():
         problems += _scene_problems(config, name, entry)
     return problems
+
+
+# --- device -------------------------------------------------------------------------------------------
+
+
+def check_device(config: Mapping[str, Any], *, source: str = "the config") -> None:
+    """Raise PreflightError when `device` names a CUDA device this machine's torch does not see."""
+    problems = device_problems(config)
+    if problems:
+        raise PreflightError(problems, source=source)
+
+
+def device_problems(config: Mapping[str, Any]) -> list[Problem]:
+    """`device: cuda` / `cuda:N` where torch sees no such device (torch is imported only then)."""
+    device = str(config.get("device", "auto"))
+    if not device.startswith("cuda"):
+        return []
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device[5:]) if device[5:].isdigit() else 0
+    if index < n:
+        return []
+    if n:
+        seen = f"torch sees {n} CUDA device(s), cuda:0..cuda:{n - 1}"
+    elif torch.version.cuda is None:
+        seen = f"this torch ({torch.__version__}) is a CPU-only build"
+    else:
+        seen = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device (driver, or CUDA_VISIBLE_DEVICES?)"
+    return [
+        Problem(
+            "device",
+            None,
+            f"device is {device!r} but {seen}",
+            "set `device: auto` (CUDA when there is one, else the CPU) or `device: cpu` "
+            "(e.g. --config device=auto), or run on the machine with the GPU",
+        )
+    ]
 
 
 # --- backends and checkpoints -------------------------------------------------------------------------

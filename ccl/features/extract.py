@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ccl.config import as_params
+from ccl.device import out_of_memory_names
 from ccl.features.backends import backend_module
 from ccl.features.config import FeaturesConfig
 from ccl.io.features_h5 import FORMAT_VERSION as FEATURES_FORMAT_VERSION
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from ccl.scene import Camera
 
 log = logging.getLogger(__name__)
+
+# What lowers the encoder's GPU memory, for the message when it runs out.
+OUT_OF_MEMORY_KEYS = "features.batch_size (crops per forward pass, e.g. 32)"
 
 
 def extract_features(
@@ -54,7 +58,8 @@ def extract_features(
     backend.check(cfg, scene)  # the user's files, before any work
     with open_masks(masks_path) as reader:
         check_masks_match_scene(reader, scene, masks_path)
-        encoder = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
+        with out_of_memory_names("features", OUT_OF_MEMORY_KEYS):
+            encoder = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
         try:
             params = {**as_params(cfg), "seed": int(seed), "device": str(device)}
             model = encoder.model_info()
@@ -105,7 +110,8 @@ def extract_features(
                             log.info("frame %s has no masks: features [0, %d]", cam.name, encoder.dim)
                             feats = np.zeros((0, encoder.dim), np.float32)
                         else:
-                            feats = encoder.encode_frame(t, cam, fm)
+                            with out_of_memory_names(f"features of frame {cam.name}", OUT_OF_MEMORY_KEYS):
+                                feats = encoder.encode_frame(t, cam, fm)
                         assert feats.shape == (fm.n_masks, encoder.dim), (feats.shape, fm.n_masks)
                         # kept before it goes on: a failure at a later frame loses none of this one's work
                         with features_writer(

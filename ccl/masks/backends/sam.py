@@ -194,7 +194,8 @@ def _download_hint(model_type: str) -> str:
         return f"set masks.sam_checkpoint in config.yaml to the checkpoint of SAM model {model_type!r}"
     return (
         f"download {name} (SAM {model_type}) from {SAM_DOWNLOAD_URL}{name} and set "
-        f"masks.sam_checkpoint: /path/to/{name} in config.yaml (masks.sam_model_type: {model_type}); "
+        f"masks.sam_checkpoint: /path/to/{name} in config.yaml (masks.sam_model_type: {model_type}; "
+        f"`make checkpoints` fetches vit_h to checkpoints/); "
         "on a synthetic scene, masks.backend: sim needs no weights"
     )
 
