@@ -65,8 +65,12 @@ def warn_user(logger: logging.Logger, message: str) -> None:
 
 
 def job_name(rule: str, wildcards: Iterable[Any] | Mapping[str, Any] = ()) -> str:
-    """The rule and its wildcard values, in the rule's order: "sam_masks ramen"."""
-    values = wildcards.values() if isinstance(wildcards, Mapping) else wildcards
+    """The rule and its wildcard values, in the rule's order: "sam_masks ramen"; a seed as its run's
+    folder is named ("train_rgb ramen seed2"), since a bare number says nothing."""
+    if isinstance(wildcards, Mapping) or hasattr(wildcards, "items"):  # Snakemake's Wildcards has items()
+        values = [f"seed{v}" if k == "seed" else v for k, v in wildcards.items()]  # type: ignore[union-attr]
+    else:
+        values = list(wildcards)
     return " ".join([str(rule), *(str(v) for v in values)])
 
 

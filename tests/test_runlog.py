@@ -66,6 +66,10 @@ def test_progress_line_reports_the_first_item_then_every_interval_then_the_end()
 
 def test_job_name_is_the_rule_and_its_wildcard_values():
     assert job_name("sam_masks", ["ramen"]) == "sam_masks ramen"
+    from snakemake.iocontainers import Wildcards
+
+    wildcards = Wildcards(fromdict={"scene": "ramen", "seed": "2", "variant": "full", "scale": "sp"})
+    assert job_name("train_language", wildcards) == "train_language ramen seed2 full sp"
     assert job_name("train_language", {"scene": "ramen", "variant": "full", "scale": "sp"}) == (
         "train_language ramen full sp"
     )
