@@ -1,16 +1,57 @@
 """Thin wrapper over `gsplat.rasterization` (CUDA only; gsplat has no CPU path).
 
-Imported lazily by `ccl.splat.rasterize` so `import ccl.splat` never needs gsplat or CUDA.
+Imported lazily by `ccl.splat.rasterize` so `import ccl.splat` never needs gsplat or CUDA. gsplat's wheel
+holds CUDA sources that it compiles on first use (torch's JIT, with the CUDA toolkit's nvcc, for the
+architectures in TORCH_CUDA_ARCH_LIST, MAX_JOBS at a time, cached under ~/.cache/torch_extensions);
+`ensure_gsplat_cuda` turns a failure there into a message naming the toolkit and those variables.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from ccl.splat.render_output import RenderOutput
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+
+_BUILT = False
+
+
+def ensure_gsplat_cuda() -> None:
+    """gsplat's CUDA extension, built (or loaded from its cache) now; refused, naming the CUDA toolkit,
+    TORCH_CUDA_ARCH_LIST and MAX_JOBS, when it cannot be built."""
+    global _BUILT
+    if _BUILT:
+        return
+    import torch
+
+    where = (
+        f"torch {torch.__version__} is built for CUDA {torch.version.cuda}; CUDA_HOME="
+        f"{os.environ.get('CUDA_HOME', '(unset)')}, TORCH_CUDA_ARCH_LIST="
+        f"{os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset: every architecture torch knows, slow)')}, "
+        f"MAX_JOBS={os.environ.get('MAX_JOBS', '(unset: gsplat uses 10)')}"
+    )
+    fix = (
+        "install a CUDA toolkit (nvcc) of the CUDA version torch is built for and put it on PATH or in "
+        "CUDA_HOME, set TORCH_CUDA_ARCH_LIST to this GPU's architecture (e.g. 9.0 for an H100/H200, 8.9 "
+        "for an RTX 4090; `make gpu-check` sets it from the GPU) and MAX_JOBS to the cores to compile "
+        "with; or run on the CPU with device: cpu"
+    )
+    try:
+        from gsplat.cuda import _backend
+    except Exception as e:  # torch's JIT raises RuntimeError / OSError / subprocess errors
+        raise RuntimeError(
+            f"gsplat could not build its CUDA extension ({type(e).__name__}: {str(e)[-600:]}); {where}. "
+            f"Fix: {fix}"
+        ) from e
+    if getattr(_backend, "_C", None) is None:
+        raise RuntimeError(
+            f"gsplat found no CUDA toolkit (nvcc) to build its CUDA extension; {where}. Fix: {fix}"
+        )
+    _BUILT = True
 
 
 def rasterize_gsplat(
@@ -38,6 +79,8 @@ def rasterize_gsplat(
             "on the CPU use backend='cpu'"
         ) from e
 
+    if means.is_cuda:  # (the tests' recorder of gsplat's arguments takes CPU tensors and builds nothing)
+        ensure_gsplat_cuda()
     d = colors.shape[-1]
     out, alpha, meta = rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,

@@ -1,0 +1,99 @@
+"""gsplat.rasterization (through ccl.splat.rasterize on CUDA tensors) against ccl's CPU kernel, its
+twin: forward (colours, alpha, expected depth, radii) and gradients of every input, at 3, 8 and 11
+channels (colour, language features, both stacked; gsplat pads 8 + depth and 11 + depth to its kernels'
+sizes), and the language features rendered as training and evaluation render them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cuda_testkit import needs_cuda
+
+from ccl.splat import rasterize
+
+pytestmark = [*needs_cuda(), pytest.mark.usefixtures("gsplat_cuda")]
+
+# Tolerances, float32 both sides. gsplat compiles with -use_fast_math (approximate exp, division) and
+# sums in another order; per pixel that is ~1e-6 relative. A Gaussian whose alpha lands within
+# rounding of the 1/255 cut-off, or a pixel whose transmittance lands on the 1e-4 stop, can fall on
+# either side on the two devices: that changes a few pixels by up to about 1/255 of a colour. So:
+# 99.9 % of the values within FWD_ATOL, every value within FWD_MAX; gradients, which sum over pixels,
+# within GRAD_RTOL of their norm.
+FWD_ATOL = 2e-4
+FWD_MAX = 1e-2
+GRAD_RTOL = 2e-3
+
+
+def make_case(seed: int, *, n: int, d: int, width: int, height: int, n_cams: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g) * 0.6
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.rand(n, 3, generator=g) * 0.05 + 0.01
+    opacities = torch.rand(n, generator=g) * 0.9 + 0.05
+    colors = torch.rand(n, d, generator=g)
+    viewmats = torch.eye(4).repeat(n_cams, 1, 1)
+    viewmats[:, 2, 3] = 3.0
+    viewmats[1:, 0, 3] = 0.3
+    f = 0.9 * width
+    Ks = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]).repeat(n_cams, 1, 1)
+    backgrounds = torch.rand(n_cams, d, generator=g)
+    return (means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
+
+
+def render_and_grads(case, device: str):
+    means, quats, scales, opacities, colors, viewmats, Ks, w, h, bgs = case
+    params = [t.to(device).clone().requires_grad_() for t in (means, quats, scales, opacities, colors, bgs)]
+    out = rasterize(*params[:5], viewmats.to(device), Ks.to(device), w, h, backgrounds=params[5])
+    g = torch.Generator().manual_seed(123)
+    weights = [torch.rand(t.shape, generator=g).to(device) for t in (out.colors, out.alpha, out.depth)]
+    loss = sum((t * wt).sum() for t, wt in zip((out.colors, out.alpha, out.depth), weights, strict=True))
+    loss.backward()
+    return out, [p.grad.cpu() for p in params]
+
+
+def assert_forward_close(got, want, what):
+    diff = (got.detach().cpu() - want.detach()).abs().flatten()
+    q = float(torch.quantile(diff[:: max(1, diff.numel() // 1_000_000)], 0.999))
+    assert q <= FWD_ATOL, f"{what}: 99.9 % quantile of |cuda - cpu| = {q:.3g} > {FWD_ATOL}"
+    assert float(diff.max()) <= FWD_MAX, f"{what}: max |cuda - cpu| = {float(diff.max()):.3g} > {FWD_MAX}"
+
+
+@pytest.mark.parametrize("d", [3, 8, 11])
+@pytest.mark.parametrize("size", [(64, 48), (988, 731)])
+def test_gsplat_matches_the_cpu_kernel_forward_and_backward(d, size):
+    width, height = size
+    case = make_case(d, n=3000 if width > 100 else 400, d=d, width=width, height=height)
+    cpu, cpu_grads = render_and_grads(case, "cpu")
+    gpu, gpu_grads = render_and_grads(case, "cuda")
+    assert gpu.colors.is_cuda and gpu.colors.shape == cpu.colors.shape == (2, height, width, d)
+    assert float(cpu.alpha.max()) > 0.9 and float(cpu.alpha.min()) < 0.1  # covered and empty pixels
+    for name in ("colors", "alpha", "depth"):
+        assert_forward_close(getattr(gpu, name), getattr(cpu, name), name)
+    visible_cpu, visible_gpu = cpu.radii.cpu().amax(-1) > 0, gpu.radii.cpu().amax(-1) > 0
+    assert (visible_cpu != visible_gpu).float().mean() < 1e-3  # the same Gaussians are drawn
+    for name, got, want in zip(
+        ["means", "quats", "scales", "opacities", "colors", "backgrounds"], gpu_grads, cpu_grads, strict=True
+    ):
+        norm = float(want.norm())
+        assert norm > 0, name
+        rel = float((got - want).norm()) / norm
+        assert rel <= GRAD_RTOL, f"d={d} {size}: gradient of {name}: |cuda - cpu| / |cpu| = {rel:.3g}"
+
+
+def test_language_features_render_through_gsplat_as_on_the_cpu(tiny_scene_dir):
+    from ccl.scene import SceneLoadConfig, load_scene
+    from ccl.splat.model import init_gaussians
+    from ccl.splat.render import render_channels
+
+    scene = load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig(), name="tiny")
+    g = init_gaussians(
+        scene.points_xyz[::4], scene.points_rgb[::4], sh_degree=1, init_opacity=0.5, init_scale=1.0
+    )
+    feats = torch.nn.functional.normalize(
+        torch.randn(len(g), 8, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
+    for cam in scene.cameras[:3]:
+        cpu = render_channels(g, cam, rgb=True, features=feats)
+        gpu = render_channels(g.to("cuda"), cam, rgb=True, features=feats.to("cuda"))
+        assert gpu.colors.is_cuda
+        assert_forward_close(gpu.colors, cpu.colors, f"{cam.name}: colour + 8 features")
