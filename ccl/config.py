@@ -219,6 +219,7 @@ def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
 SECTION_DATACLASSES: dict[str, str] = {
     "synthetic": "ccl.synthetic:SyntheticConfig",
     "scene_load": "ccl.scene:SceneLoadConfig",
+    "sfm": "ccl.sfm:SfmConfig",
     "masks": "ccl.masks:MasksConfig",
     "tracks": "ccl.tracks:TracksConfig",
     "features": "ccl.features:FeaturesConfig",

@@ -8,6 +8,9 @@ What is checked, per scene of the run:
 - `data_root` exists; the scene's folder exists (with the nearest names in its parent for a typo) and
   loads (images, COLMAP model or transforms.json, every image's size: headers only); no two scenes
   share a folder;
+- a `source: images` folder of photos (ccl.sfm.check_photo_folder, headers only): at least three
+  photos, none to convert first (HEIC, RAW), none unreadable, no two of one frame name, one size when
+  `sfm.camera_mode` is single; a folder that already holds a COLMAP model is loaded as that model;
 - a `sim` backend (masks, tracks, features) only on synthetic scenes; the real backends' checkpoint
   files present and of the configured model: every tensor name and shape, read from the file's index
   without its data and compared with the architecture built on the meta device;
@@ -221,19 +224,57 @@ def _scene_problems(config: Mapping[str, Any], name: str, entry: Mapping[str, An
     if entry["source"] == "synthetic":
         n_views = config["synthetic"]["n_views"]
         frames = None  # the labels are the scene's own
+    elif entry["source"] == "images" and not _is_colmap_folder(config, entry):
+        photos, problem = _check_photos(config, name, entry)
+        if problem is not None:
+            return [problem]
+        n_views, frames = len(photos.photos), [p.frame for p in photos.photos]
+        image_files = sorted(p.path.name for p in photos.photos)
     else:
         scene, problem = _load_real_scene(config, name, entry)
         if problem is not None:
             return [problem]
         n_views, frames = len(scene.cameras), [c.name for c in scene.cameras]
+        image_files = sorted(Path(c.image_path).name for c in scene.cameras)
     problems = []
     if entry.get("protocol", "lerf_ovs") != "none" and frames is not None:
-        problems += _label_problems(
-            name, entry, frames, sorted(Path(c.image_path).name for c in scene.cameras)
-        )
+        problems += _label_problems(name, entry, frames, image_files)
     problems += _holdout_problems(config, name, n_views)
     problems += _prototype_problems(config, name, n_views)
     return problems
+
+
+def _is_colmap_folder(config: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """A `source: images` folder that is a COLMAP scene already (images/ + the model): used as it is."""
+    from ccl.sfm import existing_colmap_model
+
+    return existing_colmap_model(entry["path"], colmap_model=config["scene_load"]["colmap_model"])
+
+
+def _check_photos(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]):
+    from ccl.sfm import check_photo_folder
+
+    path = Path(entry["path"]).expanduser()
+    if not path.exists():
+        return None, _missing_folder(config, name, path)
+    try:
+        photos = check_photo_folder(path, camera_mode=config["sfm"]["camera_mode"])
+    except (FileNotFoundError, ValueError) as e:
+        return None, Problem(
+            f"scenes.{name}.path", None, str(e).replace("scenes.<scene>", f"scenes.{name}"), None
+        )
+    return photos, None
+
+
+def _missing_folder(config: Mapping[str, Any], name: str, path: Path) -> Problem:
+    return Problem(
+        f"scenes.{name}.path",
+        str(path.absolute()),
+        "scene folder not found" + _near_names(path),
+        "fix the scene's `path` (relative paths are taken from data_root"
+        + (f" = {config['data_root']}" if config.get("data_root") else ", or the folder snakemake runs in")
+        + ")",
+    )
 
 
 def _load_real_scene(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]):
@@ -256,9 +297,8 @@ def _load_real_scene(config: Mapping[str, Any], name: str, entry: Mapping[str, A
         )
     try:
         cfg = section(SceneLoadConfig, config["scene_load"], where="config: scene_load")
-        scene = load_scene(
-            path, source=entry["source"], cfg=cfg, name=name, images=entry.get("images", "images")
-        )
+        source = "colmap" if entry["source"] == "images" else entry["source"]  # images: a COLMAP folder
+        scene = load_scene(path, source=source, cfg=cfg, name=name, images=entry.get("images", "images"))
     except (FileNotFoundError, ValueError) as e:
         return None, Problem(f"scenes.{name}", None, str(e), None)  # the loader's messages name file and fix
     return scene, None

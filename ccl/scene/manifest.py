@@ -3,11 +3,17 @@
 `write_manifest` loads and checks a scene (bad input stops the workflow here, before any expensive
 stage) and records where it is and how it was read; `load_scene_from_manifest` reloads the same scene
 and refuses a manifest that no longer matches the folder or the config.
+
+A `source: images` scene is read as the COLMAP model that rule poses made of its photos (`source`
+colmap, `sfm_from` the photo folder). A scene with poses but no points may name a points file (rule
+triangulate_points' PLY): the scene then carries those points, the colour field starts from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ccl.io import atomic_write_json
+from ccl.io.provenance import content_sha256, file_record, recorded_sha256
 from ccl.scene.config import SceneLoadConfig
 from ccl.scene.images import check_images_decode
 from ccl.scene.load import load_scene
 from ccl.scene.types import Scene
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -44,6 +53,8 @@ class SceneManifest:
     downscale: int
     frames: tuple[FrameEntry, ...]
     n_points: int
+    points: dict | None = None  # file_record of a points file (PLY) the scene starts from, None: its own
+    sfm_from: str | None = None  # the photo folder a `source: images` scene's model was made from
 
 
 def write_manifest(
@@ -54,17 +65,36 @@ def write_manifest(
     source_dir: str | os.PathLike,
     cfg: SceneLoadConfig,
     workers: int = 1,
+    points_file: str | os.PathLike | None = None,
 ) -> Path:
     """Load and check the scene `entry` (its config.yaml entry) read from `source_dir`, every image
-    decoded in full (`workers` threads); write the manifest.
+    decoded in full (`workers` threads); write the manifest. `points_file`: a PLY of points the scene
+    starts from instead of its own (a scene with poses but no points).
 
     The JSON is {format_version, name, source, root, images, colmap_model, protocol, labels, downscale,
-    frames: [{name, image_path, width, height}], n_points}.
+    frames: [{name, image_path, width, height}], n_points, points, sfm_from}.
     """
     source = entry["source"]
-    images = entry.get("images", "images")
+    sfm_from = None
+    if source == "images":  # the photos' COLMAP model (rule poses), or the folder itself if it is one
+        source, sfm_from = "colmap", str(Path(entry["path"]).expanduser().absolute())
+        if Path(source_dir).expanduser().absolute() == Path(sfm_from):
+            from ccl.runlog import warn_user
+
+            warn_user(
+                log,
+                f"scene {name}: {sfm_from} is a COLMAP scene already (images/ and {cfg.colmap_model}), "
+                "so it is used as it is, without structure from motion; set its `source: colmap` to say so "
+                "(or point `path` at the photos alone to recover the poses anew)",
+            )
+    images = entry.get("images", "images") if sfm_from is None else "images"
     labels = _labels_dir(name, entry, Path(source_dir))
     scene = load_scene(source_dir, source=source, cfg=cfg, name=name, images=images)
+    n_points = len(scene.points_xyz)
+    if points_file is not None:
+        from ccl.scene.ply import read_ply_points
+
+        n_points = len(read_ply_points(points_file)[0])
     check_images_decode(list(scene.cameras), workers=workers)
     if source == "synthetic" and labels is None and (scene.root / "labels").is_dir():
         labels = (scene.root / "labels").absolute()
@@ -82,7 +112,9 @@ def write_manifest(
             {"name": c.name, "image_path": str(c.image_path), "width": c.width, "height": c.height}
             for c in scene.cameras
         ],
-        "n_points": len(scene.points_xyz),
+        "n_points": n_points,
+        "points": None if points_file is None else file_record(points_file),
+        "sfm_from": sfm_from,
     }
     return atomic_write_json(out_path, doc)
 
@@ -122,6 +154,8 @@ def read_manifest(manifest_path: str | os.PathLike) -> SceneManifest:
         downscale=int(doc["downscale"]),
         frames=tuple(FrameEntry(**fr) for fr in doc["frames"]),
         n_points=int(doc["n_points"]),
+        points=doc.get("points"),
+        sfm_from=doc.get("sfm_from"),
     )
 
 
@@ -142,4 +176,13 @@ def load_scene_from_manifest(manifest_path: str | os.PathLike, *, cfg: SceneLoad
             f"{m.path}: the scene folder {m.root} changed since the manifest was written "
             f"({len(want)} frames then, {len(got)} now); {rerun}"
         )
+    if m.points is not None:
+        from ccl.scene.ply import read_ply_points
+
+        points = Path(m.points["path"])
+        if not points.is_file() or content_sha256(points) != recorded_sha256(m.points):
+            what = "is missing" if not points.is_file() else "changed since the manifest was written"
+            raise ValueError(f"{m.path}: its points file {points} {what}; {rerun}")
+        xyz, rgb = read_ply_points(points)
+        scene = dataclasses.replace(scene, points_xyz=xyz, points_rgb=rgb)
     return scene

@@ -202,23 +202,86 @@ def init_gaussians(
     )
 
 
+# Random initialisation (a scene without points): where the cameras look, never at the cameras.
+VIEW_HALF_ANGLE_DEG = 25.0  # a point is "in view" inside this cone about the optical axis (phones: ±30-35°)
+NEAR_FRACTION = 0.25  # no point closer to any camera than this × the median camera-to-subject distance
+FAR_FACTOR = 1.5  # nor farther along a camera's axis than this × its distance to the subject
+MIN_VIEWS = 2  # a point must be in view of this many cameras (all of them when fewer)
+
+
 def random_points_in_view(
     centers: np.ndarray, forwards: np.ndarray, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """n points uniform in the box spanned by the camera centres and what they look at; random colours.
+    """n random points in the region the cameras look at, none near a camera; random colours.
 
-    `centers`, `forwards` [C, 3]: camera centres and viewing directions (world). The box holds the
-    centres and the points one scene radius in front of every camera, so it covers both an orbit around
-    an object and a forward-facing capture.
+    `centers`, `forwards` [C, 3]: camera centres and viewing directions (world). The subject is the
+    point nearest every optical axis (least squares): the centre of an orbit. When the axes are near
+    parallel (a forward-facing capture) it is undefined, and each camera's subject distance is twice
+    the cameras' spread. A point is kept when it lies, for at least `MIN_VIEWS` cameras, inside the
+    `VIEW_HALF_ANGLE_DEG` cone about the axis at a depth up to `FAR_FACTOR` × that camera's subject
+    distance, and is farther than `NEAR_FRACTION` × the median subject distance from every camera. Points
+    started at the cameras (a box drawn from the camera centres) sit in front of every held-out view as
+    haze that training views, which see them edge-on or not at all, never remove.
     """
     centers = np.asarray(centers, dtype=np.float64)
-    radius = max(float(np.linalg.norm(centers - centers.mean(0), axis=1).max()), 1e-3)
-    ahead = centers + np.asarray(forwards, dtype=np.float64) * radius
-    corners = np.concatenate([centers, ahead])
-    lo, hi = corners.min(0), corners.max(0)
-    xyz = rng.uniform(lo, hi, size=(n, 3)).astype(np.float32)
+    forwards = np.asarray(forwards, dtype=np.float64)
+    forwards = forwards / np.maximum(np.linalg.norm(forwards, axis=1, keepdims=True), 1e-12)
+    spread = max(float(np.linalg.norm(centers - centers.mean(0), axis=1).max()), 1e-3)
+    depth = _subject_depths(centers, forwards, spread)  # [C]
+    near = NEAR_FRACTION * float(np.median(depth))
+    need = min(MIN_VIEWS, len(centers))
+    cos_cone = np.cos(np.deg2rad(VIEW_HALF_ANGLE_DEG))
+    kept: list[np.ndarray] = []
+    n_kept = 0
+    for _ in range(200):  # acceptance is high (> 20 % on orbits and forward captures): a few rounds
+        m = max(4 * (n - n_kept), 256)
+        cam = rng.integers(0, len(centers), size=m)
+        dirs = _directions_in_cone(forwards[cam], cos_cone, rng)
+        dist = rng.uniform(near, FAR_FACTOR * depth[cam])
+        pts = centers[cam] + dirs * dist[:, None]
+        rel = pts[:, None, :] - centers[None, :, :]  # [m, C, 3]
+        r = np.linalg.norm(rel, axis=2)
+        along = np.einsum("mcd,cd->mc", rel, forwards)
+        in_view = (along >= cos_cone * r) & (along <= FAR_FACTOR * depth[None, :])
+        ok = (in_view.sum(1) >= need) & (r.min(1) > near)
+        kept.append(pts[ok])
+        n_kept += int(ok.sum())
+        if n_kept >= n:
+            break
+    xyz = np.concatenate(kept)[:n]
+    if len(xyz) < n:  # cameras that share no view: fill from single cameras' cones (each beyond `near`)
+        cam = rng.integers(0, len(centers), size=n - len(xyz))
+        dirs = _directions_in_cone(forwards[cam], cos_cone, rng)
+        dist = rng.uniform(near, FAR_FACTOR * depth[cam] + near)
+        xyz = np.concatenate([xyz, centers[cam] + dirs * dist[:, None]])
     rgb = rng.integers(0, 256, size=(n, 3), dtype=np.uint8)
-    return xyz, rgb
+    return xyz.astype(np.float32), rgb
+
+
+def _subject_depths(centers: np.ndarray, forwards: np.ndarray, spread: float) -> np.ndarray:
+    """Per camera, the distance along its axis to what the cameras look at (see random_points_in_view)."""
+    projectors = np.eye(3)[None] - forwards[:, :, None] * forwards[:, None, :]  # [C, 3, 3]: off-axis part
+    A, b = projectors.sum(0), np.einsum("cij,cj->i", projectors, centers)
+    eigs = np.linalg.eigvalsh(A)
+    if eigs[0] > 0.05 * len(centers):  # axes in at least two directions: a well-posed nearest point
+        focus = np.linalg.solve(A, b)
+        depth = np.einsum("cd,cd->c", focus - centers, forwards)
+        if np.median(depth) > 0:  # in front of the cameras (not the axes' crossing behind them)
+            return np.maximum(depth, 0.25 * float(np.median(depth)))
+    return np.full(len(centers), 2.0 * spread)
+
+
+def _directions_in_cone(axes: np.ndarray, cos_max: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors uniform (in solid angle) within the cone of half-angle acos(cos_max) about each axis."""
+    m = len(axes)
+    cos_t = rng.uniform(cos_max, 1.0, size=m)
+    sin_t = np.sqrt(1.0 - cos_t**2)
+    phi = rng.uniform(0, 2 * np.pi, size=m)
+    helper = np.where(np.abs(axes[:, [0]]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
+    u = np.cross(axes, helper)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(axes, u)
+    return axes * cos_t[:, None] + (u * np.cos(phi)[:, None] + v * np.sin(phi)[:, None]) * sin_t[:, None]
 
 
 def scene_scale(centers: np.ndarray) -> float:

@@ -4,6 +4,9 @@ import re
 
 from ccl.eval.labels import label_files
 from ccl.scene.entries import resolve_entry
+from ccl.sfm import list_photo_files
+from ccl.sfm.ops import scene_pose_files as scene_pose_files_of
+from ccl.sfm.plan import photo_scenes, pointless_scenes
 
 SCENES = list(config["scenes"])
 SYNTHETIC_SCENES = [
@@ -45,6 +48,8 @@ def scene_source_dir(wildcards):
     entry = scene_entry(wildcards)
     if entry["source"] == "synthetic":
         return f"results/{wildcards.scene}/scene"
+    if wildcards.scene in PHOTO_SCENES:  # poses.smk: the COLMAP model made of the scene's photos
+        return rules.poses.output.model.format(scene=wildcards.scene)
     return entry["path"]
 
 
@@ -53,6 +58,38 @@ def synthetic_scene_input(wildcards):
     if scene_entry(wildcards)["source"] == "synthetic":
         return rules.synthetic_scene.output.scene_dir
     return []
+
+
+# Structure from motion (poses.smk): photo folders to pose, scenes with poses but no points to triangulate.
+PHOTO_SCENES = photo_scenes(config)
+POINTLESS_SCENES = pointless_scenes(config)
+
+
+def sfm_inputs(wildcards):
+    """What the scene's manifest reads that SfM makes: the photos' model, or triangulated points."""
+    if wildcards.scene in PHOTO_SCENES:
+        return rules.poses.output.model
+    if wildcards.scene in POINTLESS_SCENES:
+        return rules.triangulate_points.output.points
+    return []
+
+
+def scene_points_file(wildcards):
+    """The points file the scene starts from instead of its own (a `params:` value), or None."""
+    if wildcards.scene in POINTLESS_SCENES:
+        return rules.triangulate_points.output.points.format(scene=wildcards.scene)
+    return None
+
+
+def scene_photo_files(wildcards):
+    """A photo folder's photos, the poses job's inputs: adding, editing or removing one reruns it."""
+    return [str(p) for p in list_photo_files(scene_entry(wildcards)["path"])]
+
+
+def scene_pose_files(wildcards):
+    """The files holding a scene's poses (transforms.json, or the model's cameras and images)."""
+    colmap_model = config["scene_load"]["colmap_model"]
+    return [str(p) for p in scene_pose_files_of(scene_entry(wildcards), colmap_model=colmap_model)]
 
 
 def scene_label_files(wildcards):

@@ -26,6 +26,7 @@ rule synthetic_scene:
 rule scene_manifest:
     input:
         synthetic_scene_input,
+        sfm=sfm_inputs,  # poses.smk: a photo folder's model, or a pointless scene's points
     output:
         manifest="results/{scene}/scene.json",
     log:
@@ -40,6 +41,7 @@ rule scene_manifest:
         entry=scene_entry,
         source_dir=scene_source_dir,
         scene_load=config["scene_load"],
+        points_file=scene_points_file,
     script:
         "../scripts/scene_manifest.py"
 

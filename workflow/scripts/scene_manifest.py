@@ -13,4 +13,5 @@ with script_logging(snakemake):  # the job's log, threads and progress
         source_dir=snakemake.params.source_dir,
         cfg=cfg,
         workers=snakemake.threads,
+        points_file=getattr(snakemake.params, "points_file", None),  # a scene with poses but no points
     )

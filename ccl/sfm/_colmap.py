@@ -1,0 +1,122 @@
+"""The pycolmap calls shared by pose recovery and triangulation: SIFT into a database, one camera per
+group of photos, matching with the chosen pairing, and per-image counts for messages.
+
+pycolmap is imported inside each function (`import ccl` stays light); it runs on the CPU here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccl.runlog import progress
+
+log = logging.getLogger(__name__)
+
+EXTRACT_BATCH = 16  # photos per extraction call: the progress line's step
+
+
+def quiet_pycolmap() -> None:
+    """COLMAP's own log (glog) at warnings and above; ccl logs the steps and their results."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = pycolmap.logging.WARNING
+
+
+def extract(
+    database: Path,
+    image_dir: Path,
+    names: Sequence[str],
+    groups: Sequence[Sequence[int]],
+    *,
+    camera_model: str,
+    max_image_size: int,
+    max_num_features: int,
+    threads: int,
+    camera_params: Sequence[str] | None = None,
+) -> None:
+    """SIFT of `names` (relative to `image_dir`) into `database`: one camera per group of indices, its
+    model `camera_model`, its parameters `camera_params[g]` (COLMAP's comma-separated order) when known
+    (triangulation), else COLMAP's guess from EXIF or the image size, refined by the mapper."""
+    import pycolmap
+
+    ext = pycolmap.FeatureExtractionOptions()
+    ext.num_threads = threads
+    ext.max_image_size = max_image_size
+    ext.sift.max_num_features = max_num_features
+    batches = []
+    for g, members in enumerate(groups):
+        for start in range(0, len(members), EXTRACT_BATCH):
+            batches.append((g, [names[i] for i in members[start : start + EXTRACT_BATCH]]))
+    camera_of_group: dict[int, int] = {}
+    done = 0
+    for g, batch in progress(batches, desc="SIFT", unit="batch"):
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = camera_model
+        if camera_params is not None:
+            reader.camera_params = camera_params[g]
+        if g in camera_of_group:  # a later batch of the group: the group's camera
+            reader.existing_camera_id = camera_of_group[g]
+        pycolmap.extract_features(
+            database, image_dir, image_names=batch, camera_mode=pycolmap.CameraMode.SINGLE,
+            reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto,
+        )  # fmt: skip
+        if g not in camera_of_group:
+            with pycolmap.Database.open(database) as db:
+                camera_of_group[g] = db.read_image_with_name(batch[0]).camera_id
+        done += len(batch)
+    log.info("SIFT: %d photos, %d camera(s)", done, len(groups))
+
+
+def match(database: Path, *, matcher: str, threads: int, overlap: int, vocab_tree_path: str) -> None:
+    """Match the database's features over the pairs `matcher` names, with geometric verification."""
+    import pycolmap
+
+    opts = pycolmap.FeatureMatchingOptions()
+    opts.num_threads = threads
+    if matcher == "exhaustive":
+        pycolmap.match_exhaustive(database, matching_options=opts, device=pycolmap.Device.auto)
+    elif matcher == "sequential":
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = overlap
+        if vocab_tree_path:  # loop closure: a walk that comes back to where it started
+            pairing.loop_detection = True
+            pairing.vocab_tree_path = vocab_tree_path
+        pycolmap.match_sequential(database, matching_options=opts, pairing_options=pairing,
+                                  device=pycolmap.Device.auto)  # fmt: skip
+    elif matcher == "vocab_tree":
+        pairing = pycolmap.VocabTreePairingOptions()
+        pairing.vocab_tree_path = vocab_tree_path
+        pycolmap.match_vocabtree(database, matching_options=opts, pairing_options=pairing,
+                                 device=pycolmap.Device.auto)  # fmt: skip
+    else:
+        raise ValueError(f"matcher {matcher!r}: expected exhaustive, sequential or vocab_tree")
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    keypoints: int  # SIFT features found
+    verified_pairs: int  # photos it shares a geometrically verified pair with
+    inliers: int  # its verified matches, over all those pairs
+
+
+def image_counts(database: Path) -> dict[str, ImageCounts]:
+    """Per image name: features, verified partners and matches (what a message says of a lost photo)."""
+    import pycolmap
+
+    with pycolmap.Database.open(database) as db:
+        images = {im.image_id: im.name for im in db.read_all_images()}
+        keypoints = {iid: db.num_keypoints_for_image(iid) for iid in images}
+        pair_ids, inliers = db.read_two_view_geometry_num_inliers()
+    partners = dict.fromkeys(images, 0)
+    matched = dict.fromkeys(images, 0)
+    for pair_id, n in zip(pair_ids, inliers, strict=True):
+        if n <= 0:
+            continue
+        for iid in pycolmap.pair_id_to_image_pair(pair_id):
+            if iid in partners:
+                partners[iid] += 1
+                matched[iid] += int(n)
+    return {name: ImageCounts(keypoints[i], partners[i], matched[i]) for i, name in images.items()}

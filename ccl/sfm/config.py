@@ -1,0 +1,60 @@
+"""Config of structure from motion: the `sfm` section of config.yaml.
+
+Defaults equal workflow/schemas/stages/sfm.schema.yaml (tests/test_config.py holds them equal); values
+are checked when a config is built (ccl.config_checks). The defaults suit a folder of phone photos: one
+camera per image size with a radial distortion term, exhaustive matching up to a few hundred photos,
+SIFT on images downscaled to 1600 px (CPU extraction time grows with the pixels, and 1600 px keeps
+enough features on 12 MP photos).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccl.config_checks import check_section, is_int
+
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+CAMERA_MODES = ("per_size", "single", "per_folder", "per_image")
+MATCHERS = ("auto", "exhaustive", "sequential", "vocab_tree")
+
+
+@dataclass(frozen=True)
+class SfmConfig:
+    """Poses of a photo folder (`source: images`) and points of a scene with poses but no points."""
+
+    camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model SfM fits; images are undistorted to PINHOLE
+    camera_mode: str = "per_size"  # one camera per image size, one for all, per sub-folder, per image
+    matcher: str = (
+        "auto"  # auto: exhaustive up to exhaustive_max_images, then sequential (vocab_tree with a tree)
+    )
+    exhaustive_max_images: int = 200  # auto's limit for exhaustive matching (its cost grows with n²)
+    sequential_overlap: int = 10  # sequential matching: each image with this many next ones (file order)
+    vocab_tree_path: str = ""  # vocabulary-tree file (COLMAP's .bin) for `vocab_tree`; never downloaded
+    max_image_size: int = 1600  # SIFT runs on images downscaled to this longest side, px
+    max_num_features: int = 8192  # SIFT features kept per image
+    min_registered_fraction: float = 0.9  # fewer registered photos than this share stops the run
+    triangulate: bool = True  # scenes with poses but no points: triangulate them (else random init)
+
+    def __post_init__(self) -> None:
+        check_section(
+            "sfm",
+            self,
+            [
+                ("camera_model", lambda v: v in CAMERA_MODELS, f"one of {CAMERA_MODELS}"),
+                ("camera_mode", lambda v: v in CAMERA_MODES, f"one of {CAMERA_MODES}"),
+                ("matcher", lambda v: v in MATCHERS, f"one of {MATCHERS}"),
+                ("exhaustive_max_images", lambda v: is_int(v) and v >= 2, "an integer >= 2"),
+                ("sequential_overlap", lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+                ("vocab_tree_path", lambda v: isinstance(v, str), "a path (string)"),
+                ("max_image_size", lambda v: is_int(v) and v >= 100, "an integer >= 100 (pixels)"),
+                ("max_num_features", lambda v: is_int(v) and v >= 100, "an integer >= 100"),
+                ("min_registered_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+                ("triangulate", lambda v: isinstance(v, bool), "true or false"),
+            ],
+        )
+        if self.matcher == "vocab_tree" and not self.vocab_tree_path:
+            raise ValueError(
+                "sfm.matcher = 'vocab_tree' needs sfm.vocab_tree_path, a COLMAP vocabulary-tree file (ccl "
+                "downloads nothing); set the path, or use `matcher: sequential` (photos in capture order) "
+                "or `exhaustive`; fix the `sfm` section of config.yaml"
+            )
