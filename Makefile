@@ -49,5 +49,12 @@ bench: setup
 checkpoints: setup
 	$(BIN)/python -m ccl.weights --dest checkpoints
 
+# On a machine with a CUDA GPU (no network needed once .venv is installed, README "GPU workstation"):
+# builds gsplat's CUDA code for this GPU, runs tests/cuda, times every stage at real sizes, prints the
+# table and writes bench/out/gpu_check.json; under 8 minutes.
+gpu-check:
+	@test -x $(BIN)/python || { echo "make gpu-check: no $(VENV); run make setup (or install the wheels, README 'GPU workstation')"; exit 1; }
+	$(BIN)/python -m bench.gpu_check
+
 clean:
 	rm -rf results logs benchmarks .snakemake
