@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -29,13 +30,21 @@ SEEDS = (0, 1, 2)
 VARIANTS = ("base", "pull", "push", "full")
 SCALES = ("sp", "wp", "all")
 CODEBOOK_STATS = ("single_prototype_track_fraction", "track_majority_share", "prototype_purity")
+# Probes of why pull does or does not beat base: `pull` retrained, on the same scene, masks and features
+# and colour fields (a copy of the main run's folder), with one thing changed, paired with the main run's
+# `base` (which uses no track labels and no pull weight, so the change leaves it as it is).
+PROBES = {
+    "tracks without drift or identity swaps": ["tracks={sim_drift_rate: 0.0, sim_swap_rate: 0.0}"],
+    "lambda_pull 1.0 (default 0.25)": ["codebook={n_prototypes: 16, lambda_pull: 1.0}"],
+}
 
 
-def run_workflow(work: Path) -> float:
-    """The ablation's whole DAG in `work` (default config.yaml + the ablation's keys); wall seconds."""
+def run_workflow(work: Path, *, variants=VARIANTS, scales=SCALES, extra: tuple[str, ...] = ()) -> float:
+    """The ablation's whole DAG in `work` (default config.yaml + the ablation's keys + `extra`
+    settings); wall seconds."""
     shutil.copy(ROOT / "config.yaml", work / "config.yaml")
-    settings = [f"variants=[{','.join(VARIANTS)}]", f"scales=[{','.join(SCALES)}]",
-                f"seeds=[{','.join(map(str, SEEDS))}]"]  # fmt: skip
+    settings = [f"variants=[{','.join(variants)}]", f"scales=[{','.join(scales)}]",
+                f"seeds=[{','.join(map(str, SEEDS))}]", *extra]  # fmt: skip
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1),
            "--config", *settings]  # fmt: skip
@@ -77,20 +86,60 @@ def summarise(work: Path, scene: str) -> list[dict]:
     return rows
 
 
-def codebook_figures(work: Path, scene: str, variant: str, scales: list[str]) -> dict:
-    """Per scale: each CODEBOOK_STATS figure after training, mean over the seeds (and per seed)."""
+def codebook_figures(work: Path, scene: str, variant: str, scales: list[str], seeds=SEEDS) -> dict:
+    """Per scale, over the seeds: each CODEBOOK_STATS figure after training (%), the prototypes in use,
+    tracks per prototype in use, and `nearest_prototype_cosine`, the mean over prototypes in use of the
+    cosine to the nearest other one (how far the prototypes have been drawn together)."""
+    import numpy as np
+
+    from ccl.io.codebook_h5 import read_codebook
+
+    names = (*CODEBOOK_STATS, "prototypes_in_use", "tracks_per_prototype", "nearest_prototype_cosine")
     out = {}
     for scale in scales:
-        per_seed = []
-        for seed in SEEDS:
-            path = (
-                work / "results" / scene / f"seed{seed}" / "codebook" / variant / f"{scale}.diagnostics.json"
-            )
-            per_seed.append(json.loads(path.read_text())["after"])
-        out[scale] = {
-            k: _cell([100.0 * d[k] for d in per_seed if d.get(k) is not None]) for k in CODEBOOK_STATS
-        }
+        stats: dict[str, list[float]] = {k: [] for k in names}
+        for seed in seeds:
+            folder = work / "results" / scene / f"seed{seed}" / "codebook" / variant
+            diag = json.loads((folder / f"{scale}.diagnostics.json").read_text())
+            after = diag["after"]
+            for k in CODEBOOK_STATS:
+                if after.get(k) is not None:
+                    stats[k].append(100.0 * after[k])
+            stats["prototypes_in_use"].append(float(after["prototypes_in_use"]))
+            stats["tracks_per_prototype"].append(diag["supervision"]["tracks"] / after["prototypes_in_use"])
+            book = read_codebook(folder / f"{scale}.h5")
+            used = np.unique(np.concatenate([np.asarray(v) for v in book.prototype_index.values()]))
+            t = book.prototypes[used[used >= 0]]
+            cos = t @ t.T
+            np.fill_diagonal(cos, -np.inf)
+            stats["nearest_prototype_cosine"].append(float(cos.max(axis=1).mean()))
+        out[scale] = {k: _cell(v) for k, v in stats.items() if v}
     return out
+
+
+def probe(work: Path, scene: str, name: str, settings: list[str]) -> dict:
+    """PROBES[name]: pull on sp+wp retrained in a copy of the main run with `settings`, against base."""
+    from ccl.eval.tables import find_query_csvs, per_run, read_query_csvs
+
+    slug = "_".join(re.findall(r"[a-z0-9]+", name.lower()))
+    folder = work.parent / f"{work.name}_probe_{slug}"
+    if not folder.exists():
+        shutil.copytree(work, folder, symlinks=True)  # mtimes and Snakemake's records kept: only pull reruns
+    wall = run_workflow(folder, variants=("pull",), scales=("sp", "wp"), extra=tuple(settings))
+    main = per_run(read_query_csvs(find_query_csvs(work / "results")))
+    probed = per_run(read_query_csvs(find_query_csvs(folder / "results")))
+
+    def pick(runs, variant):
+        return runs[(runs["scene"] == scene) & (runs["variant"] == variant) & (runs["scales"] == "sp+wp")]
+
+    base, pull = pick(main, "base").set_index("seed"), pick(probed, "pull").set_index("seed")
+    paired = [float(pull.loc[s, "miou"] - base.loc[s, "miou"]) for s in SEEDS]
+    return {
+        "probe": name, "settings": settings, "workdir": str(folder), "workflow_wall_s": round(wall, 1),
+        "pull_miou": _cell([float(pull.loc[s, "miou"]) for s in SEEDS]),
+        "pull_vs_base": {**_cell(paired), "seeds_ahead": sum(d > 0 for d in paired)},
+        "codebook": codebook_figures(folder, scene, "pull", ["sp", "wp"]),
+    }  # fmt: skip
 
 
 def markdown(rows: list[dict]) -> str:
@@ -106,12 +155,28 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['scales']} | {r['variant']} | {fmt(r['miou'])} | {paired} | {ahead} | "
                      f"{fmt(r['localization'])} |")  # fmt: skip
     lines += ["", f"Seeds {', '.join(map(str, SEEDS))}; mean ± sample std over them (%).", ""]
-    lines += ["| scales | variant | scale | tracks on one prototype | track majority share | prototype purity |",
-              "|---|---|---|---:|---:|---:|"]  # fmt: skip
+    lines += ["| scales | variant | scale | tracks on one prototype | track majority share | prototype purity "
+              "| prototypes in use | tracks per prototype | nearest-prototype cosine |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         for scale, stats in r["codebook"].items():
             cells = " | ".join(fmt(stats[k]) for k in CODEBOOK_STATS)
+            cells += f" | {fmt(stats['prototypes_in_use'])} | {fmt(stats['tracks_per_prototype'])}"
+            c = stats["nearest_prototype_cosine"]
+            cells += f" | {c['mean']:.3f}" + (f" ± {c['std']:.3f}" if c["std"] is not None else "")
             lines.append(f"| {r['scales']} | {r['variant']} | {scale} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def probes_markdown(probes: list[dict]) -> str:
+    lines = ["", "| probe (pull, sp+wp) | mIoU | Δ base (paired) | seeds ahead | tracks on one prototype (sp / wp) "
+             "| nearest-prototype cosine (sp / wp) |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for p in probes:
+        m, d, cb = p["pull_miou"], p["pull_vs_base"], p["codebook"]
+        one = " / ".join(f"{cb[s]['single_prototype_track_fraction']['mean']:.1f}" for s in ("sp", "wp"))
+        near = " / ".join(f"{cb[s]['nearest_prototype_cosine']['mean']:.3f}" for s in ("sp", "wp"))
+        lines.append(f"| {p['probe']} | {m['mean']:.1f} ± {m['std']:.1f} | {d['mean']:+.1f} ± {d['std']:.1f} | "
+                     f"{d['seeds_ahead']}/{d['n']} | {one} | {near} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -124,16 +189,18 @@ def main(workdir: str | None = None) -> dict:
     load_before = os.getloadavg()
     wall = run_workflow(work)
     rows = summarise(work, scene)
+    probes = [probe(work, scene, name, settings) for name, settings in PROBES.items()]
     out = {
         "scene": scene, "seeds": list(SEEDS), "variants": list(VARIANTS), "scales": list(SCALES),
         "workdir": str(work), "workflow_wall_s": round(wall, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
         "rows": rows,
+        "probes": probes,
     }  # fmt: skip
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=2) + "\n")
-    md = markdown(rows)
+    md = markdown(rows) + probes_markdown(probes)
     OUT.with_suffix(".md").write_text(md)
     print(md)
     return out
