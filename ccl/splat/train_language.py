@@ -24,12 +24,19 @@ from typing import Any
 import numpy as np
 
 from ccl.config import as_params
+from ccl.device import out_of_memory_names
 from ccl.splat.config import LanguageConfig, RgbConfig
 from ccl.splat.diagnostics import LanguageMetrics, evaluate_language, evaluate_rgb, index_consistency
 from ccl.splat.train_rgb import RGB_LOSS_NAME, ColourRun, initial_gaussians
 from ccl.splat.trainer import finish_stage, load_views, metrics_path_of, split_views, train, view_order
 
 log = logging.getLogger(__name__)
+
+# What lowers a language field's GPU memory, for the message when it runs out.
+OUT_OF_MEMORY_KEYS = (
+    "the images' size (scene_load.downscale), or the colour field's Gaussians (rgb.grow_grad2d higher, "
+    "rgb.cap_max with rgb.strategy: mcmc)"
+)
 
 CE_LOSS_NAME = "cross-entropy"
 
@@ -101,22 +108,23 @@ def train_language(
         "inputs": inputs,
     }
     run_id = {**header, "stage": "language", "device": None, "frames": scene.frame_names}
-    lf, metrics = fit_language(
-        scene.cameras,
-        maps,
-        n_classes=index_maps.n_classes,
-        gaussians=gaussians,
-        images=images,
-        points_xyz=scene.points_xyz,
-        points_rgb=scene.points_rgb,
-        cfg=cfg,
-        rgb_cfg=rgb_cfg,
-        seed=seed,
-        device=dev,
-        state_path=partial_path(out_path),
-        fingerprint=fingerprint(run_id),
-        header=header,
-    )
+    with out_of_memory_names("language", OUT_OF_MEMORY_KEYS):
+        lf, metrics = fit_language(
+            scene.cameras,
+            maps,
+            n_classes=index_maps.n_classes,
+            gaussians=gaussians,
+            images=images,
+            points_xyz=scene.points_xyz,
+            points_rgb=scene.points_rgb,
+            cfg=cfg,
+            rgb_cfg=rgb_cfg,
+            seed=seed,
+            device=dev,
+            state_path=partial_path(out_path),
+            fingerprint=fingerprint(run_id),
+            header=header,
+        )
     finish_stage(
         out_path, lf, metrics, save=save_language_field, header=header,
         metrics_path=metrics_path_of(out_path, metrics_path),

@@ -20,11 +20,19 @@ from typing import Any
 import numpy as np
 
 from ccl.config import as_params
+from ccl.device import out_of_memory_names
 from ccl.splat.config import RgbConfig
 from ccl.splat.diagnostics import RgbMetrics, evaluate_rgb
 from ccl.splat.trainer import finish_stage, load_views, metrics_path_of, split_views, train, view_order
 
 log = logging.getLogger(__name__)
+
+# What lowers the colour field's GPU memory (its Gaussians and the images), for the message when it
+# runs out; training resumes from its last *.partial.safetensors.
+OUT_OF_MEMORY_KEYS = (
+    "the Gaussians' number (rgb.grow_grad2d higher, or rgb.strategy: mcmc with a lower rgb.cap_max) "
+    "or the images' size (scene_load.downscale)"
+)
 
 RGB_LOSS_NAME = "colour loss ((1 - λ)·L1 + λ·D-SSIM)"
 
@@ -69,18 +77,19 @@ def train_rgb(
     # what the field was made from: a language field checks its scene against it
     header = {"config": as_params(cfg), "scene": scene.name, "device": dev, "seed": seed,
               "inputs": {"manifest": file_record(manifest)}}  # fmt: skip
-    gaussians, metrics = fit_rgb(
-        scene.cameras,
-        images,
-        points_xyz=scene.points_xyz,
-        points_rgb=scene.points_rgb,
-        cfg=cfg,
-        seed=seed,
-        device=dev,
-        state_path=partial_path(out_path),
-        fingerprint=fingerprint(run_id),
-        header=header,
-    )
+    with out_of_memory_names("rgb", OUT_OF_MEMORY_KEYS):
+        gaussians, metrics = fit_rgb(
+            scene.cameras,
+            images,
+            points_xyz=scene.points_xyz,
+            points_rgb=scene.points_rgb,
+            cfg=cfg,
+            seed=seed,
+            device=dev,
+            state_path=partial_path(out_path),
+            fingerprint=fingerprint(run_id),
+            header=header,
+        )
     finish_stage(
         out_path, gaussians, metrics, save=save_rgb_field, header=header,
         metrics_path=metrics_path_of(out_path, metrics_path),

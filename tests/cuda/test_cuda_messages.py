@@ -48,7 +48,13 @@ def test_a_built_extension_is_accepted_once(monkeypatch, unbuilt):
 
 
 @pytest.mark.parametrize(
-    "stage, keys", [("tracks", "tracks.offload_video_to_cpu"), ("features", "features.batch_size")]
+    "stage, keys",
+    [
+        ("tracks", "tracks.offload_video_to_cpu"),
+        ("features", "features.batch_size"),
+        ("rgb", "rgb.grow_grad2d"),
+        ("language", "scene_load.downscale"),
+    ],
 )
 def test_out_of_gpu_memory_names_the_keys(stage, keys):
     import importlib
@@ -57,9 +63,13 @@ def test_out_of_gpu_memory_names_the_keys(stage, keys):
 
     from ccl.device import StageOutOfMemoryError, out_of_memory_names
 
-    module = importlib.import_module(
-        {"tracks": "ccl.tracks.track", "features": "ccl.features.extract"}[stage]
-    )
+    modules = {
+        "tracks": "ccl.tracks.track",
+        "features": "ccl.features.extract",
+        "rgb": "ccl.splat.train_rgb",
+        "language": "ccl.splat.train_language",
+    }
+    module = importlib.import_module(modules[stage])
     with pytest.raises(StageOutOfMemoryError) as e:
         with out_of_memory_names(stage, module.OUT_OF_MEMORY_KEYS):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
