@@ -158,13 +158,18 @@ def _check_registered(
         why.append(f"{name} ({cause})")
     split = f"; the photos formed {len(sizes)} separate models of {sizes} photos" if len(sizes) > 1 else ""
     head = "no photos registered" if not registered else f"{len(registered)} of {n} photos registered"
+    other = (
+        "set `sfm: {matcher: sequential}` if the photos are in capture order (a walk, a video), which "
+        "keeps look-alike views apart"
+        if matcher == "exhaustive"
+        else "set `sfm: {matcher: exhaustive}` to match every pair (slower)"
+    )
     raise ValueError(
         f"{photos.folder}: {head} (sfm.min_registered_fraction = {cfg.min_registered_fraction}), "
         f"{len(lost)} left out: {why}{'…' if len(lost) > 8 else ''}{split}; matcher {matcher}. Fix: take "
         "photos that overlap by about two thirds, moving around the scene rather than turning on the spot, "
-        "sharp and of textured surfaces; move photos of other scenes out of the folder; for photos in "
-        "capture order beyond sfm.exhaustive_max_images set `sfm: {matcher: exhaustive}`; or lower "
-        "sfm.min_registered_fraction to train on the registered ones"
+        "sharp and of textured surfaces; move photos of other scenes out of the folder; "
+        f"{other}; or lower sfm.min_registered_fraction to train on the registered ones"
     )
 
 

@@ -89,6 +89,26 @@ def test_scenes_without_points_are_found(tmp_path):
     assert not scene_lacks_points({"source": "synthetic"})
 
 
+def test_which_scenes_need_sfm(tmp_path):
+    from ccl.sfm.plan import colmap_photo_scenes, photo_scenes, pointless_scenes
+
+    _photos(tmp_path / "garden", 4)
+    make_colmap_scene(tmp_path / "colmap_photos", n=4)
+    make_nerf_scene(tmp_path / "posed", ply=None)
+    make_nerf_scene(tmp_path / "with_points")
+    scenes = {
+        "garden": {"source": "images", "path": "garden"},
+        "colmap_photos": {"source": "images", "path": "colmap_photos"},
+        "posed": {"source": "nerf", "path": "posed"},
+        "with_points": {"source": "nerf", "path": "with_points"},
+        "syn": {"source": "synthetic"},
+    }
+    cfg = _config(tmp_path, scenes)
+    assert photo_scenes(cfg) == ["garden"] and colmap_photo_scenes(cfg) == ["colmap_photos"]
+    assert pointless_scenes(cfg) == ["posed"]
+    assert pointless_scenes(_config(tmp_path, scenes, sfm={"triangulate": False})) == []
+
+
 def test_matcher_and_camera_choices():
     auto = {"matcher": "auto", "exhaustive_max_images": 100, "vocab_tree_path": ""}
     assert choose_matcher(100, **auto) == "exhaustive"
