@@ -38,6 +38,7 @@ class _Server:
         self.files: dict[str, bytes] = {}
         self.redirects: dict[str, tuple[str, dict[str, str]]] = {}
         self.cut_after: int | None = None
+        self.honour_range = True
         self.ranges: list[str | None] = []
         server = self
 
@@ -72,7 +73,7 @@ class _Server:
                 ask = self.headers.get("Range")
                 server.ranges.append(ask)
                 start = 0
-                if ask:
+                if ask and server.honour_range:
                     start = int(re.fullmatch(r"bytes=(\d+)-", ask)[1])
                     if start >= len(data):
                         self.send_response(416)
@@ -138,6 +139,19 @@ def test_an_interrupted_transfer_resumes_with_a_range_request(server, tmp_path):
     assert not part.exists()
     assert read_sums(tmp_path / SUMS_FILE) == {"model.pt": _sha(CONTENT)}  # first download's hash
     assert any("resuming at" in line for line in lines) and any("100 %" in line for line in lines)
+
+
+def test_a_server_that_ignores_the_range_is_fetched_from_the_start(server, tmp_path):
+    server.files["/model.pt"] = CONTENT
+    server.cut_after = 100_000
+    w = _weight(server.url + "/model.pt")
+    with pytest.raises(WeightsError, match="resume"):
+        fetch_weights(dest=tmp_path, weights=[w], progress=lambda _: None)
+    server.honour_range = False  # answers 200 with the whole file: appending would corrupt it
+    lines: list[str] = []
+    (path,) = fetch_weights(dest=tmp_path, weights=[w], progress=lines.append)
+    assert path.read_bytes() == CONTENT
+    assert any("does not resume; fetching from the start" in line for line in lines)
 
 
 def test_the_hubs_sha256_is_checked_and_a_wrong_one_installs_nothing(server, tmp_path):
