@@ -125,6 +125,15 @@ def fetch_weights(
     return paths
 
 
+def fetch_hint(config_key: str, path: str | os.PathLike) -> str:
+    """For a missing checkpoint that `make checkpoints` fetches (the file `config_key` names is one of
+    WEIGHTS by name): "; `make checkpoints` fetches it to checkpoints/<file>"; else ""."""
+    for w in WEIGHTS:
+        if w.config_key == config_key and Path(path).name == w.file:
+            return f"; `make checkpoints` fetches it to checkpoints/{w.file}"
+    return ""
+
+
 def read_sums(path: Path) -> dict[str, str]:
     """`sha256sum`-format lines → {file name: sha256}; a malformed line is refused, naming it."""
     if not path.is_file():

@@ -258,3 +258,28 @@ def test_the_urls_are_the_publishers():
     assert by_name["sam_vit_h"].md5_prefix == "4b8939"
     assert by_name["sam2.1_hiera_l"].url.endswith("/segment_anything_2/092824/sam2.1_hiera_large.pt")
     assert Path(by_name["open_clip_vit_b_16"].url).name == "open_clip_pytorch_model.bin"
+
+
+def test_a_missing_benchmark_checkpoint_names_make_checkpoints(tmp_path):
+    from ccl.features import FeaturesConfig
+    from ccl.features.backends.open_clip import weights_path
+    from ccl.masks import MasksConfig
+    from ccl.masks.backends.sam import check as check_sam
+    from ccl.tracks import TracksConfig
+    from ccl.tracks.backends.sam2 import check as check_sam2
+
+    doc = yaml.safe_load((REPO_ROOT / "configs" / "lerf_ovs.yaml").read_text())
+    where = {k: str(tmp_path / v) for k, v in (("masks", doc["masks"]["sam_checkpoint"]),
+             ("tracks", doc["tracks"]["sam2_checkpoint"]), ("features", doc["features"]["pretrained"]))}  # fmt: skip
+    calls = {
+        "masks": lambda: check_sam(MasksConfig(backend="sam", sam_checkpoint=where["masks"])),
+        "tracks": lambda: check_sam2(TracksConfig(backend="sam2", sam2_checkpoint=where["tracks"]), None),
+        "features": lambda: weights_path(FeaturesConfig(backend="open_clip", pretrained=where["features"])),
+    }
+    for stage, call in calls.items():
+        with pytest.raises(FileNotFoundError, match="`make checkpoints` fetches") as e:
+            call()
+        assert stage in str(e.value)  # the message names the stage's key
+    with pytest.raises(FileNotFoundError) as e:  # a file of another name: no such promise
+        check_sam2(TracksConfig(backend="sam2", sam2_checkpoint=str(tmp_path / "mine.pt")), None)
+    assert "make checkpoints" not in str(e.value)

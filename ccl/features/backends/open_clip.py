@@ -141,10 +141,13 @@ def weights_path(cfg: FeaturesConfig) -> Path:
             f"open_clip_model.safetensors) from {src}, put it anywhere (e.g. models/{repo.split('/')[-1] or cfg.model_name}/), "
             f"and set `features: {{pretrained: /path/to/open_clip_pytorch_model.bin}}` in config.yaml"
         )
+    from ccl.weights import fetch_hint
+
     tags = open_clip.list_pretrained_tags_by_model(cfg.model_name)
     raise FileNotFoundError(
         f"{path}: features.pretrained is neither an existing weights file nor an open_clip tag of "
         f"{cfg.model_name} (tags: {tags}); set it to the path of the model's weights file"
+        + fetch_hint("features.pretrained", path)
     )
 
 

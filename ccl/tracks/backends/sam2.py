@@ -85,7 +85,12 @@ def check(cfg: TracksConfig, scene) -> None:
         raise FileNotFoundError(f"tracks.sam2_checkpoint is not set (tracks.backend = 'sam2'): {where}")
     ckpt = Path(cfg.sam2_checkpoint).expanduser()
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: SAM2 checkpoint not found (tracks.sam2_checkpoint): {where}")
+        from ccl.weights import fetch_hint
+
+        raise FileNotFoundError(
+            f"{ckpt}: SAM2 checkpoint not found (tracks.sam2_checkpoint): {where}"
+            f"{fetch_hint('tracks.sam2_checkpoint', ckpt)}"
+        )
     for other, other_url in OFFICIAL_CHECKPOINTS.items():
         if ckpt.name == other_url.rsplit("/", 1)[-1] and other != cfg.sam2_config:
             raise ValueError(
