@@ -192,10 +192,10 @@ def _download_hint(model_type: str) -> str:
     name = SAM_CHECKPOINT_FILES.get(model_type)
     if name is None:
         return f"set masks.sam_checkpoint in config.yaml to the checkpoint of SAM model {model_type!r}"
+    fetched = f"; `make checkpoints` fetches it to checkpoints/{name}" if model_type == "vit_h" else ""
     return (
         f"download {name} (SAM {model_type}) from {SAM_DOWNLOAD_URL}{name} and set "
-        f"masks.sam_checkpoint: /path/to/{name} in config.yaml (masks.sam_model_type: {model_type}; "
-        f"`make checkpoints` fetches vit_h to checkpoints/); "
+        f"masks.sam_checkpoint: /path/to/{name} in config.yaml (masks.sam_model_type: {model_type}{fetched}); "
         "on a synthetic scene, masks.backend: sim needs no weights"
     )
 
