@@ -106,6 +106,7 @@ def find_problems(config: Mapping[str, Any]) -> list[Problem]:
         )
         entries = {n: e for n, e in entries.items() if n not in under}  # one problem, not one per scene
     real = [name for name, e in entries.items() if e["source"] != "synthetic"]
+    problems += _sfm_problems(config)
     problems += _backend_problems(config, real)
     problems += _shared_folder_problems(entries)
     for name, entry in entries.items():
@@ -242,6 +243,21 @@ def _scene_problems(config: Mapping[str, Any], name: str, entry: Mapping[str, An
     problems += _holdout_problems(config, name, n_views)
     problems += _prototype_problems(config, name, n_views)
     return problems
+
+
+def _sfm_problems(config: Mapping[str, Any]) -> list[Problem]:
+    """The sfm section's cross-key rule (a vocabulary tree for `vocab_tree`), when a scene needs SfM."""
+    from ccl.config import section
+    from ccl.sfm.config import SfmConfig, check_vocab_tree
+    from ccl.sfm.plan import photo_scenes, pointless_scenes
+
+    if not (photo_scenes(config) or pointless_scenes(config)):
+        return []
+    try:
+        check_vocab_tree(section(SfmConfig, config["sfm"], where="config: sfm"))
+    except (FileNotFoundError, ValueError) as e:
+        return [Problem("sfm.vocab_tree_path", None, str(e), None)]
+    return []
 
 
 def _is_colmap_folder(config: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:

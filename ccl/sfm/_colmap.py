@@ -52,7 +52,7 @@ def extract(
             batches.append((g, [names[i] for i in members[start : start + EXTRACT_BATCH]]))
     camera_of_group: dict[int, int] = {}
     done = 0
-    for g, batch in progress(batches, desc="SIFT", unit="batch"):
+    for g, batch in progress(batches, desc="SIFT", unit="part"):  # parts of up to EXTRACT_BATCH photos
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = camera_model
         if camera_params is not None:

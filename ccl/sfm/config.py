@@ -52,9 +52,21 @@ class SfmConfig:
                 ("triangulate", lambda v: isinstance(v, bool), "true or false"),
             ],
         )
-        if self.matcher == "vocab_tree" and not self.vocab_tree_path:
-            raise ValueError(
-                "sfm.matcher = 'vocab_tree' needs sfm.vocab_tree_path, a COLMAP vocabulary-tree file (ccl "
-                "downloads nothing); set the path, or use `matcher: sequential` (photos in capture order) "
-                "or `exhaustive`; fix the `sfm` section of config.yaml"
-            )
+
+
+def check_vocab_tree(cfg: SfmConfig) -> None:
+    """A vocabulary-tree matcher needs its tree file (a cross-key rule: each key alone is valid)."""
+    from pathlib import Path
+
+    if cfg.matcher == "vocab_tree" and not cfg.vocab_tree_path:
+        raise ValueError(
+            "sfm.matcher = 'vocab_tree' needs sfm.vocab_tree_path, a COLMAP vocabulary-tree file (ccl "
+            "downloads nothing); set the path, or use `matcher: sequential` (photos in capture order) "
+            "or `exhaustive`; fix the `sfm` section of config.yaml"
+        )
+    if cfg.vocab_tree_path and not Path(cfg.vocab_tree_path).expanduser().is_file():
+        raise FileNotFoundError(
+            f"{Path(cfg.vocab_tree_path).expanduser().absolute()}: sfm.vocab_tree_path names no file; point "
+            'it at a COLMAP vocabulary tree (.bin), or set it to "" and use `matcher: sequential` or '
+            "`exhaustive`; fix the `sfm` section of config.yaml"
+        )

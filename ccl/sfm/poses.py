@@ -26,7 +26,7 @@ from ccl.io.atomic import TEMP_MARK, atomic_directory
 from ccl.io.provenance import file_record
 from ccl.runlog import progress, warn_user
 from ccl.sfm import _colmap, ops
-from ccl.sfm.config import SfmConfig
+from ccl.sfm.config import SfmConfig, check_vocab_tree
 from ccl.sfm.photos import PhotoSet, check_photo_folder
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def recover_poses(
     """
     import pycolmap
 
+    check_vocab_tree(cfg)
     _colmap.quiet_pycolmap()
     photos = check_photo_folder(photo_dir, camera_mode=cfg.camera_mode)
     for note in photos.notes:

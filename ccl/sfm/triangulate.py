@@ -27,7 +27,7 @@ from ccl.io.atomic import TEMP_MARK, atomic_path
 from ccl.io.provenance import file_record
 from ccl.runlog import progress, warn_user
 from ccl.sfm import _colmap, ops
-from ccl.sfm.config import SfmConfig
+from ccl.sfm.config import SfmConfig, check_vocab_tree
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def triangulate_points(
     from ccl.scene import load_image, load_scene
     from ccl.scene.ply import write_ply_points
 
+    check_vocab_tree(cfg)
     _colmap.quiet_pycolmap()
     scene = load_scene(scene_dir, source=source, cfg=scene_load, images=images)
     cams = list(scene.cameras)

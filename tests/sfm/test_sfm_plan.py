@@ -37,9 +37,21 @@ def _scene_problems(cfg):
     return [p for p in find_problems(cfg) if p.key.startswith("scenes.")]
 
 
-def test_vocab_tree_without_a_tree_is_refused_with_the_alternatives():
+def test_vocab_tree_without_a_tree_is_refused_with_the_alternatives(tmp_path):
+    from ccl.sfm.config import check_vocab_tree
+
     with pytest.raises(ValueError, match="vocab_tree_path.*downloads nothing.*sequential"):
-        SfmConfig(matcher="vocab_tree")
+        check_vocab_tree(SfmConfig(matcher="vocab_tree"))
+    with pytest.raises(FileNotFoundError, match="tree.bin: sfm.vocab_tree_path names no file"):
+        check_vocab_tree(SfmConfig(matcher="vocab_tree", vocab_tree_path=str(tmp_path / "tree.bin")))
+    _photos(tmp_path / "garden", 4)
+    scenes = {"garden": {"source": "images", "path": "garden", "protocol": "none"}}
+    (problem,) = [
+        p
+        for p in find_problems(_config(tmp_path, scenes, sfm={"matcher": "vocab_tree"}))
+        if p.key.startswith("sfm")
+    ]
+    assert problem.key == "sfm.vocab_tree_path" and "downloads nothing" in problem.what
     with pytest.raises(ValueError, match=r"sfm.camera_mode = 'per_lens'"):
         SfmConfig(camera_mode="per_lens")
 
