@@ -96,6 +96,12 @@ def _centre_errors(model_dir: Path, truth, scene_load) -> dict:
     }
 
 
+def _write(path: Path, out: dict) -> None:
+    from ccl.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(out, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
@@ -194,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
             surface, truth, scene_dir / "gt.h5"
         )
         print("triangulation", json.dumps(out["triangulation"]), flush=True)
+        out["complete"] = False
+        _write(args.out, out)
 
         # colour fields: (cameras, xyz, rgb) per initialisation
         posed = load_scene(nerf, source="nerf", cfg=train_res)
@@ -221,8 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
                               "seconds": m.seconds}  # fmt: skip
             out["psnr_heldout"][label] = row
             print(label, json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+            _write(args.out, out)  # each row as it comes: a run of an hour keeps what it measured
+    out["complete"] = True
+    _write(args.out, out)
     print(json.dumps(out, indent=2))
     return out
 
