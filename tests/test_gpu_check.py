@@ -59,3 +59,15 @@ def test_without_cuda_the_gpu_run_stops_saying_so(tmp_path):
     r = _run("--out", str(tmp_path / "x.json"), timeout=60)
     assert r.returncode == 2 and "torch sees no CUDA device" in r.stdout and "--device cpu --tiny" in r.stdout
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_cuda_tests_run_with_the_dag_last_and_are_reported():
+    from bench.gpu_check import run_cuda_tests
+
+    r = run_cuda_tests(timeout_s=120)
+    assert r["returncode"] == 0, r["tail"]
+    assert "passed" in r["summary"]
+    lines = [
+        line for line in r["tail"].splitlines() if "::" in line and ("PASSED" in line or "SKIPPED" in line)
+    ]
+    assert lines and "test_cuda_end_to_end" in lines[-1], lines[-3:]
