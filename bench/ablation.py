@@ -8,7 +8,8 @@ codebook diagnostics it reports, per scale set (sp+wp, all) and variant: mIoU an
 is positive on), and the codebook's own view of the tracks (share of tracks on one prototype, track
 majority share, prototype purity, after training). Writes bench/out/ablation.json and ablation.md.
 
-Run: python -m bench.ablation [WORKDIR]   (a rerun in the same WORKDIR reuses what is up to date)
+Run: python -m bench.ablation [WORKDIR] [--reuse]   (a rerun in the same WORKDIR reuses what is up to
+date; --reuse also what code or setting defaults changed since would rerun)
 """
 
 from __future__ import annotations
@@ -33,20 +34,33 @@ CODEBOOK_STATS = ("single_prototype_track_fraction", "track_majority_share", "pr
 # Probes of why pull does or does not beat base: `pull` retrained, on the same scene, masks and features
 # and colour fields (a copy of the main run's folder), with one thing changed, paired with the main run's
 # `base` (which uses no track labels and no pull weight, so the change leaves it as it is).
+# Each probe: its settings and the rule they change, rerun by force with only files' times deciding the
+# rest (`--rerun-triggers mtime`), so that a setting default added since the main run (a new schema key)
+# does not rerun every stage of the copy.
 PROBES = {
-    "tracks without drift or identity swaps": ["tracks={sim_drift_rate: 0.0, sim_swap_rate: 0.0}"],
-    "lambda_pull 1.0 (default 0.25)": ["codebook={n_prototypes: 16, lambda_pull: 1.0}"],
+    "tracks without drift or identity swaps": (
+        ["tracks={sim_drift_rate: 0.0, sim_swap_rate: 0.0}"],
+        "track_masks",
+    ),
+    "lambda_pull 1.0 (default 0.25)": (["codebook={n_prototypes: 16, lambda_pull: 1.0}"], "train_codebook"),
 }
 
 
-def run_workflow(work: Path, *, variants=VARIANTS, scales=SCALES, extra: tuple[str, ...] = ()) -> float:
+def run_workflow(
+    work: Path,
+    *,
+    variants=VARIANTS,
+    scales=SCALES,
+    extra: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
+) -> float:
     """The ablation's whole DAG in `work` (default config.yaml + the ablation's keys + `extra`
-    settings); wall seconds."""
+    settings, Snakemake `options`); wall seconds."""
     shutil.copy(ROOT / "config.yaml", work / "config.yaml")
     settings = [f"variants=[{','.join(variants)}]", f"scales=[{','.join(scales)}]",
                 f"seeds=[{','.join(map(str, SEEDS))}]", *extra]  # fmt: skip
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1),
+           "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1), *options,
            "--config", *settings]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=work)
@@ -117,7 +131,7 @@ def codebook_figures(work: Path, scene: str, variant: str, scales: list[str], se
     return out
 
 
-def probe(work: Path, scene: str, name: str, settings: list[str]) -> dict:
+def probe(work: Path, scene: str, name: str, settings: list[str], rule: str) -> dict:
     """PROBES[name]: pull on sp+wp retrained in a copy of the main run with `settings`, against base."""
     from ccl.eval.tables import find_query_csvs, per_run, read_query_csvs
 
@@ -125,7 +139,8 @@ def probe(work: Path, scene: str, name: str, settings: list[str]) -> dict:
     folder = work.parent / f"{work.name}_probe_{slug}"
     if not folder.exists():
         shutil.copytree(work, folder, symlinks=True)  # mtimes and Snakemake's records kept: only pull reruns
-    wall = run_workflow(folder, variants=("pull",), scales=("sp", "wp"), extra=tuple(settings))
+    wall = run_workflow(folder, variants=("pull",), scales=("sp", "wp"), extra=tuple(settings),
+                        options=("--rerun-triggers", "mtime", "--forcerun", rule))  # fmt: skip
     main = per_run(read_query_csvs(find_query_csvs(work / "results")))
     probed = per_run(read_query_csvs(find_query_csvs(folder / "results")))
 
@@ -180,19 +195,21 @@ def probes_markdown(probes: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(workdir: str | None = None) -> dict:
+def main(workdir: str | None = None, *, reuse: bool = False) -> dict:
+    """`reuse`: take the main run in `workdir` as it is, making only missing files (Snakemake's
+    `--rerun-triggers mtime`), so that code or schema defaults changed since do not rerun it."""
     from ccl.config import load_config
 
     work = Path(workdir or tempfile.mkdtemp(prefix="ccl_bench_ablation_"))
     work.mkdir(parents=True, exist_ok=True)
     scene = next(iter(load_config(ROOT / "config.yaml")["scenes"]))
     load_before = os.getloadavg()
-    wall = run_workflow(work)
+    wall = run_workflow(work, options=("--rerun-triggers", "mtime") if reuse else ())
     rows = summarise(work, scene)
-    probes = [probe(work, scene, name, settings) for name, settings in PROBES.items()]
+    probes = [probe(work, scene, name, settings, rule) for name, (settings, rule) in PROBES.items()]
     out = {
         "scene": scene, "seeds": list(SEEDS), "variants": list(VARIANTS), "scales": list(SCALES),
-        "workdir": str(work), "workflow_wall_s": round(wall, 1),
+        "workdir": str(work), "workflow_wall_s": round(wall, 1), "main_run_reused": reuse,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
         "rows": rows,
@@ -207,4 +224,5 @@ def main(workdir: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    args = [a for a in sys.argv[1:] if a != "--reuse"]
+    main(args[0] if args else None, reuse="--reuse" in sys.argv[1:])
