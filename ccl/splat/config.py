@@ -25,7 +25,7 @@ class RgbConfig:
     init_opacity: float = 0.1  # opacity of the initial Gaussians
     init_scale: float = 1.0  # initial scale = this × mean distance to the 3 nearest points
     init_random_points: int = (
-        20000  # Gaussians drawn uniformly in the cameras' bounds if the scene has no points
+        20000  # random Gaussians where the cameras look, away from them, if the scene has no points
     )
     lr_means: float = 1.6e-4  # × scene scale, decayed exponentially to lr_means_final_factor × that
     lr_means_final_factor: float = 0.01

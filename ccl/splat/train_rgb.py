@@ -164,7 +164,7 @@ def fit_rgb(
 def initial_gaussians(
     cameras: Sequence[Any], points_xyz: np.ndarray, points_rgb: np.ndarray, *, cfg: RgbConfig, seed: int
 ) -> Any:
-    """Gaussians at the sparse points, or `init_random_points` uniform in the cameras' bounds if none."""
+    """Gaussians at the sparse points, or `init_random_points` random ones where the cameras look (never at them) if none."""
     from ccl.splat.model import init_gaussians, random_points_in_view
 
     xyz, rgb = np.asarray(points_xyz), np.asarray(points_rgb)
@@ -174,7 +174,10 @@ def initial_gaussians(
         xyz, rgb = random_points_in_view(
             centers, forwards, cfg.init_random_points, np.random.default_rng(seed)
         )
-        log.info("the scene has no sparse points: %d random Gaussians in the cameras' bounds", len(xyz))
+        log.info(
+            "the scene has no sparse points: %d random Gaussians where the cameras look, away from them",
+            len(xyz),
+        )
     return init_gaussians(
         xyz, rgb, sh_degree=cfg.sh_degree, init_opacity=cfg.init_opacity, init_scale=cfg.init_scale
     )
