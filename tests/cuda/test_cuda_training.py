@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from cuda_testkit import needs_cuda
+from language_teacher import quadrant_teacher
 
 from ccl.scene import SceneLoadConfig, load_image, load_scene
 from ccl.splat.config import LanguageConfig, RgbConfig
@@ -74,22 +75,8 @@ def test_colour_training_on_cuda_matches_the_cpu(tiny):
 
 
 def test_language_training_on_cuda_matches_the_cpu(tiny):
-    from ccl.splat.model import init_gaussians
-    from ccl.splat.render import render_channels
-
     scene, _, xyz, rgb = tiny
-    g = init_gaussians(xyz, rgb, sh_degree=0, init_opacity=0.9, init_scale=1.0)
-    g.log_scales.clamp_(max=float(torch.quantile(g.log_scales[:, 0], 0.9)))
-    med = np.median(xyz, axis=0)
-    cls = torch.from_numpy((xyz[:, 0] > med[0]) * 2 + (xyz[:, 1] > med[1])).long()
-    onehot = torch.nn.functional.one_hot(cls, 4).float()
-    maps = []
-    with torch.no_grad():
-        for cam in scene.cameras:
-            w = render_channels(g, cam, rgb=False, features=onehot).colors[0]
-            m = w.argmax(-1)
-            m[w.max(-1).values < 0.5] = -1
-            maps.append(m.numpy().astype(np.int64))
+    g, maps = quadrant_teacher(scene, xyz, rgb)
     runs = {
         dev: fit_language(
             scene.cameras, maps, n_classes=4, gaussians=g.to(dev), cfg=LANGUAGE, seed=0, device=dev

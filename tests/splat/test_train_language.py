@@ -8,12 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from language_teacher import quadrant_teacher
 
 from ccl.scene import SceneLoadConfig, load_image, load_scene
 from ccl.splat.checkpoint import load_language_field, load_train_state, partial_path, save_rgb_field
 from ccl.splat.config import LanguageConfig, RgbConfig
-from ccl.splat.model import init_gaussians
-from ccl.splat.render import render_channels
 from ccl.splat.train_language import fit_language
 
 N_CLASSES = 4
@@ -26,26 +25,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def teacher(tiny_scene_dir):
-    """Frozen geometry at the tiny scene's points and index maps the field can represent exactly.
-
-    Every Gaussian gets one of 4 classes by the quadrant of its (x, y); a view's index map is the
-    class whose one-hot channel dominates the alpha-blended render, −1 where none reaches 0.5.
-    """
+    """Frozen geometry at the tiny scene's points and index maps the field can represent exactly
+    (language_teacher.quadrant_teacher)."""
     scene = load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig(), name="tiny")
-    xyz, rgb = scene.points_xyz[::4], scene.points_rgb[::4]
-    g = init_gaussians(xyz, rgb, sh_degree=0, init_opacity=0.9, init_scale=1.0)
-    # the sparse points on the walls get huge Gaussians that would fill whole views: cap the scales
-    g.log_scales.clamp_(max=float(torch.quantile(g.log_scales[:, 0], 0.9)))
-    med = np.median(xyz, axis=0)
-    cls = torch.from_numpy((xyz[:, 0] > med[0]) * 2 + (xyz[:, 1] > med[1])).long()
-    onehot = torch.nn.functional.one_hot(cls, N_CLASSES).float()
-    maps = []
-    with torch.no_grad():
-        for cam in scene.cameras:
-            w = render_channels(g, cam, rgb=False, features=onehot).colors[0]
-            m = w.argmax(-1)
-            m[w.max(-1).values < 0.5] = -1
-            maps.append(m.numpy().astype(np.int64))
+    g, maps = quadrant_teacher(scene, scene.points_xyz[::4], scene.points_rgb[::4], n_classes=N_CLASSES)
     return scene, g, maps
 
 
