@@ -124,6 +124,8 @@ def codebook_figures(work: Path, scene: str, variant: str, scales: list[str], se
             book = read_codebook(folder / f"{scale}.h5")
             used = np.unique(np.concatenate([np.asarray(v) for v in book.prototype_index.values()]))
             t = book.prototypes[used[used >= 0]]
+            if len(t) < 2:  # one prototype left: the codebook has collapsed, no nearest other one
+                continue
             cos = t @ t.T
             np.fill_diagonal(cos, -np.inf)
             stats["nearest_prototype_cosine"].append(float(cos.max(axis=1).mean()))
@@ -131,7 +133,7 @@ def codebook_figures(work: Path, scene: str, variant: str, scales: list[str], se
     return out
 
 
-def probe(work: Path, scene: str, name: str, settings: list[str], rule: str) -> dict:
+def probe(work: Path, scene: str, name: str, settings: list[str], rule: str, *, reuse: bool = False) -> dict:
     """PROBES[name]: pull on sp+wp retrained in a copy of the main run with `settings`, against base."""
     from ccl.eval.tables import find_query_csvs, per_run, read_query_csvs
 
@@ -139,8 +141,10 @@ def probe(work: Path, scene: str, name: str, settings: list[str], rule: str) -> 
     folder = work.parent / f"{work.name}_probe_{slug}"
     if not folder.exists():
         shutil.copytree(work, folder, symlinks=True)  # mtimes and Snakemake's records kept: only pull reruns
-    wall = run_workflow(folder, variants=("pull",), scales=("sp", "wp"), extra=tuple(settings),
-                        options=("--rerun-triggers", "mtime", "--forcerun", rule))  # fmt: skip
+    wall = 0.0
+    if not reuse:
+        wall = run_workflow(folder, variants=("pull",), scales=("sp", "wp"), extra=tuple(settings),
+                            options=("--rerun-triggers", "mtime", "--forcerun", rule))  # fmt: skip
     main = per_run(read_query_csvs(find_query_csvs(work / "results")))
     probed = per_run(read_query_csvs(find_query_csvs(folder / "results")))
 
@@ -189,7 +193,10 @@ def probes_markdown(probes: list[dict]) -> str:
     for p in probes:
         m, d, cb = p["pull_miou"], p["pull_vs_base"], p["codebook"]
         one = " / ".join(f"{cb[s]['single_prototype_track_fraction']['mean']:.1f}" for s in ("sp", "wp"))
-        near = " / ".join(f"{cb[s]['nearest_prototype_cosine']['mean']:.3f}" for s in ("sp", "wp"))
+        near = " / ".join(
+            f"{cb[s]['nearest_prototype_cosine']['mean']:.3f}" if "nearest_prototype_cosine" in cb[s] else "–"
+            for s in ("sp", "wp")
+        )
         lines.append(f"| {p['probe']} | {m['mean']:.1f} ± {m['std']:.1f} | {d['mean']:+.1f} ± {d['std']:.1f} | "
                      f"{d['seeds_ahead']}/{d['n']} | {one} | {near} |")  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -197,7 +204,8 @@ def probes_markdown(probes: list[dict]) -> str:
 
 def main(workdir: str | None = None, *, reuse: bool = False) -> dict:
     """`reuse`: take the main run in `workdir` as it is, making only missing files (Snakemake's
-    `--rerun-triggers mtime`), so that code or schema defaults changed since do not rerun it."""
+    `--rerun-triggers mtime`), so that code or schema defaults changed since do not rerun it, and the
+    probes' folders as they are."""
     from ccl.config import load_config
 
     work = Path(workdir or tempfile.mkdtemp(prefix="ccl_bench_ablation_"))
@@ -206,7 +214,9 @@ def main(workdir: str | None = None, *, reuse: bool = False) -> dict:
     load_before = os.getloadavg()
     wall = run_workflow(work, options=("--rerun-triggers", "mtime") if reuse else ())
     rows = summarise(work, scene)
-    probes = [probe(work, scene, name, settings, rule) for name, (settings, rule) in PROBES.items()]
+    probes = [
+        probe(work, scene, name, settings, rule, reuse=reuse) for name, (settings, rule) in PROBES.items()
+    ]
     out = {
         "scene": scene, "seeds": list(SEEDS), "variants": list(VARIANTS), "scales": list(SCALES),
         "workdir": str(work), "workflow_wall_s": round(wall, 1), "main_run_reused": reuse,
