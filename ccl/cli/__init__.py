@@ -58,14 +58,13 @@ def _stage_cfgs(config: dict[str, Any], args: argparse.Namespace | None = None) 
     }
 
 
-def _text_encoder(args: argparse.Namespace) -> Any:
-    """The scene's own text encoder (the features settings its mask features were made with); an
-    explicit --config whose features settings differ is refused."""
+def _text_encoder(args: argparse.Namespace, scene_dir: Path) -> Any:
+    """The text encoder of the results/{scene} folder `scene_dir` (the features settings its mask
+    features were made with); an explicit --config whose features settings differ is refused."""
     import yaml
 
     from ccl.query.fields import check_text_encoder_agrees, scene_text_encoder
 
-    scene_dir = _run(args).scene_dir
     made_with = scene_text_encoder(scene_dir)
     if args.config is not None:
         given = (yaml.safe_load(Path(args.config).read_text()) or {}).get("features") or {}
@@ -91,9 +90,10 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
+    run = _run(args)
     res = query_image(
-        _run(args), args.text, frame=args.frame, out=args.out, variant=args.variant, scale=args.scale,
-        query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), scene_cfg=cfgs["scene_cfg"],
+        run, args.text, frame=args.frame, out=args.out, variant=args.variant, scale=args.scale,
+        query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args, run.scene_dir), scene_cfg=cfgs["scene_cfg"],
         device=_device(config),
     )  # fmt: skip
     for q, s in res.scales.items():
@@ -110,9 +110,10 @@ def cmd_query3d(args: argparse.Namespace) -> int:
     check_ply_format(args.format)  # before the config, the fields and the text encoder are read
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
+    run = _run(args)
     res = query_gaussians(
-        _run(args), args.text, out=args.out, variant=args.variant, scale=args.scale,
-        query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args), min_opacity=args.min_opacity,
+        run, args.text, out=args.out, variant=args.variant, scale=args.scale,
+        query_cfg=cfgs["query_cfg"], features_cfg=_text_encoder(args, run.scene_dir), min_opacity=args.min_opacity,
         context=args.context, format=args.format, device=_device(config),
     )  # fmt: skip
     print(f"{res.n_selected} of {res.n_gaussians} Gaussians selected (scale {res.scale}, "
@@ -239,7 +240,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             image = class_colours(source.class_map(scale, cam))
             detail = f"{args.variant} {scale}, {source.prototypes(scale).shape[0]} classes"
         else:
-            cfgs["features_cfg"] = _text_encoder(args)
+            cfgs["features_cfg"] = _text_encoder(args, run.scene_dir)
             image, scale, frac = _relevance_image(source, cam, text, cfgs=cfgs, device=device)
             made_by.update(text=text, mode=cfgs["query_cfg"].mode)
             threshold = cfgs["query_cfg"].threshold
@@ -275,9 +276,10 @@ def cmd_view(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port)  # before the fields load
     config = _config(args)
     cfgs = _stage_cfgs(config, args)
+    run = _run(args)
     session = open_session(
-        _run(args), variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
-        text_encoder=lambda: _text_encoder(args), device=_device(config),
+        run, variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
+        text_encoder=lambda: _text_encoder(args, run.scene_dir), device=_device(config),
     )  # fmt: skip
     start = pick_camera(session.cameras, args.frame) if args.frame is not None else None
     page = ViewServer(
@@ -302,7 +304,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = evaluate_scene(
         out, manifest=run.scene_dir / "scene.json", fields=fields, codebooks=codebooks, variant=args.variant,
         seed=run.seed, query_cfg=cfgs["query_cfg"], eval_cfg=cfgs["eval_cfg"],
-        features_cfg=_text_encoder(args), scene_cfg=cfgs["scene_cfg"], device=_device(config),
+        features_cfg=_text_encoder(args, run.scene_dir), scene_cfg=cfgs["scene_cfg"], device=_device(config),
     )  # fmt: skip
     for s, r in summary["results"].items():
         loc = "n/a" if r["loc_acc"] is None else f"{100 * r['loc_acc']:.1f}"

@@ -214,12 +214,14 @@ def scene_table(
     rows = []
     mean_scenes = [s for s in scenes if s not in apart]
     by_variant = "variant" in row_keys
-    other_keys = [k for k in row_keys if k != "variant"]
-    groups = list(runs.groupby(row_keys, sort=False))
+    # by the row's key tuple (groupby gives a bare value for a single key): per-seed means over scenes
+    groups = [
+        (key if isinstance(key, tuple) else (key,), sub) for key, sub in runs.groupby(row_keys, sort=False)
+    ]
     seed_means = {key: _seed_means(sub, metric, mean_scenes) for key, sub in groups}
+    variant_at = row_keys.index("variant") if by_variant else None
     for key, sub in groups:
-        key_t = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(row_keys, key_t, strict=True))
+        row = dict(zip(row_keys, key, strict=True))
         if by_variant:
             row[DEGENERATE_COLUMN] = degenerate_note(sub, scenes)
         row_seeds = sorted(int(x) for x in sub["seed"].unique())
@@ -235,14 +237,10 @@ def scene_table(
         row["mean"], row["mean_std"] = _mean_std(list(means.values()))
         row["mean_n"] = len(means)
         if by_variant:
-            base_key = next(
-                (k for k, g in groups if dict(zip(row_keys, k if isinstance(k, tuple) else (k,), strict=True))
-                 == {**{o: row[o] for o in other_keys}, "variant": BASE_VARIANT}),
-                None,
-            )  # fmt: skip
-            diffs = [] if base_key is None or row["variant"] == BASE_VARIANT else (
-                _paired_differences(means, seed_means[base_key])
-            )  # fmt: skip
+            # the `base` row with the same other keys (mode, scales), if it was run
+            base_key = key[:variant_at] + (BASE_VARIANT,) + key[variant_at + 1 :]
+            paired = row["variant"] != BASE_VARIANT and base_key in seed_means
+            diffs = _paired_differences(means, seed_means[base_key]) if paired else []
             row["vs_base"], row["vs_base_std"] = _mean_std(diffs)
             row["vs_base_n"] = len(diffs)
         row["seeds"] = " ".join(map(str, row_seeds))
