@@ -207,19 +207,21 @@ def scene_table(
     runs, *, row_keys: Sequence[str], metric: str, scenes: Sequence[str], apart: Sequence[str] = ()
 ):
     """Wide table: rows by `row_keys`, DEGENERATE_COLUMN when `variant` is a key, a column per scene,
-    `mean` over scenes not in `apart`, then `apart`, then `vs_base` when `variant` is a key; each value
+    `mean` over scenes not in `apart`, then `apart`, then `vs_base` when `base` is among the variants; each value
     column with its `_std` and `_n` (seeds), and the row's `seeds` and SEEDS_MISSING_COLUMN."""
     import pandas as pd
 
     rows = []
     mean_scenes = [s for s in scenes if s not in apart]
     by_variant = "variant" in row_keys
+    # the paired difference to base where base is among the rows (table1's `full` alone has no base)
+    paired_to_base = by_variant and bool((runs["variant"] == BASE_VARIANT).any()) if len(runs) else False
     # by the row's key tuple (groupby gives a bare value for a single key): per-seed means over scenes
     groups = [
         (key if isinstance(key, tuple) else (key,), sub) for key, sub in runs.groupby(row_keys, sort=False)
     ]
     seed_means = {key: _seed_means(sub, metric, mean_scenes) for key, sub in groups}
-    variant_at = row_keys.index("variant") if by_variant else None
+    variant_at = row_keys.index("variant") if paired_to_base else None
     for key, sub in groups:
         row = dict(zip(row_keys, key, strict=True))
         if by_variant:
@@ -236,7 +238,7 @@ def scene_table(
         means = seed_means[key]
         row["mean"], row["mean_std"] = _mean_std(list(means.values()))
         row["mean_n"] = len(means)
-        if by_variant:
+        if paired_to_base:
             # the `base` row with the same other keys (mode, scales), if it was run
             base_key = key[:variant_at] + (BASE_VARIANT,) + key[variant_at + 1 :]
             paired = row["variant"] != BASE_VARIANT and base_key in seed_means
@@ -248,7 +250,10 @@ def scene_table(
         rows.append(row)
     marked = [DEGENERATE_COLUMN] if by_variant else []
     value_cols = (
-        list(mean_scenes) + ["mean"] + [s for s in scenes if s in apart] + (["vs_base"] if by_variant else [])
+        list(mean_scenes)
+        + ["mean"]
+        + [s for s in scenes if s in apart]
+        + (["vs_base"] if paired_to_base else [])
     )
     cols = list(row_keys) + marked + value_cols
     tail = [f"{c}_std" for c in value_cols] + [f"{c}_n" for c in value_cols] + ["seeds", SEEDS_MISSING_COLUMN]

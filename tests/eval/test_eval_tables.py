@@ -34,6 +34,7 @@ def test_table1_mean_over_pairs_then_scenes(tmp_path):
     build_tables([a, b, c], out, benchmarks=tmp_path / "benchmarks")
     t1 = pd.read_csv(out / "table1.csv")
     assert t1["variant"].tolist() == ["full"]
+    assert "vs_base" not in t1.columns  # no base row among table1's: no paired difference to show
     assert t1.loc[0, "ramen"] == pytest.approx(30.0) and t1.loc[0, "teatime"] == pytest.approx(90.0)
     assert t1.loc[0, "mean"] == pytest.approx(60.0)  # mean of per-scene means, not of all pairs
     t2 = pd.read_csv(out / "table2.csv")
