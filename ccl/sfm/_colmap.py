@@ -16,6 +16,7 @@ from ccl.runlog import progress
 log = logging.getLogger(__name__)
 
 EXTRACT_BATCH = 16  # photos per extraction call: the progress line's step
+RANDOM_SEED = 0  # RANSAC's draws in verification and mapping: a rerun makes the same model
 
 
 def quiet_pycolmap() -> None:
@@ -34,22 +35,32 @@ def extract(
     camera_model: str,
     max_image_size: int,
     max_num_features: int,
+    dsp_sift: bool,
     threads: int,
     camera_params: Sequence[str] | None = None,
 ) -> None:
     """SIFT of `names` (relative to `image_dir`) into `database`: one camera per group of indices, its
     model `camera_model`, its parameters `camera_params[g]` (COLMAP's comma-separated order) when known
-    (triangulation), else COLMAP's guess from EXIF or the image size, refined by the mapper."""
+    (triangulation), else COLMAP's guess from EXIF or the image size, refined by the mapper.
+
+    The extraction threads write photos in the order they finish, and the mapper's choices follow the
+    database's ids; so SIFT goes to a scratch database, copied into `database` in the order of `names`
+    (ids 1, 2, … by name): a rerun makes the same model."""
     import pycolmap
 
     ext = pycolmap.FeatureExtractionOptions()
     ext.num_threads = threads
     ext.max_image_size = max_image_size
     ext.sift.max_num_features = max_num_features
+    # DSP-SIFT and affine-shaped keypoints (COLMAP's CPU-only options): descriptors that tell look-alike
+    # patches apart, against the wrong pairs repeated texture makes (ccl.sfm.config)
+    ext.sift.domain_size_pooling = dsp_sift
+    ext.sift.estimate_affine_shape = dsp_sift
     batches = []
     for g, members in enumerate(groups):
         for start in range(0, len(members), EXTRACT_BATCH):
             batches.append((g, [names[i] for i in members[start : start + EXTRACT_BATCH]]))
+    scratch = database.with_name(database.name + ".unordered")
     camera_of_group: dict[int, int] = {}
     done = 0
     for g, batch in progress(batches, desc="SIFT", unit="part"):  # parts of up to EXTRACT_BATCH photos
@@ -60,24 +71,62 @@ def extract(
         if g in camera_of_group:  # a later batch of the group: the group's camera
             reader.existing_camera_id = camera_of_group[g]
         pycolmap.extract_features(
-            database, image_dir, image_names=batch, camera_mode=pycolmap.CameraMode.SINGLE,
+            scratch, image_dir, image_names=batch, camera_mode=pycolmap.CameraMode.SINGLE,
             reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto,
         )  # fmt: skip
         if g not in camera_of_group:
-            with pycolmap.Database.open(database) as db:
+            with pycolmap.Database.open(scratch) as db:
                 camera_of_group[g] = db.read_image_with_name(batch[0]).camera_id
         done += len(batch)
+    _copy_in_name_order(scratch, database, names)
+    scratch.unlink()
     log.info("SIFT: %d photos, %d camera(s)", done, len(groups))
 
 
-def match(database: Path, *, matcher: str, threads: int, overlap: int, vocab_tree_path: str) -> None:
+def _copy_in_name_order(source: Path, target: Path, names: Sequence[str]) -> None:
+    """`source`'s cameras, photos and features into a new database `target`: cameras numbered by their
+    first photo, photos by their place in `names`, each with its own rig and frame (COLMAP's layout for
+    photos that are not a rig)."""
+    import pycolmap
+
+    with pycolmap.Database.open(source) as src, pycolmap.Database.open(target) as dst:
+        images = {im.name: im for im in src.read_all_images()}
+        cameras = {c.camera_id: c for c in src.read_all_cameras()}
+        new_camera: dict[int, int] = {}  # source camera id -> target camera id
+        rig_of_camera: dict[int, int] = {}  # target camera id -> its rig
+        for name in names:
+            old = images[name]
+            if old.camera_id not in new_camera:
+                camera = cameras[old.camera_id]
+                camera.camera_id = dst.write_camera(camera)
+                rig = pycolmap.Rig()
+                rig.add_ref_sensor(camera.sensor_id)
+                new_camera[old.camera_id] = camera.camera_id
+                rig_of_camera[camera.camera_id] = dst.write_rig(rig)
+            image = pycolmap.Image(name=name, camera_id=new_camera[old.camera_id])
+            image.image_id = dst.write_image(image)
+            frame = pycolmap.Frame()
+            frame.rig_id = rig_of_camera[image.camera_id]
+            frame.add_data_id(image.data_id)
+            dst.write_frame(frame)
+            dst.write_keypoints(image.image_id, src.read_keypoints(old.image_id))
+            dst.write_descriptors(image.image_id, src.read_descriptors(old.image_id))
+
+
+def match(
+    database: Path, *, matcher: str, threads: int, overlap: int, vocab_tree_path: str, min_inliers: int
+) -> None:
     """Match the database's features over the pairs `matcher` names, with geometric verification."""
     import pycolmap
 
     opts = pycolmap.FeatureMatchingOptions()
     opts.num_threads = threads
+    verify = pycolmap.TwoViewGeometryOptions()
+    verify.ransac.random_seed = RANDOM_SEED  # COLMAP's default draws anew each run
+    verify.min_num_inliers = min_inliers
     if matcher == "exhaustive":
-        pycolmap.match_exhaustive(database, matching_options=opts, device=pycolmap.Device.auto)
+        pycolmap.match_exhaustive(database, matching_options=opts, verification_options=verify,
+                                  device=pycolmap.Device.auto)  # fmt: skip
     elif matcher == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = overlap
@@ -85,12 +134,12 @@ def match(database: Path, *, matcher: str, threads: int, overlap: int, vocab_tre
             pairing.loop_detection = True
             pairing.vocab_tree_path = vocab_tree_path
         pycolmap.match_sequential(database, matching_options=opts, pairing_options=pairing,
-                                  device=pycolmap.Device.auto)  # fmt: skip
+                                  verification_options=verify, device=pycolmap.Device.auto)  # fmt: skip
     elif matcher == "vocab_tree":
         pairing = pycolmap.VocabTreePairingOptions()
         pairing.vocab_tree_path = vocab_tree_path
         pycolmap.match_vocabtree(database, matching_options=opts, pairing_options=pairing,
-                                 device=pycolmap.Device.auto)  # fmt: skip
+                                 verification_options=verify, device=pycolmap.Device.auto)  # fmt: skip
     else:
         raise ValueError(f"matcher {matcher!r}: expected exhaustive, sequential or vocab_tree")
 

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 FEW_FEATURES = 200  # below this a photo is likely blurred, textureless or tiny
 JPEG_QUALITY = 95  # undistorted images (COLMAP re-encodes them)
-RANDOM_SEED = 0  # the mapper's RANSAC and initial-pair draws: a rerun makes the same model
 
 
 def recover_poses(
@@ -81,16 +80,17 @@ def recover_poses(
             if step == "features":
                 _colmap.extract(
                     database, image_dir, names, groups, camera_model=cfg.camera_model,
-                    max_image_size=cfg.max_image_size, max_num_features=cfg.max_num_features, threads=threads,
+                    max_image_size=cfg.max_image_size, max_num_features=cfg.max_num_features, dsp_sift=cfg.dsp_sift,
+                    threads=threads,
                 )  # fmt: skip
             elif step == "matching":
                 log.info("matching %d photos (%s)", len(names), matcher)
                 _colmap.match(database, matcher=matcher, threads=threads, overlap=cfg.sequential_overlap,
-                              vocab_tree_path=cfg.vocab_tree_path)  # fmt: skip
+                              vocab_tree_path=cfg.vocab_tree_path, min_inliers=cfg.min_pair_inliers)  # fmt: skip
             elif step == "mapping":
                 options = pycolmap.IncrementalPipelineOptions()
                 options.num_threads = threads
-                options.random_seed = RANDOM_SEED
+                options.random_seed = _colmap.RANDOM_SEED
                 models = pycolmap.incremental_mapping(database, image_dir, work / "sparse", options=options)
                 rec, sizes = _largest(models)
                 registered = set() if rec is None else {im.name for im in rec.images.values()}

@@ -83,15 +83,17 @@ def triangulate_points(
         database = work / "database.db"
         _colmap.extract(
             database, image_dir, names, list(groups.values()), camera_model="PINHOLE",
-            max_image_size=cfg.max_image_size, max_num_features=cfg.max_num_features, threads=threads,
+            max_image_size=cfg.max_image_size, max_num_features=cfg.max_num_features, dsp_sift=cfg.dsp_sift,
+            threads=threads,
             camera_params=params,
         )  # fmt: skip
         log.info("matching %d images (%s)", len(names), matcher)
         _colmap.match(database, matcher=matcher, threads=threads, overlap=cfg.sequential_overlap,
-                      vocab_tree_path=cfg.vocab_tree_path)  # fmt: skip
+                      vocab_tree_path=cfg.vocab_tree_path, min_inliers=cfg.min_pair_inliers)  # fmt: skip
         known = _known_model(database, dict(zip(names, cams, strict=True)), work / "known")
         options = pycolmap.IncrementalPipelineOptions()
         options.num_threads = threads
+        options.random_seed = _colmap.RANDOM_SEED
         rec = pycolmap.triangulate_points(pycolmap.Reconstruction(known), database, image_dir, work / "out",
                                           options=options)  # fmt: skip
         points = list(rec.points3D.values())
