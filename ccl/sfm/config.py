@@ -58,7 +58,7 @@ class SfmConfig:
                 ("max_image_size", lambda v: is_int(v) and v >= 100, "an integer >= 100 (pixels)"),
                 ("max_num_features", lambda v: is_int(v) and v >= 100, "an integer >= 100"),
                 ("dsp_sift", lambda v: isinstance(v, bool), "true or false"),
-                ("min_pair_inliers", lambda v: is_int(v) and v >= 8, "an integer >= 8 (a fundamental matrix needs 8)"),
+                ("min_pair_inliers", lambda v: is_int(v) and v >= 8, "an integer >= 8"),
                 ("min_registered_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
                 ("triangulate", lambda v: isinstance(v, bool), "true or false"),
             ],
