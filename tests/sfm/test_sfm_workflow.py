@@ -1,7 +1,8 @@
 """Rules poses and triangulate_points in the workflow, run as its user runs it, from a copy of the
 repository root: a photo folder and a scene with poses but no points plan SfM before their manifests
-(and the colour field after them); a photo folder that is a COLMAP scene plans none and says so; and
-(slow) the synthetic scene exported as images only and as transforms.json without points runs through
+(and the colour field after them); a photo folder that is a COLMAP scene plans none and says so; a
+photo folder and a COLMAP model without points3D (tests/sfm/textured_room.py) run through both rules
+to manifests, and a second run has nothing to do; and (slow) the synthetic scene exported as images only and as transforms.json without points runs through
 poses and triangulate_points to manifests whose scenes carry the recovered poses and the points."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 from scene.scene_testkit import make_colmap_scene, make_nerf_scene
+from sfm import textured_room as room
 from workflow_testkit import checkpoint_files, job_counts, repo_copy, snakemake
 
 REAL_BACKENDS = {  # the preflight refuses simulators on real scenes: checkpoints in the official formats
@@ -60,6 +62,37 @@ def test_sfm_scenes_plan_poses_and_triangulation_before_their_manifests(tmp_path
     assert jobs["train_rgb"] == 3
     assert "results/garden/sfm/model" in r.stdout and "results/posed/sfm/points3D.ply" in r.stdout
     assert "colmap_photos: its folder holds a COLMAP scene already" in r.stderr
+
+
+def test_a_photo_folder_and_a_colmap_model_without_points_run_through_sfm_to_their_manifests(tmp_path):
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest
+
+    repo = repo_copy(tmp_path / "repo")
+    room.write_photos(repo / "data" / "room_photos")
+    room.write_colmap_without_points(repo / "data" / "room_posed")
+    _run_config(
+        repo,
+        {
+            "photos": {"source": "images", "path": "room_photos", "protocol": "none"},
+            "posed": {"source": "colmap", "path": "room_posed", "protocol": "none"},
+        },
+    )
+    targets = ["results/photos/scene.json", "results/posed/scene.json"]
+    r = snakemake(repo, *targets, "--cores", "2", "--configfile", "run.yaml", timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads((repo / "results/photos/sfm/poses.json").read_text())
+    assert report["images_registered"] == report["images_total"] == 10, report
+    assert "poses: 10 of 10 photos registered" in (repo / "logs/poses/photos.log").read_text()
+    manifest = json.loads((repo / "results/photos/scene.json").read_text())
+    assert manifest["source"] == "colmap" and manifest["sfm_from"].endswith("data/room_photos")
+    assert [f["name"] for f in manifest["frames"]] == [f"IMG_{i:04d}" for i in range(10)]
+    points = json.loads((repo / "results/posed/sfm/points.json").read_text())
+    assert points["points"] > 500 and points["images_with_points"] == 10, points
+    posed = load_scene_from_manifest(repo / "results/posed/scene.json", cfg=SceneLoadConfig())
+    assert len(posed.points_xyz) == points["points"]  # what train_rgb starts from
+    assert np.median(room.distance_to_room(posed.points_xyz)) < 0.005 * room.HALF
+    r = snakemake(repo, *targets, "-n", "--configfile", "run.yaml")
+    assert "Nothing to be done" in r.stdout + r.stderr
 
 
 # The synthetic scene at a size where SIFT finds enough features to register every view: at the
