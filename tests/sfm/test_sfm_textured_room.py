@@ -41,7 +41,7 @@ def test_photos_of_a_textured_room_give_its_cameras_and_a_rerun_the_same_model(t
     np.testing.assert_array_equal(centres[0], centres[1])  # seeded, photos in name order: the same model
 
 
-@pytest.mark.parametrize("layout", ["nerf", "colmap"])
+@pytest.mark.parametrize("layout", ["nerf", "colmap", "colmap_without_points_file"])
 def test_a_scene_with_poses_but_no_points_gets_points_on_its_surfaces(tmp_path, layout):
     scene = tmp_path / "scene"
     if layout == "nerf":
@@ -50,6 +50,9 @@ def test_a_scene_with_poses_but_no_points_gets_points_on_its_surfaces(tmp_path, 
     else:
         room.write_colmap_without_points(scene)
         pose_file = scene / "sparse" / "0" / "images.bin"
+        if layout == "colmap_without_points_file":  # cameras and images only: COLMAP reads it so too
+            (scene / "sparse" / "0" / "points3D.bin").unlink()
+        layout = "colmap"
     assert scene_lacks_points({"source": layout, "path": str(scene)})
     report = triangulate_points(
         tmp_path / "sfm" / "points3D.ply", scene_dir=scene, source=layout, scene_load=SceneLoadConfig(),
