@@ -86,7 +86,8 @@ def extract(
 def _copy_in_name_order(source: Path, target: Path, names: Sequence[str]) -> None:
     """`source`'s cameras, photos and features into a new database `target`: cameras numbered by their
     first photo, photos by their place in `names`, each with its own rig and frame (COLMAP's layout for
-    photos that are not a rig)."""
+    photos that are not a rig). GPS pose priors from EXIF are not carried: the mapper runs here
+    without them (`use_prior_position` off)."""
     import pycolmap
 
     with pycolmap.Database.open(source) as src, pycolmap.Database.open(target) as dst:
