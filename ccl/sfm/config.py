@@ -9,9 +9,13 @@ enough features on 12 MP photos).
 Two defaults are stricter than COLMAP's, against repeated texture (floor tiles, a chequerboard, a
 row of windows): look-alike patches match between photos that share no view, and a pair with 15 such
 matches (COLMAP's minimum) passes verification and bends the model. DSP-SIFT descriptors with affine
-keypoint shapes tell more of those patches apart, and a pair needs 30 verified matches. On the
-synthetic bench scene (bench/sfm.py, figures in bench/out/sfm.json) the wrong pairs had 15-35 matches
-and neighbours up to 24 degrees apart 50-130.
+keypoint shapes tell more of those patches apart, and a pair needs 30 verified matches.
+Measured on the synthetic scene (`python -m bench.sfm_pairs --views 60`, 2026-12-01), where the
+chequered floor makes most verified pairs wrong (772 of 1037 under COLMAP's defaults, 23 matches
+each at the median), the mean camera-centre error as a share of the scene radius is 3.5 % with
+COLMAP's defaults, 0.67 % with DSP-SIFT, and 0.30 % with both. The 30-match floor also drops true
+pairs far apart: at 30 views (12 degrees apart) it costs (1.8 % with DSP-SIFT alone, 2.9 % with
+both); photos a few degrees apart, as the README asks, are what it is for.
 """
 
 from __future__ import annotations
