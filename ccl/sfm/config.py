@@ -15,7 +15,7 @@ chequered floor makes most verified pairs wrong (772 of 1037 under COLMAP's defa
 each at the median), the mean camera-centre error as a share of the scene radius is 3.5 % with
 COLMAP's defaults, 0.67 % with DSP-SIFT, and 0.30 % with both. The 30-match floor also drops true
 pairs far apart: at 30 views (12 degrees apart) it costs (1.8 % with DSP-SIFT alone, 2.9 % with
-both); photos a few degrees apart, as the README asks, are what it is for.
+both). It is for dense captures; a sparse one may do better with `min_pair_inliers: 15`.
 """
 
 from __future__ import annotations
