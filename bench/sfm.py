@@ -20,7 +20,7 @@ The default matcher runs twice: "rerun_centre_difference" is how far the two mod
 SIFT runs on the images at --width x --height (the default 160x120 gives SIFT too few features); the
 fields train on them downscaled by --downscale, --jobs fits at a time, one torch thread each.
 --views 60 (6 degrees apart) by default: at 30 views (12 degrees) points are tracked over about three
-views and the centre error is a few per cent (the figure is the same command with --views 30).
+views and the centre error is a few per cent (`python -m bench.sfm_pairs` measures both densities).
 Writes bench/out/sfm.json. Run: python -m bench.sfm   (--views 12 --factor 1: a quick look)
 """
 
