@@ -62,7 +62,6 @@ def extract(
             batches.append((g, [names[i] for i in members[start : start + EXTRACT_BATCH]]))
     scratch = database.with_name(database.name + ".unordered")
     camera_of_group: dict[int, int] = {}
-    done = 0
     for g, batch in progress(batches, desc="SIFT", unit="part"):  # parts of up to EXTRACT_BATCH photos
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = camera_model
@@ -77,10 +76,9 @@ def extract(
         if g not in camera_of_group:
             with pycolmap.Database.open(scratch) as db:
                 camera_of_group[g] = db.read_image_with_name(batch[0]).camera_id
-        done += len(batch)
     _copy_in_name_order(scratch, database, names)
     scratch.unlink()
-    log.info("SIFT: %d photos, %d camera(s)", done, len(groups))
+    log.info("SIFT: %d photos, %d camera(s)", len(names), len(groups))
 
 
 def _copy_in_name_order(source: Path, target: Path, names: Sequence[str]) -> None:
