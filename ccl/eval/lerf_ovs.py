@@ -11,7 +11,8 @@ IoU (`activate_stream`), per scale:
   5. mask = smooth(mask): 7×7 majority vote, ties → 0, with LangSplat's window
      rows max(0, i−3) : min(i+4, h−1) (the last row and column are never inside a window)
   6. IoU = |mask ∧ gt| / |mask ∨ gt|
-  The scale reported is argmax over scales of max(smoothed) (first on ties); its IoU is the query's.
+  Only the scale of the highest max(smoothed) (first on ties; `ccl.query.ops.choose_scale`) is scored:
+  its IoU is the query's.
 Localization (`lerf_localization`), on the raw relevance:
   1. box = cv2.filter2D(relev, 30×30 mean) per scale (no 0.5 mix here)
   2. scale = argmax over scales of max(box); every pixel equal to that maximum is a candidate
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ccl.query.ops import box_filter, smoothed_relevance
+from ccl.query.ops import box_filter, choose_scale, smoothed_relevance
 
 MAJORITY_RADIUS = 3  # LangSplat eval/utils.py smooth(): `scale = 3` (a 7×7 window)
 DEFAULT_MASK_THRESH = 0.4  # LangSplat evaluate_iou_loc.py: `--mask_thresh` default 0.4
@@ -131,14 +132,8 @@ def evaluate_query(
         relevance = relevance[None]
     gt_mask = np.asarray(gt_mask, dtype=bool)
     assert relevance.shape[1:] == gt_mask.shape, (relevance.shape, gt_mask.shape)
-    smoothed = [smoothed_relevance(m) for m in relevance]
-    ious, masks, norms = [], [], []
-    for s in smoothed:
-        out = normalise(s)
-        mask = majority_smooth((out > mask_thresh).astype(np.uint8))
-        ious.append(iou(gt_mask, mask))
-        masks.append(mask)
-        norms.append(out)
-    chosen = int(np.argmax([float(s.max()) for s in smoothed]))
+    chosen = choose_scale(relevance)  # the one scale choice, shared with queries and 3D-OVS
+    out = normalise(smoothed_relevance(relevance[chosen]))
+    mask = majority_smooth((out > mask_thresh).astype(np.uint8))
     loc = localize(relevance, boxes_xyxy)
-    return QueryResult(ious[chosen], chosen, loc.hit, loc.scale_index, masks[chosen], norms[chosen])
+    return QueryResult(iou(gt_mask, mask), chosen, loc.hit, loc.scale_index, mask, out)

@@ -105,6 +105,26 @@ def test_iou_and_localization_choose_scales_by_their_own_rules():
     assert res.loc_hit
 
 
+def test_iou_scale_is_the_highest_smoothed_peak_where_the_raw_peak_points_elsewhere():
+    # Scale 0: a lone spike of 1 (raw peak 1, mixed peak 0.5·(1/900 + 1) ≈ 0.5006) next to a faint
+    # 40×40 plateau of 0.3 on the object. Scale 1: the object as a plateau of 0.8 (raw and mixed peak
+    # 0.8). The raw peak picks scale 0, LangSplat's mixed peak scale 1; the two scales' IoUs differ.
+    h, w = 100, 120
+    maps = np.zeros((2, h, w), np.float32)
+    maps[0, 10, 10] = 1.0
+    maps[0, 50:90, 60:100] = 0.3
+    maps[1, 45:95, 55:105] = 0.8
+    gt = np.zeros((h, w), bool)
+    gt[50:90, 60:100] = True
+    assert int(np.argmax(maps.reshape(2, -1).max(axis=1))) == 0  # the raw peak's choice
+    want_iou, want_scale = _protocol_reference(maps, gt)
+    assert want_scale == 1
+    res = evaluate_query(maps, gt, np.array([[60, 50, 99, 89]]))
+    assert res.scale_index == 1
+    assert res.iou == pytest.approx(want_iou, abs=1e-12)
+    assert res.iou != pytest.approx(_protocol_reference(maps[:1], gt)[0], abs=1e-3)  # scales tell apart
+
+
 def test_localization_peak_inside_or_outside_the_box():
     rel = np.zeros((1, 80, 100), np.float32)
     rel[0, 20:60, 50:90] = 1.0  # the box filter is maximal (1.0) where the 30×30 window fits inside

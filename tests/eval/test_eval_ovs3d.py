@@ -73,3 +73,18 @@ def test_missing_class_mask_and_bad_index_are_named(tmp_path):
         read_3dovs_view(seg / "00", 0, "00", ("cup",), (4, 4))
     with pytest.raises(ValueError, match="view folder 05.*2 images"):
         frame_of_index(5, ["a.jpg", "b.jpg"], where="x")
+
+
+def test_class_scale_is_the_highest_smoothed_peak_not_the_highest_raw_peak():
+    import cv2
+
+    rel = np.zeros((2, 2, 60, 60), np.float32)  # [L, C, H, W]
+    rel[0, 0, 5, 5] = 1.0  # class 0, scale 0: a lone spike (raw peak 1, smoothed ≈ 0.5006)
+    rel[1, 0, 10:50, 10:50] = 0.8  # class 0, scale 1: a plateau (raw and smoothed peak 0.8)
+    rel[:, 1, 20:40, 20:40] = 0.6  # class 1: the same at both scales (first on the tie)
+    # LangSplat's rule, written out: the peak of 0.5 · (30×30 mean + raw), first on ties
+    kernel = np.ones((30, 30)) / 900
+    peaks = [[float((0.5 * (cv2.filter2D(m, -1, kernel) + m)).max()) for m in rel[:, c]] for c in range(2)]
+    want = [int(np.argmax(p)) for p in peaks]
+    assert want == [1, 0] and int(np.argmax(rel[:, 0].reshape(2, -1).max(axis=1))) == 0
+    assert evaluate_view(rel, np.zeros((2, 60, 60), bool)).scale_index.tolist() == want
