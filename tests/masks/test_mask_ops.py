@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ccl.io.masks_h5 import LevelMasks, RawFrameMasks, boxes_from_masks
-from ccl.masks.ops import box_nms, merge_levels, paint_order, remove_small_regions
+from ccl.masks.ops import box_nms, merge_levels, remove_small_regions
 
 
 def random_masks(seed: int, m: int = 12, h: int = 30, w: int = 40) -> np.ndarray:
