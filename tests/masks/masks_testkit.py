@@ -54,6 +54,33 @@ def build_tiny_sam():
 
 TINY_BUILDERS = {"tiny": build_tiny_sam}
 
+
+# build_tiny_sam's mask logits lie within ±0.1 and its predicted IoUs (outputs 1-3, the levels) centre
+# near 0.16, −0.37 and 0.01: at the product's thresholds (predicted IoU 0.7, stability 0.85 at offset
+# 1) every mask would go. Scaled logits (×300) put the stability scores on both sides of 0.85, and the
+# IoU head's last layer, spread ×3 and shifted per output, puts each level's IoUs on both sides of 0.7.
+SHARP_LOGIT_SCALE = 300.0
+SHARP_IOU_SPREAD = 3.0
+SHARP_IOU_SHIFT = (0.0, 0.7 - 3 * 0.16, 0.7 + 3 * 0.37, 0.7 - 3 * 0.01)
+
+
+def build_tiny_sam_for_default_thresholds():
+    """build_tiny_sam with its decoder's outputs rescaled so that SAM's filters at the product's default
+    thresholds keep some masks and drop others (the caller checks that they do)."""
+    import torch
+
+    sam = build_tiny_sam()
+    decoder = sam.mask_decoder
+    with torch.no_grad():
+        for mlp in decoder.output_hypernetworks_mlps:  # the logits are linear in these outputs
+            mlp.layers[-1].weight.mul_(SHARP_LOGIT_SCALE)
+            mlp.layers[-1].bias.mul_(SHARP_LOGIT_SCALE)
+        iou_out = decoder.iou_prediction_head.layers[-1]
+        iou_out.weight.mul_(SHARP_IOU_SPREAD)
+        iou_out.bias.mul_(SHARP_IOU_SPREAD).add_(torch.tensor(SHARP_IOU_SHIFT))
+    return sam
+
+
 # Thresholds off so that a random model's masks reach the output; a small grid keeps it fast.
 TINY_SAM_CFG = dict(
     backend="sam",

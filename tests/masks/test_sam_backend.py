@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import h5py
 import numpy as np
 import pytest
-from masks_testkit import TINY_BUILDERS, blob_image, build_tiny_sam, image_scene
+from masks_testkit import (
+    TINY_BUILDERS,
+    blob_image,
+    build_tiny_sam,
+    build_tiny_sam_for_default_thresholds,
+    image_scene,
+)
 
 from ccl.io import file_sha256
 from ccl.masks import LEVELS, MasksConfig, generate_masks, merge_masks, open_masks, open_raw_masks
@@ -24,9 +31,12 @@ def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int):
         points_per_batch=cfg.points_per_batch,
         pred_iou_thresh=cfg.pred_iou_thresh,
         stability_score_thresh=cfg.stability_score_thresh,
+        stability_score_offset=cfg.stability_score_offset,
         box_nms_thresh=cfg.box_nms_thresh,
         crop_n_layers=cfg.crop_n_layers,
         crop_nms_thresh=cfg.crop_nms_thresh,
+        crop_overlap_ratio=cfg.crop_overlap_ratio,
+        crop_n_points_downscale_factor=cfg.crop_n_points_downscale_factor,
         min_mask_region_area=cfg.min_mask_region_area,
     )
     predict = gen.predictor.predict_torch
@@ -39,21 +49,10 @@ def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int):
     return gen
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        dict(crop_n_layers=0, box_nms_thresh=1.0, min_mask_region_area=0),
-        pytest.param(
-            dict(crop_n_layers=1, box_nms_thresh=0.7, min_mask_region_area=30), marks=pytest.mark.slow
-        ),
-    ],
-)
-def test_each_level_is_what_sams_generator_makes_of_that_output_alone(tiny_sam_cfg, overrides):
+def _assert_each_level_is_sams_generator_on_that_output(model, image, cfg: MasksConfig) -> None:
     from segment_anything import SamPredictor
     from segment_anything.utils.amg import build_all_layer_point_grids
 
-    cfg = MasksConfig(**{**tiny_sam_cfg.__dict__, **overrides})
-    model, image = build_tiny_sam(), blob_image()
     grids = build_all_layer_point_grids(
         cfg.points_per_side, cfg.crop_n_layers, cfg.crop_n_points_downscale_factor
     )
@@ -68,6 +67,83 @@ def test_each_level_is_what_sams_generator_makes_of_that_output_alone(tiny_sam_c
         )
         assert [g[0] for g in got] == [w[0] for w in want], f"level {LEVELS[li]}"
         np.testing.assert_allclose([g[1:] for g in got], [w[1:] for w in want], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(crop_n_layers=0, box_nms_thresh=1.0, min_mask_region_area=0),
+        pytest.param(
+            dict(crop_n_layers=1, box_nms_thresh=0.7, min_mask_region_area=30), marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_each_level_is_what_sams_generator_makes_of_that_output_alone(tiny_sam_cfg, overrides):
+    cfg = MasksConfig(**{**tiny_sam_cfg.__dict__, **overrides})
+    _assert_each_level_is_sams_generator_on_that_output(build_tiny_sam(), blob_image(), cfg)
+
+
+def test_at_the_default_thresholds_each_level_is_sams_generator_on_that_output(tiny_sam_cfg, monkeypatch):
+    """The product's filters on: predicted IoU, stability, crop-edge and small-region removal each keep
+    some masks and drop (or change) others in SAM's own generator, and ccl's levels equal its output."""
+    import segment_anything.automatic_mask_generator as sam_amg
+
+    defaults = MasksConfig()
+    assert defaults.pred_iou_thresh > 0 and defaults.stability_score_thresh > 0
+    assert defaults.crop_n_layers >= 1 and defaults.min_mask_region_area > 0
+    generation = (
+        "pred_iou_thresh",
+        "stability_score_thresh",
+        "stability_score_offset",
+        "box_nms_thresh",
+        "crop_n_layers",
+        "crop_nms_thresh",
+        "crop_overlap_ratio",
+        "crop_n_points_downscale_factor",
+        "min_mask_region_area",
+    )
+    cfg = dataclasses.replace(
+        tiny_sam_cfg, **{k: getattr(defaults, k) for k in generation}, points_per_batch=64
+    )
+    model, image = build_tiny_sam_for_default_thresholds(), blob_image(96, 128)
+
+    # What SAM's generator decides, per level: recorded from the helpers it calls.
+    seen: dict[str, list] = {"iou": [], "stability": [], "near_edge": [], "changed": []}
+
+    def spy(name, record):
+        real = getattr(sam_amg, name)
+
+        def wrapped(*args, **kwargs):
+            out = real(*args, **kwargs)
+            record(out)
+            return out
+
+        monkeypatch.setattr(sam_amg, name, wrapped)
+
+    spy("calculate_stability_score", lambda s: seen["stability"].extend(s.tolist()))
+    spy("is_box_near_crop_edge", lambda near: seen["near_edge"].extend(near.tolist()))
+    spy("remove_small_regions", lambda out: seen["changed"].append(out[1]))
+    for li in range(len(LEVELS)):
+        for v in seen.values():
+            v.clear()
+        gen = _sam_generator_on_one_output(model, cfg, li)
+        predict = gen.predictor.predict_torch
+
+        def recorded(*args, _predict=predict, **kwargs):
+            out = _predict(*args, **kwargs)
+            seen["iou"].extend(out[1].reshape(-1).tolist())
+            return out
+
+        gen.predictor.predict_torch = recorded
+        assert gen.generate(image), f"level {LEVELS[li]}: SAM keeps no mask"
+        iou, stability = np.array(seen["iou"]), np.array(seen["stability"])
+        level = f"level {LEVELS[li]}"
+        assert 0 < (iou > cfg.pred_iou_thresh).sum() < len(iou), level
+        assert 0 < (stability >= cfg.stability_score_thresh).sum() < len(stability), level
+        assert 0 < sum(seen["near_edge"]) < len(seen["near_edge"]), level
+        assert any(seen["changed"]), level  # small-region removal changes a mask
+    monkeypatch.undo()
+    _assert_each_level_is_sams_generator_on_that_output(model, image, cfg)
 
 
 def test_generate_masks_writes_the_raw_layout_and_merges(tmp_path, tiny_sam_cfg, tiny_sam_checkpoint):
