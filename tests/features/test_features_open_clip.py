@@ -38,9 +38,30 @@ def test_batching_does_not_change_features(tiny_clip):
     np.testing.assert_allclose(one, seven, atol=F32)
 
 
-def test_extract_features_is_the_encoder_on_masked_square_crops(tiny_scene, part_masks, tiny_clip, tmp_path):
+def _open_clips_own_image_features(tiny_clip, crops):
+    """open_clip's own path for [B, S, S, 3] RGB uint8 crops: the model with its validation transform
+    (PIL image → resize, centre crop, to tensor, normalise with the model's mean and std), the weights
+    read with safetensors, encode_image, L2-normalised."""
+    import open_clip
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    name, weights = tiny_clip
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    x = torch.stack([preprocess(Image.fromarray(c)) for c in crops])
+    with torch.inference_mode():
+        f = model.eval().encode_image(x)
+    return torch.nn.functional.normalize(f, dim=-1).numpy()
+
+
+def test_extract_features_are_open_clips_own_features_of_the_masked_square_crops(
+    tiny_scene, part_masks, tiny_clip, tmp_path
+):
+    from PIL import Image
+
     from ccl.io.masks_h5 import open_masks
-    from ccl.scene import SceneLoadConfig, load_image
 
     scene = first_frames(tiny_scene, 2)
     masks = tmp_path / "sp.h5"
@@ -53,19 +74,21 @@ def test_extract_features_is_the_encoder_on_masked_square_crops(tiny_scene, part
     f = read_features(out)
     assert f.dim == 16 and f.model["backend"] == "open_clip" and f.model["simulated"] is False
     assert len(f.model["pretrained_sha256"]) == 64
-    enc = encoder(tiny_clip)
     with open_masks(masks) as r:
         for cam in scene.cameras:
             fm = r.read(cam.name)
-            img = load_image(cam, cfg=SceneLoadConfig())
+            img = np.asarray(Image.open(cam.image_path).convert("RGB"))  # read here, in RGB order
             boxes = mask_boxes(fm.segmentation, fm.n_masks)
             crops = np.stack(
                 [masked_crop(img, fm.segmentation == i, boxes[i], 32) for i in range(fm.n_masks)]
             )
-            want = enc.encode_crops(crops)
+            assert len(np.unique(crops.reshape(-1, 3), axis=0)) > 2  # coloured: BGR would differ
+            want = _open_clips_own_image_features(tiny_clip, crops)
             got = f.frames[cam.name]
             assert got.dtype == np.float16 and got.shape == (fm.n_masks, 16)
             np.testing.assert_allclose(got.astype(np.float32), want, atol=F16)
+            swapped = _open_clips_own_image_features(tiny_clip, crops[..., ::-1].copy())
+            assert np.abs(swapped - want).max() > 10 * F16  # the comparison sees the colour order
 
 
 def test_encode_text_is_the_models_normalised_text_tower(tiny_clip):
