@@ -9,7 +9,6 @@ from features_testkit import register_tiny_clip, save_tiny_clip_weights
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     """(model name, weights file) of a tiny randomly initialised OpenCLIP, registered with open_clip."""
-    pytest.importorskip("open_clip", reason="the open_clip backend's tests need open_clip_torch")
     folder = tmp_path_factory.mktemp("clip")
     name = register_tiny_clip(folder)
     weights = folder / "open_clip_model.safetensors"

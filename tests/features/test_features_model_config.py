@@ -9,15 +9,12 @@ import json
 import numpy as np
 import pytest
 from features_testkit import first_frames, write_gt_masks
+from realpath.tiny_checkpoints import TINY_CLIP_ARCHITECTURE, TINY_CLIP_NAME, write_tiny_open_clip
 
-pytest.importorskip("open_clip", reason="the open_clip backend's tests need open_clip_torch")
-
-from realpath.tiny_checkpoints import TINY_CLIP_ARCHITECTURE, TINY_CLIP_NAME, write_tiny_open_clip  # noqa: E402
-
-from ccl.config import section, validate_config  # noqa: E402
-from ccl.features import FeaturesConfig, encode_text, extract_features  # noqa: E402
-from ccl.io import file_sha256  # noqa: E402
-from ccl.io.features_h5 import read_features  # noqa: E402
+from ccl.config import section, validate_config
+from ccl.features import FeaturesConfig, encode_text, extract_features
+from ccl.io import file_sha256
+from ccl.io.features_h5 import read_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

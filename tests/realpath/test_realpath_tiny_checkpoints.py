@@ -24,8 +24,6 @@ from ccl.io.tracks_h5 import read_tracks
 from ccl.masks import MasksConfig, generate_masks, merge_masks, open_masks, open_raw_masks
 from ccl.tracks import TracksConfig, track_masks
 
-pytest.importorskip("sam2", reason="the real-path tests need sam2 installed")
-pytest.importorskip("open_clip", reason="the real-path tests need open_clip_torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -8,13 +8,12 @@ import shutil
 
 import cv2
 import numpy as np
+import pycolmap
 import pytest
 from scene_testkit import K_GT, POINT, H, W, gt_poses, make_colmap_scene, points, project, write_image
 
 from ccl.scene import SceneLoadConfig, load_image, load_scene, ops
 from ccl.scene.colmap import ColmapCamera, ColmapImage, ColmapTracks, read_model, write_model
-
-pycolmap = pytest.importorskip("pycolmap")
 
 CFG = SceneLoadConfig()
 # Geometry is float64 end to end; 1e-9 px leaves room for the text format's 17-digit round trip.

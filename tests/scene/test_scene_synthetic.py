@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-import pytest
 
 from ccl.scene import SceneLoadConfig, load_image, load_scene
-
-pytest.importorskip("ccl.synthetic")
 
 
 def test_synthetic_scene_cameras_agree_with_its_depth(tiny_scene_dir, tmp_path):

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
+from gsplat.cuda import _torch_impl as torch_impl
 
 from ccl.splat.projection import ALPHA_THRESHOLD, RADIUS_EXTEND, project_gaussians, quat_to_rotmat
-
-torch_impl = pytest.importorskip("gsplat.cuda._torch_impl", reason="gsplat is a project dependency")
 
 # float64 throughout: both sides do the same arithmetic in a different order, so they agree to ~1e-12
 # relative; 1e-9 leaves room for the ill-conditioned conics of very thin Gaussians.

@@ -11,7 +11,6 @@ from tracks_testkit import first_frames, write_gt_masks
 from ccl.io.tracks_h5 import read_tracks
 from ccl.tracks import TracksConfig, track_masks
 
-pytest.importorskip("sam2", reason="the sam2 backend's tests need sam2 installed")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
