@@ -21,8 +21,9 @@ from ccl.masks import LEVELS, MasksConfig, generate_masks, merge_masks, open_mas
 from ccl.masks.backends.sam import generate_levels, load_sam
 
 
-def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int):
-    """SAM's own SamAutomaticMaskGenerator, with the decoder cut down to multimask output `level`."""
+def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int, prepare=None):
+    """SAM's own SamAutomaticMaskGenerator, with the decoder cut down to multimask output `level`
+    (after `prepare`, if given, has changed its predictor)."""
     from segment_anything import SamAutomaticMaskGenerator
 
     gen = SamAutomaticMaskGenerator(
@@ -39,6 +40,8 @@ def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int):
         crop_n_points_downscale_factor=cfg.crop_n_points_downscale_factor,
         min_mask_region_area=cfg.min_mask_region_area,
     )
+    if prepare is not None:
+        prepare(gen.predictor)
     predict = gen.predictor.predict_torch
 
     def one_output(*args, **kwargs):
@@ -49,17 +52,20 @@ def _sam_generator_on_one_output(model, cfg: MasksConfig, level: int):
     return gen
 
 
-def _assert_each_level_is_sams_generator_on_that_output(model, image, cfg: MasksConfig) -> None:
+def _assert_each_level_is_sams_generator_on_that_output(model, image, cfg: MasksConfig, prepare=None) -> None:
     from segment_anything import SamPredictor
     from segment_anything.utils.amg import build_all_layer_point_grids
 
     grids = build_all_layer_point_grids(
         cfg.points_per_side, cfg.crop_n_layers, cfg.crop_n_points_downscale_factor
     )
-    levels = generate_levels(SamPredictor(model), image, cfg=cfg, point_grids=grids)
+    predictor = SamPredictor(model)
+    if prepare is not None:
+        prepare(predictor)
+    levels = generate_levels(predictor, image, cfg=cfg, point_grids=grids)
     assert all(len(lv) > 0 for lv in levels)  # something to compare on every level
     for li, lv in enumerate(levels):
-        anns = _sam_generator_on_one_output(model, cfg, li).generate(image)
+        anns = _sam_generator_on_one_output(model, cfg, li, prepare).generate(image)
         want = sorted((a["segmentation"].tobytes(), a["predicted_iou"], a["stability_score"]) for a in anns)
         got = sorted(
             (m.tobytes(), float(p), float(s))
@@ -88,23 +94,7 @@ def test_at_the_default_thresholds_each_level_is_sams_generator_on_that_output(t
     some masks and drop (or change) others in SAM's own generator, and ccl's levels equal its output."""
     import segment_anything.automatic_mask_generator as sam_amg
 
-    defaults = MasksConfig()
-    assert defaults.pred_iou_thresh > 0 and defaults.stability_score_thresh > 0
-    assert defaults.crop_n_layers >= 1 and defaults.min_mask_region_area > 0
-    generation = (
-        "pred_iou_thresh",
-        "stability_score_thresh",
-        "stability_score_offset",
-        "box_nms_thresh",
-        "crop_n_layers",
-        "crop_nms_thresh",
-        "crop_overlap_ratio",
-        "crop_n_points_downscale_factor",
-        "min_mask_region_area",
-    )
-    cfg = dataclasses.replace(
-        tiny_sam_cfg, **{k: getattr(defaults, k) for k in generation}, points_per_batch=64
-    )
+    cfg = _default_generation(tiny_sam_cfg)
     model, image = build_tiny_sam_for_default_thresholds(), blob_image(96, 128)
 
     # What SAM's generator decides, per level: recorded from the helpers it calls.
@@ -144,6 +134,111 @@ def test_at_the_default_thresholds_each_level_is_sams_generator_on_that_output(t
         assert any(seen["changed"]), level  # small-region removal changes a mask
     monkeypatch.undo()
     _assert_each_level_is_sams_generator_on_that_output(model, image, cfg)
+
+
+def _default_generation(cfg: MasksConfig) -> MasksConfig:
+    """`cfg` with every threshold and crop setting of SAM's generation at the product's default."""
+    defaults = MasksConfig()
+    assert defaults.pred_iou_thresh > 0 and defaults.stability_score_thresh > 0
+    assert defaults.crop_n_layers >= 1 and defaults.min_mask_region_area > 0
+    generation = (
+        "pred_iou_thresh",
+        "stability_score_thresh",
+        "stability_score_offset",
+        "box_nms_thresh",
+        "crop_n_layers",
+        "crop_nms_thresh",
+        "crop_overlap_ratio",
+        "crop_n_points_downscale_factor",
+        "min_mask_region_area",
+    )
+    return dataclasses.replace(cfg, **{k: getattr(defaults, k) for k in generation}, points_per_batch=64)
+
+
+def _objects_image() -> np.ndarray:
+    """[96, 128, 3] uint8: flat-coloured rectangles on grey. With one crop layer the sub-crops are
+    (x0, y0, x1, y1) (0, 0, 80, 64), (0, 32, 80, 96), (48, 0, 128, 64), (48, 32, 128, 96); the first
+    two rectangles lie inside a sub-crop, 20 px or more from its inner edges, and under grid points
+    of both that sub-crop and the whole image (a 4 × 4 grid: x 16, 48, 80, 112; y 12, 36, 60, 84)."""
+    img = np.full((96, 128, 3), 128, np.uint8)
+    img[6:29, 8:35] = (200, 40, 40)  # in (0, 0, 80, 64): its points (10|30, 8|24), the image's (16, 12)
+    img[70:92, 94:122] = (40, 40, 200)  # in (48, 32, 128, 96): its points (98|118, 72|88), (112, 84)
+    img[40:60, 40:70] = (40, 200, 40)  # across the crop borders
+    return img
+
+
+def _decoder_of_objects(predictor) -> None:
+    """Turn `predictor`'s masks into those of an ideal segmenter of flat-coloured objects: output k's
+    logits are slopes[k] × the signed distance (px) to the edge of the same-coloured connected region
+    under the point prompt, in the image or crop it was set to; its predicted IoUs are the model's
+    squashed into (0.75, 0.95). Every mask passes the IoU and stability filters (a distance is ≥ 1 px
+    on either side of an edge, so a slope > 1 puts every logit outside ±1): what this exercises is
+    the crop-edge filter and the NMS steps."""
+    import cv2
+    import torch
+
+    slopes = (4.0, 2.0, 1.5)
+    set_image, predict = predictor.set_image, predictor.predict_torch
+    seen = {}
+
+    def set_and_keep(image, *args, **kwargs):
+        seen["image"] = image
+        return set_image(image, *args, **kwargs)
+
+    def predict_objects(point_coords, *args, **kwargs):
+        masks, iou, low = predict(point_coords, *args, **kwargs)
+        image = seen["image"]
+        h, w = predictor.original_size
+        in_h, in_w = predictor.input_size
+        xy = point_coords[:, 0].double().cpu().numpy() * np.array([w / in_w, h / in_h])
+        designed = []
+        for x, y in np.rint(xy).astype(int):
+            same = (image == image[y, x]).all(-1).astype(np.uint8)
+            _, label = cv2.connectedComponents(same, connectivity=4)
+            region = (label == label[y, x]).astype(np.uint8)
+            inside = cv2.distanceTransform(region, cv2.DIST_L2, 3)
+            outside = cv2.distanceTransform(1 - region, cv2.DIST_L2, 3)
+            designed.append([k * (inside - outside) for k in slopes])
+        logits = torch.as_tensor(np.array(designed), dtype=masks.dtype, device=masks.device)
+        return logits, 0.75 + 0.2 * torch.sigmoid(iou), low
+
+    predictor.set_image, predictor.predict_torch = set_and_keep, predict_objects
+
+
+def test_crop_nms_prefers_the_smaller_crop_as_sams_generator_does(tiny_sam_cfg, monkeypatch):
+    """Objects inside a sub-crop are found in it and in the whole image: SAM's crop NMS keeps the
+    sub-crop's mask and drops the whole image's; ccl's levels equal SAM's generator mask for mask."""
+    import segment_anything.automatic_mask_generator as sam_amg
+
+    cfg = _default_generation(tiny_sam_cfg)
+    model, image = build_tiny_sam_for_default_thresholds(), _objects_image()
+    whole = [0, 0, image.shape[1], image.shape[0]]
+    decided: dict[str, list] = {}
+    box_area, batched_nms = sam_amg.box_area, sam_amg.batched_nms
+
+    def crop_areas(boxes):  # SAM calls it once, on the crop boxes, just before its crop NMS
+        decided["crop_boxes"] = boxes.tolist()
+        return box_area(boxes)
+
+    def nms(boxes, scores, idxs, iou_threshold):
+        keep = batched_nms(boxes, scores, idxs, iou_threshold)
+        if "crop_boxes" in decided and "keep" not in decided:
+            decided["keep"] = keep.tolist()
+        return keep
+
+    monkeypatch.setattr(sam_amg, "box_area", crop_areas)
+    monkeypatch.setattr(sam_amg, "batched_nms", nms)
+    for li in range(len(LEVELS)):
+        decided.clear()
+        assert _sam_generator_on_one_output(model, cfg, li, _decoder_of_objects).generate(image)
+        crops = decided["crop_boxes"]
+        kept = set(decided["keep"])
+        dropped = set(range(len(crops))) - kept
+        level = f"level {LEVELS[li]}"
+        assert any(crops[i] != whole for i in kept), level  # a sub-crop's mask kept
+        assert any(crops[i] == whole for i in dropped), level  # over the whole image's duplicate
+    monkeypatch.undo()
+    _assert_each_level_is_sams_generator_on_that_output(model, image, cfg, _decoder_of_objects)
 
 
 def test_generate_masks_writes_the_raw_layout_and_merges(tmp_path, tiny_sam_cfg, tiny_sam_checkpoint):
