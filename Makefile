@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CORES  ?= all
 
-.PHONY: setup run dry-run test test-all lint bench checkpoints gpu-check clean
+.PHONY: setup run dry-run test test-all lint bench checkpoints gpu-check wheels clean
 
 setup: $(STAMP)
 
@@ -49,12 +49,27 @@ bench: setup
 checkpoints: setup
 	$(BIN)/python -m ccl.weights --dest checkpoints
 
-# On a machine with a CUDA GPU (no network needed once .venv is installed, README "GPU workstation"):
-# builds gsplat's CUDA code for this GPU, runs tests/cuda, times every stage at real sizes, prints the
-# table and writes bench/out/gpu_check.json; under 8 minutes.
+# On a machine with a CUDA GPU (no network needed, README "GPU workstation"): builds gsplat's CUDA code
+# for this GPU, runs tests/cuda, times every stage at real sizes, prints the table and writes
+# bench/out/gpu_check.json; under 8 minutes. GPU_CHECK_PYTHON names another interpreter than .venv's,
+# such as a venv over the machine's own torch with the wheels of `make wheels` installed in it.
+GPU_CHECK_PYTHON ?= $(BIN)/python
 gpu-check:
-	@test -x $(BIN)/python || { echo "make gpu-check: no $(VENV); run make setup (or install the wheels, README 'GPU workstation')"; exit 1; }
-	$(BIN)/python -m bench.gpu_check
+	@test -x "$(GPU_CHECK_PYTHON)" || { echo "make gpu-check: no interpreter $(GPU_CHECK_PYTHON): run make setup, or install the wheels of make wheels and name that Python, e.g. make gpu-check GPU_CHECK_PYTHON=.gpu-venv/bin/python (README 'GPU workstation')"; exit 1; }
+	@$(GPU_CHECK_PYTHON) -c "import torch, ccl, gsplat, segment_anything, sam2, open_clip, snakemake, pytest" \
+	  || { echo "make gpu-check: $(GPU_CHECK_PYTHON) lacks the module named above: torch is the machine's own (or make setup's), the rest are the wheels of make wheels (README 'GPU workstation')"; exit 1; }
+	$(GPU_CHECK_PYTHON) -m bench.gpu_check
+
+# For a GPU machine that brings its own torch and has no network (README "GPU workstation"): every wheel
+# this project needs beyond torch, torchvision and what they require, at .venv's versions, for CPython
+# PYTHON_VERSION on PLATFORM (manylinux_2_28: glibc >= 2.28), into WHEELS_DIR (tools/offline_wheels.py;
+# WHEELS_MAX_MIB overrides its size limit).
+PYTHON_VERSION ?= 3.12
+PLATFORM       ?= manylinux_2_28_x86_64
+WHEELS_DIR     ?= wheels
+wheels: setup
+	$(BIN)/python -m tools.offline_wheels --python-version $(PYTHON_VERSION) --platform $(PLATFORM) \
+	  --dest $(WHEELS_DIR) $(if $(WHEELS_MAX_MIB),--max-mib $(WHEELS_MAX_MIB))
 
 clean:
 	rm -rf results logs benchmarks .snakemake
