@@ -1,13 +1,18 @@
-"""Run every benchmark module under bench/ (each writes bench/out/<name>.json)."""
+"""Run every benchmark module under bench/ (each writes bench/out/<name>.json), except those that take
+hours and are run on their own (`python -m bench.mutation`)."""
 
 import importlib
 import pkgutil
 import sys
 from pathlib import Path
 
+RUN_ALONE = {"mutation"}  # mutation testing of 15 modules: hours on a workstation
+
 if __name__ == "__main__":
     names = sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if not m.name.startswith("_") and m.name not in RUN_ALONE
     )
     failed = []
     for name in names:
