@@ -34,17 +34,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out" / "mutation.json"
 
-# module -> the pytest arguments that select its tests. Small modules first: `--module` left out
-# runs them in this order. masks/backends/sam.py and eval/lerf_ovs.py last (their tests are long).
+# module -> the pytest arguments that select its judges. A unit-tested module gets its unit tests only:
+# mutmut runs every selected test that executes the mutated function, and the stage tests (a codebook
+# fit, a SAM run) take tens of seconds each on a CPU, per mutant. Small modules first: `--module` left
+# out runs them in this order; masks/backends/sam.py and eval/lerf_ovs.py last.
 TEST_SUBSET: dict[str, list[str]] = {
     "ccl/splat/losses.py": ["tests/splat"],
     "ccl/query/relevance.py": ["tests/query"],
     "ccl/query/ops.py": ["tests/query"],
-    "ccl/codebook/ops.py": ["tests/codebook"],
-    "ccl/masks/nms.py": ["tests/masks"],
-    "ccl/masks/merge.py": ["tests/masks"],
-    "ccl/masks/ops.py": ["tests/masks"],
-    "ccl/codebook/train.py": ["tests/codebook"],
+    "ccl/codebook/ops.py": [
+        "tests/codebook/test_ops.py",
+        "tests/codebook/test_codebook_seeding_and_lookup.py",
+    ],
+    "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py"],
+    "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py"],
+    "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py"],
+    "ccl/codebook/train.py": ["tests/codebook/test_train.py"],
     "ccl/tracks/track.py": ["tests/tracks"],
     "ccl/features/extract.py": ["tests/features"],
     "ccl/features/backends/open_clip.py": ["tests/features"],
