@@ -52,13 +52,14 @@ checkpoints: setup
 # On a machine with a CUDA GPU (no network needed, README "GPU workstation"): builds gsplat's CUDA code
 # for this GPU, runs tests/cuda, times every stage at real sizes, prints the table and writes
 # bench/out/gpu_check.json; under 8 minutes. GPU_CHECK_PYTHON names another interpreter than .venv's,
-# such as a venv over the machine's own torch with the wheels of `make wheels` installed in it.
+# such as a venv over the machine's own torch with the wheels of `make wheels` installed in it. Its bin/
+# goes first on PATH: torch builds gsplat with the `ninja` found there, which the ninja wheel puts there.
 GPU_CHECK_PYTHON ?= $(BIN)/python
 gpu-check:
 	@test -x "$(GPU_CHECK_PYTHON)" || { echo "make gpu-check: no interpreter $(GPU_CHECK_PYTHON): run make setup, or install the wheels of make wheels and name that Python, e.g. make gpu-check GPU_CHECK_PYTHON=.gpu-venv/bin/python (README 'GPU workstation')"; exit 1; }
 	@$(GPU_CHECK_PYTHON) -c "import torch, ccl, gsplat, segment_anything, sam2, open_clip, snakemake, pytest" \
 	  || { echo "make gpu-check: $(GPU_CHECK_PYTHON) lacks the module named above: torch is the machine's own (or make setup's), the rest are the wheels of make wheels (README 'GPU workstation')"; exit 1; }
-	$(GPU_CHECK_PYTHON) -m bench.gpu_check
+	PATH="$(abspath $(dir $(GPU_CHECK_PYTHON))):$$PATH" $(GPU_CHECK_PYTHON) -m bench.gpu_check
 
 # For a GPU machine that brings its own torch and has no network (README "GPU workstation"): every wheel
 # this project needs beyond torch, torchvision and what they require, at .venv's versions, for CPython

@@ -7,8 +7,10 @@ This script writes one folder that installs over that torch with `pip install --
 - the distributions that `make setup` installed into .venv, at the same versions (the ones the tests
   ran against), reached from this project's dependencies and pytest (gpu-check runs tests/cuda), with
   environment markers evaluated for the target Python and platform;
-- less torch, torchvision and everything they require (numpy, pillow, nvidia-*, triton, sympy, ...):
-  the machine's torch comes with those, and a second copy would shadow them;
+- less torch, torchvision and what only they require (nvidia-*, triton, sympy, networkx, ...): the
+  machine's torch comes with those. What this project needs as well (numpy, pillow, ...) is included
+  at .venv's version, which shadows the machine's: opencv and pandas need numpy 2, which an older site
+  install may not have;
 - as binary wheels for the target (`pip download --only-binary=:all: --python-version --platform`),
   except the distributions published only as source (sam2, iopath, antlr4-python3-runtime): those are
   built here as wheels, and must come out pure Python (`*-none-any.whl`) to suit any machine;
@@ -29,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,12 +42,12 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "ccl-lgs"
-# What the GPU machine brings, with everything these require.
+# What the GPU machine brings, with what only these require.
 MACHINE_PROVIDED = ("torch", "torchvision")
 # gpu-check runs tests/cuda with pytest; its version range is the one of this project's `dev` extra.
 TEST_RUNNER, TEST_EXTRA = "pytest", "dev"
-# The folder is carried to the GPU machine by hand. The project's dependencies alone come to about 190 MiB
-# (opencv-python-headless 61, pycolmap 36, pulp with its solver 16, pandas 12): a set that grows past this
+# The folder is carried to the GPU machine by hand. The project's dependencies alone come to about 215 MiB
+# for Python 3.12 (opencv-python-headless 61, pycolmap 36, pulp with its solver 16, numpy 16, pandas 12): a set that grows past this
 # limit stops with its largest wheels named, to be looked at before it is carried.
 MAX_MIB = 256
 # sam2's CUDA extension (connected components) would tie its wheel to this machine's torch and CUDA;
@@ -169,34 +172,34 @@ def pip(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
-def download_binary(pin: str, dest: Path, python_version: str, platforms: list[str]) -> str | None:
-    """Download `pin`'s wheel for the target; None if the index has no wheel for it, else pip's error."""
+def download_binary(pin: str, dest: Path, python_version: str, platforms: list[str]) -> bool:
+    """Download `pin`'s wheel for the target into `dest`: True, or False where the index has no wheel for
+    it (a source-only distribution); any other failure raises with pip's message."""
     platform_args = [a for p in platforms for a in ("--platform", p)]
     r = pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
             "--python-version", python_version, *platform_args, "--dest", str(dest), pin)  # fmt: skip
     if r.returncode == 0:
-        return None
+        return True
     if "No matching distribution found" in r.stderr:
-        return "no wheel"
+        return False
     raise WheelsError(f"pip download {pin} failed:\n{r.stderr.strip()}")
 
 
 def build_pure_wheel(pin: str, dest: Path, python_version: str, platform: str) -> None:
     """Build `pin` from its source archive into `dest`; refuse a wheel that is not pure Python."""
     name = Requirement(pin).name
-    build_dir = dest.parent / f".build-{canonicalize_name(name)}"
-    r = pip("wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-binary", name,
-            "--wheel-dir", str(build_dir), pin, env=SOURCE_BUILD_ENV)  # fmt: skip
-    if r.returncode != 0:
-        raise WheelsError(f"{pin} has no wheel for Python {python_version} on {platform}, and building it "
-                          f"from source failed:\n{r.stderr.strip()}")  # fmt: skip
-    for wheel in build_dir.glob("*.whl"):
-        if not wheel.name.endswith("-none-any.whl"):
-            raise WheelsError(f"{pin} has no wheel for Python {python_version} on {platform}, and its source "
-                              f"builds {wheel.name}, which runs only on this machine: build it on the GPU "
-                              "machine, or pick a version that publishes a wheel for that Python")  # fmt: skip
-        shutil.move(wheel, dest / wheel.name)
-    shutil.rmtree(build_dir)
+    with tempfile.TemporaryDirectory(prefix=f"wheel-{canonicalize_name(name)}-") as build_dir:
+        r = pip("wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-binary", name,
+                "--wheel-dir", build_dir, pin, env=SOURCE_BUILD_ENV)  # fmt: skip
+        if r.returncode != 0:
+            raise WheelsError(f"{pin} has no wheel for Python {python_version} on {platform}, and building "
+                              f"it from source failed:\n{r.stderr.strip()}")  # fmt: skip
+        for wheel in Path(build_dir).glob("*.whl"):
+            if not wheel.name.endswith("-none-any.whl"):
+                raise WheelsError(f"{pin} has no wheel for Python {python_version} on {platform}, and its "
+                                  f"source builds {wheel.name}, which runs only on this machine: build it on "
+                                  "the GPU machine, or pick a version that publishes a wheel for that Python")  # fmt: skip
+            shutil.move(wheel, dest / wheel.name)
 
 
 def build_project_wheel(dest: Path) -> None:
@@ -226,8 +229,8 @@ def make_wheels(dest: Path, python_version: str, platform: str, max_mib: float =
         raise WheelsError(f"PYTHON_VERSION={python_version}: give major.minor, e.g. 3.12")
     env = marker_environment(python_version, platform)
     installed = installed_distributions()
+    needed = closure(project_roots(installed, env), installed, env, stop_at=frozenset(MACHINE_PROVIDED))
     machine = closure([(Requirement(n), "the GPU machine") for n in MACHINE_PROVIDED], installed, env)
-    needed = closure(project_roots(installed, env), installed, env, stop_at=frozenset(machine))
     pins = sorted(f"{d.metadata['Name']}=={d.version}" for d in needed.values())
 
     staging = dest.with_name(dest.name + ".partial")
@@ -235,8 +238,8 @@ def make_wheels(dest: Path, python_version: str, platform: str, max_mib: float =
     staging.mkdir(parents=True)
     platforms = target_platforms(platform)
     with ThreadPoolExecutor(PARALLEL_DOWNLOADS) as pool:
-        outcomes = list(pool.map(lambda p: download_binary(p, staging, python_version, platforms), pins))
-    source_only = [pin for pin, outcome in zip(pins, outcomes, strict=True) if outcome is not None]
+        has_wheel = list(pool.map(lambda p: download_binary(p, staging, python_version, platforms), pins))
+    source_only = [pin for pin, wheel in zip(pins, has_wheel, strict=True) if not wheel]
     for pin in source_only:
         build_pure_wheel(pin, staging, python_version, platform)
     build_project_wheel(staging)
@@ -246,7 +249,8 @@ def make_wheels(dest: Path, python_version: str, platform: str, max_mib: float =
     staging.rename(dest)
     print(f"{dest}: {len(pins) + 1} wheels for CPython {python_version} on {platform}, {size_mib:.1f} MiB "
           f"({len(source_only)} built from source: {', '.join(source_only) or 'none'})")  # fmt: skip
-    print(f"the GPU machine provides: {', '.join(sorted(d.metadata['Name'] for d in machine.values()))}")
+    left_to_machine = sorted(d.metadata["Name"] for n, d in machine.items() if n not in needed)
+    print(f"the GPU machine's torch brings: {', '.join(left_to_machine)}")
     return pins
 
 
