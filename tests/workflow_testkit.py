@@ -31,9 +31,12 @@ def repo_copy(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`snakemake ARGS` run in `cwd`, as the README writes it (no --snakefile, no --directory)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def snakemake(
+    cwd: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`snakemake ARGS` run in `cwd`, as the README writes it (no --snakefile, no --directory); `env` is
+    added to this process's environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -79,8 +79,7 @@ class LanguageFieldSource:
 
 
 def _to_device(f: Any, device: str) -> Any:
-    if device == "cpu":
-        return f
+    """The field on `device` (on the device it is already on, torch's `.to` returns the same tensors)."""
     from ccl.splat.checkpoint import LanguageField
 
     return LanguageField(f.gaussians.to(device), f.features.to(device), f.decoder.to(device), f.header)

@@ -7,7 +7,8 @@ to the exported one and the data root, checkpoint paths, model sizes, device and
 changed, run the whole DAG with segment-anything, sam2 and open_clip on tiny randomly initialised
 models of the real architectures (official file formats), through to the tables. Random weights make
 the masks meaningless, so this asserts every output, the tables' rows and that a rerun has nothing to
-do, not accuracy.
+do, not accuracy. Every job runs under the host-tensor guard (ccl/host_tensor_guard.py): a tensor that
+ccl's code makes off the data's device fails here, on a CPU, where it would fail on a GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 from tiny_checkpoints import write_tiny_checkpoints
 from workflow_testkit import job_counts, repo_copy, snakemake
 
+from ccl import HOST_TENSOR_GUARD_ENV
 from ccl.config import REPO_ROOT
 
 # The exported scene: small enough for the real models on 2 CPU cores, labelled every other view.
@@ -92,7 +94,9 @@ def repo(tmp_path_factory):
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_benchmark_layout_runs_the_whole_dag_with_the_real_backends(repo, name):
     scene, layout = BENCHMARKS[name]
-    r = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "--cores", "all", timeout=900)
+    r = snakemake(
+        repo, "--configfile", f"tiny_{name}.yaml", "--cores", "all", timeout=900, env={HOST_TENSOR_GUARD_ENV: "1"}
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     assert f"{scene}: " in out and "results/tables/" in out  # the closing message names what was built

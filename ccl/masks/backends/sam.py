@@ -386,8 +386,9 @@ def generate_levels(
     from torchvision.ops.boxes import batched_nms, box_area
 
     h, w = image.shape[:2]
+    device = predictor.device
     crop_boxes, layer_idxs = generate_crop_boxes((h, w), cfg.crop_n_layers, cfg.crop_overlap_ratio)
-    per_level = [_empty_data() for _ in LEVELS]
+    per_level = [_empty_data(device) for _ in LEVELS]
     with torch.no_grad():
         for crop_box, layer_idx in zip(crop_boxes, layer_idxs, strict=True):
             crop_data = _process_crop(predictor, image, crop_box, point_grids[layer_idx], cfg)
@@ -400,11 +401,11 @@ def generate_levels(
             keep = batched_nms(
                 data["boxes"].float(),
                 scores,
-                torch.zeros(len(data["boxes"])),
+                torch.zeros_like(data["boxes"][:, 0]),
                 iou_threshold=cfg.crop_nms_thresh,
             )
             data.filter(keep)
-        data.to_numpy()
+        data.to_numpy()  # the only transfer to the host: the kept masks' RLEs are already there
         if cfg.min_mask_region_area > 0 and len(data["rles"]) > 0:
             data = SamAutomaticMaskGenerator.postprocess_small_regions(
                 data, cfg.min_mask_region_area, max(cfg.box_nms_thresh, cfg.crop_nms_thresh)
@@ -417,16 +418,18 @@ def generate_levels(
     return tuple(out)  # type: ignore[return-value]
 
 
-def _empty_data() -> Any:
+def _empty_data(device: Any) -> Any:
+    """An empty MaskData whose tensors are on `device`, the predictor's: every batch is joined to it with
+    `torch.cat`, which on CUDA refuses tensors on two devices."""
     import torch
     from segment_anything.utils.amg import MaskData
 
     return MaskData(
         rles=[],
-        iou_preds=torch.zeros(0),
-        stability_score=torch.zeros(0),
-        boxes=torch.zeros(0, 4, dtype=torch.int64),
-        points=torch.zeros(0, 2, dtype=torch.float64),
+        iou_preds=torch.zeros(0, device=device),
+        stability_score=torch.zeros(0, device=device),
+        boxes=torch.zeros(0, 4, dtype=torch.int64, device=device),
+        points=torch.zeros(0, 2, dtype=torch.float64, device=device),
     )  # `crop_boxes` is set per crop, after the batches
 
 
@@ -446,16 +449,19 @@ def _process_crop(
     # the decoder and every threshold in float32 (a no-op on a CPU and with fp32: the same tensor)
     predictor.features = predictor.features.float()
     points_for_image = grid * np.array(crop_hw)[None, ::-1]
-    per_level = [_empty_data() for _ in LEVELS]
+    device = predictor.device
+    per_level = [_empty_data(device) for _ in LEVELS]
     for (points,) in batch_iterator(points_per_batch(cfg, predictor.device), points_for_image):
         coords = predictor.transform.apply_coords(points, crop_hw)
-        in_points = torch.as_tensor(coords, device=predictor.device)
+        in_points = torch.as_tensor(coords, device=device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
         masks, iou_preds, _ = predictor.predict_torch(
             in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
         )
         for lv in range(len(LEVELS)):
-            data = MaskData(masks=masks[:, lv], iou_preds=iou_preds[:, lv], points=torch.as_tensor(points))
+            data = MaskData(
+                masks=masks[:, lv], iou_preds=iou_preds[:, lv], points=torch.as_tensor(points, device=device)
+            )
             per_level[lv].cat(_filter_batch(predictor, data, crop_box, image.shape[:2], cfg))
         del masks
     predictor.reset_image()
@@ -463,13 +469,15 @@ def _process_crop(
         keep = batched_nms(
             data["boxes"].float(),
             data["iou_preds"].float(),
-            torch.zeros(len(data["boxes"])),
+            torch.zeros_like(data["boxes"][:, 0]),
             iou_threshold=cfg.box_nms_thresh,
         )
         data.filter(keep)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
-        data["crop_boxes"] = torch.tensor(crop_box, dtype=torch.int64).repeat(len(data["rles"]), 1)
+        data["crop_boxes"] = torch.tensor(crop_box, dtype=torch.int64, device=device).repeat(
+            len(data["rles"]), 1
+        )
     return per_level
 
 
