@@ -27,6 +27,24 @@ def test_text_embeddings_keep_queries_and_negatives_apart_in_order():
     np.testing.assert_allclose(emb.negatives, one_by_one[2:], atol=1e-6)
 
 
+def test_text_embeddings_run_the_encoder_on_the_cpu_unless_told_and_check_what_it_returns(monkeypatch):
+    import ccl.features
+
+    calls = []
+
+    def encoder(phrases, *, cfg, device):  # a text encoder that returns one row too few
+        calls.append(device)
+        return np.ones((len(phrases) - 1, 4))
+
+    monkeypatch.setattr(ccl.features, "encode_text", encoder)
+    cfg = QueryConfig(negatives=("object",))
+    with pytest.raises(ValueError, match=r"^encode_text returned shape \(2, 4\) for 3 phrases$"):
+        text_embeddings(["mug", "bear"], cfg=cfg, features_cfg=None)
+    with pytest.raises(ValueError, match="returned shape"):
+        text_embeddings(["mug", "bear"], cfg=cfg, features_cfg=None, device="cuda:1")
+    assert calls == ["cpu", "cuda:1"]
+
+
 def test_relevance_of_a_dense_feature_map_is_per_pixel():
     # a single query in paper mode is completed by the negatives along the feature axis of an [H, W, D] map
     cfg = QueryConfig(mode="paper", temperature=0.1, negatives=("x",))
