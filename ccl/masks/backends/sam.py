@@ -377,9 +377,17 @@ class SamBackend:
 
 
 def generate_levels(
-    predictor: Any, image: np.ndarray, *, cfg: MasksConfig, point_grids: list[np.ndarray]
+    predictor: Any,
+    image: np.ndarray,
+    *,
+    cfg: MasksConfig,
+    point_grids: list[np.ndarray],
+    fast: bool | None = None,
 ) -> tuple[LevelMasks, LevelMasks, LevelMasks]:
-    """SAM automatic generation over the crops of `image`, one `LevelMasks` per multimask output."""
+    """SAM automatic generation over the crops of `image`, one `LevelMasks` per multimask output.
+
+    `fast` (None: on CUDA only) takes `sam_fast.FastCropSteps`' encoder passes and host transfers; a CPU
+    keeps `CropSteps`, SAM's own, so that its masks stay those of SAM's generator bit for bit."""
     import torch
     from segment_anything import SamAutomaticMaskGenerator
     from segment_anything.utils.amg import generate_crop_boxes, rle_to_mask
@@ -388,10 +396,18 @@ def generate_levels(
     h, w = image.shape[:2]
     device = predictor.device
     crop_boxes, layer_idxs = generate_crop_boxes((h, w), cfg.crop_n_layers, cfg.crop_overlap_ratio)
+    if fast is None:
+        fast = str(device).startswith("cuda")
+    if fast:
+        from ccl.masks.backends.sam_fast import FastCropSteps
+
+        steps: CropSteps = FastCropSteps(crop_boxes, layer_idxs)
+    else:
+        steps = CropSteps()
     per_level = [_empty_data(device) for _ in LEVELS]
     with torch.no_grad():
         for crop_box, layer_idx in zip(crop_boxes, layer_idxs, strict=True):
-            crop_data = _process_crop(predictor, image, crop_box, point_grids[layer_idx], cfg)
+            crop_data = _process_crop(predictor, image, crop_box, point_grids[layer_idx], cfg, steps)
             for data, new in zip(per_level, crop_data, strict=True):
                 data.cat(new)
     out = []
@@ -404,7 +420,7 @@ def generate_levels(
                 torch.zeros_like(data["boxes"][:, 0]),
                 iou_threshold=cfg.crop_nms_thresh,
             )
-            data.filter(keep)
+            steps.filter(data, keep)
         data.to_numpy()  # the only transfer to the host: the kept masks' RLEs are already there
         if cfg.min_mask_region_area > 0 and len(data["rles"]) > 0:
             data = SamAutomaticMaskGenerator.postprocess_small_regions(
@@ -433,8 +449,36 @@ def _empty_data(device: Any) -> Any:
     )  # `crop_boxes` is set per crop, after the batches
 
 
+class CropSteps:
+    """The steps of `_process_crop` that a faster path may do otherwise with the same outputs
+    (`sam_fast.FastCropSteps`): here SAM's own, as its `SamAutomaticMaskGenerator` does them."""
+
+    def set_crop_image(
+        self, predictor: Any, image: np.ndarray, crop_box: list[int], cfg: MasksConfig
+    ) -> None:
+        """The predictor's image embedding set to the crop's: one encoder pass."""
+        x0, y0, x1, y1 = crop_box
+        with autocast(str(predictor.device), cfg.precision):  # the encoder: nearly all of SAM's compute
+            predictor.set_image(image[y0:y1, x0:x1, :])
+
+    def to_rle(self, masks: Any) -> list[dict[str, Any]]:
+        """[B, H, W] bool masks → SAM's uncompressed RLEs."""
+        from segment_anything.utils import amg
+
+        return amg.mask_to_rle_pytorch(masks)
+
+    def filter(self, data: Any, keep: Any) -> None:
+        """`data` (a MaskData, its RLEs included) cut down to the indices `keep`."""
+        data.filter(keep)
+
+
 def _process_crop(
-    predictor: Any, image: np.ndarray, crop_box: list[int], grid: np.ndarray, cfg: MasksConfig
+    predictor: Any,
+    image: np.ndarray,
+    crop_box: list[int],
+    grid: np.ndarray,
+    cfg: MasksConfig,
+    steps: CropSteps,
 ) -> list[Any]:
     """SAM's `_process_crop`, with each of the three multimask outputs kept in its own MaskData."""
     import torch
@@ -442,10 +486,8 @@ def _process_crop(
     from torchvision.ops.boxes import batched_nms
 
     x0, y0, x1, y1 = crop_box
-    cropped = image[y0:y1, x0:x1, :]
-    crop_hw = cropped.shape[:2]
-    with autocast(str(predictor.device), cfg.precision):  # the encoder: nearly all of SAM's compute
-        predictor.set_image(cropped)
+    crop_hw = (y1 - y0, x1 - x0)
+    steps.set_crop_image(predictor, image, crop_box, cfg)
     # the decoder and every threshold in float32 (a no-op on a CPU and with fp32: the same tensor)
     predictor.features = predictor.features.float()
     points_for_image = grid * np.array(crop_hw)[None, ::-1]
@@ -462,7 +504,7 @@ def _process_crop(
             data = MaskData(
                 masks=masks[:, lv], iou_preds=iou_preds[:, lv], points=torch.as_tensor(points, device=device)
             )
-            per_level[lv].cat(_filter_batch(predictor, data, crop_box, image.shape[:2], cfg))
+            per_level[lv].cat(_filter_batch(predictor, data, crop_box, image.shape[:2], cfg, steps))
         del masks
     predictor.reset_image()
     for data in per_level:
@@ -472,7 +514,7 @@ def _process_crop(
             torch.zeros_like(data["boxes"][:, 0]),
             iou_threshold=cfg.box_nms_thresh,
         )
-        data.filter(keep)
+        steps.filter(data, keep)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
         data["crop_boxes"] = torch.tensor(crop_box, dtype=torch.int64, device=device).repeat(
@@ -482,7 +524,12 @@ def _process_crop(
 
 
 def _filter_batch(
-    predictor: Any, data: Any, crop_box: list[int], orig_hw: tuple[int, int], cfg: MasksConfig
+    predictor: Any,
+    data: Any,
+    crop_box: list[int],
+    orig_hw: tuple[int, int],
+    cfg: MasksConfig,
+    steps: CropSteps,
 ) -> Any:
     """SAM's `_process_batch` filters on one level: predicted IoU, stability, crop edge; masks → RLE."""
     import torch
@@ -490,7 +537,6 @@ def _filter_batch(
         batched_mask_to_box,
         calculate_stability_score,
         is_box_near_crop_edge,
-        mask_to_rle_pytorch,
         uncrop_masks,
     )
 
@@ -507,6 +553,6 @@ def _filter_batch(
     if not torch.all(keep):
         data.filter(keep)
     data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
-    data["rles"] = mask_to_rle_pytorch(data["masks"])
+    data["rles"] = steps.to_rle(data["masks"])
     del data["masks"]
     return data
