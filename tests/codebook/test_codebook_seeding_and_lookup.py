@@ -78,3 +78,55 @@ def test_paint_index_map_refuses_a_mask_index_one_past_the_end():
 def test_paint_index_map_refuses_a_flat_segmentation_naming_the_shapes():
     with pytest.raises(ValueError, match=r"expected segmentation \[H, W\].*got shapes \(2,\) and \(2,\)"):
         ops.paint_index_map(np.array([0, 1]), np.array([5, 6]))
+
+
+def test_kmeanspp_with_as_many_masks_as_prototypes_takes_every_mask():
+    x = _unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    seeds = ops.kmeanspp_sphere(x, 3, generator=torch.Generator().manual_seed(0))
+    assert sorted(map(tuple, seeds.tolist())) == sorted(map(tuple, x.tolist()))
+
+
+def test_kmeanspp_draws_only_from_its_generator():
+    g = torch.Generator().manual_seed(0)
+    x = ops.normalize(torch.randn(40, 6, generator=g))
+    x = torch.cat([x, x[:1].repeat(5, 1)])  # duplicates: the uniform fallback draws too
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # the global RNG must not matter
+        runs.append(ops.kmeanspp_sphere(x[-6:], 3, generator=torch.Generator().manual_seed(7)))
+        runs.append(ops.kmeanspp_sphere(x, 8, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(runs[0], runs[2]) and torch.equal(runs[1], runs[3])
+
+
+def test_select_prototypes_straight_through_default_temperature_is_the_configs():
+    protos = _unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    sims = torch.tensor([[0.8, 0.6, 0.9899]], requires_grad=True)
+    (
+        ops.select_prototypes(sims, protos, straight_through=True) * torch.tensor([[1.0, -2.0]])
+    ).sum().backward()
+    expected = torch.func.grad(
+        lambda s: (torch.softmax(s / 0.1, dim=1) @ protos * torch.tensor([[1.0, -2.0]])).sum()
+    )(sims.detach())
+    torch.testing.assert_close(sims.grad, expected)
+
+
+@pytest.mark.parametrize("chunk", [2, 65536])
+def test_one_lloyd_step_moves_each_centre_to_its_members_mean_direction(chunk):
+    # float64, as a caller may hold features; centre 1 has a single member, centre 2 none
+    x = torch.tensor(
+        [[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.8, -0.6, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+    centres = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=torch.float64)
+    out = ops.spherical_kmeans(x, centres, iterations=1, chunk=chunk)
+    # members of centre 0: rows 0-2, sum (2.6, 0, 0) -> (1, 0, 0); centre 1: row 3; centre 2 keeps its place
+    assert torch.equal(
+        out, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=torch.float64)
+    )
+    tilted = torch.tensor([[0.6, 0.8, 0.0], [0.0, 0.6, 0.8], [0.0, -1.0, 0.0]], dtype=torch.float64)
+    moved = ops.spherical_kmeans(x, tilted, iterations=1, chunk=chunk)
+    # rows 0, 1 go to centre 0 (sum (1.8, 0.6, 0)); rows 2, 3 go to centre 2 and 1 (one member each)
+    torch.testing.assert_close(
+        moved[0], torch.tensor([1.8, 0.6, 0.0], dtype=torch.float64) / math.hypot(1.8, 0.6)
+    )
+    torch.testing.assert_close(moved[1], x[3])
+    torch.testing.assert_close(moved[2], x[2])
