@@ -15,9 +15,11 @@ from ccl.config import REPO_ROOT
 
 STAGES = {
     "masks: SAM vit_h (tiny)": ("preprocessing", "frame", 300),
+    "masks: SAM vit_h (tiny), SAM's own steps": ("", "frame", 300),
+    "colour field step": ("training", "iteration", 30_000),
     "tracks: SAM2 hiera_l (tiny)": ("preprocessing", "frame", 600),
     "features: OpenCLIP ViT-B-16 (tiny)": ("preprocessing", "crop", 36_000),
-    "rasterize 3 ch fwd+bwd": ("training", "iteration", 30_000),
+    "rasterize 3 ch fwd+bwd": ("", "iteration", 30_000),
     "rasterize 8 ch fwd+bwd": ("", "iteration", 60_000),
     "language field iterations": ("training", "iteration", 60_000),
 }
@@ -49,6 +51,55 @@ def test_the_tiny_cpu_run_times_every_stage_and_projects_a_lerf_scene(tmp_path):
     for line in ("= preprocessing", "16 min", "= training", "74 min", "= total", "90 min"):
         assert line in report["table"] and line in r.stdout
     assert report["environment"]["device"] == "cpu" and report["sizes"]["n_gaussians"] == 2_000
+    projection = report["lerf_projection"]
+    assert projection["total_s"] == pytest.approx(preprocessing + projection["training_s"])
+    assert projection["target_s"] == 1800 and projection["meets_target"] == (projection["total_s"] <= 1800)
+    assert "colour field step" in projection["rows"]["training"]
+
+    sam = report["sam"]
+    assert sam["thresholds"]["pred_iou_thresh"] == 0.5 and sam["thresholds"]["stability_score_thresh"] == 0
+    fast, before = sam["paths"]["fast"], sam["paths"]["before"]
+    assert sam["speedup"] == pytest.approx(before["per_frame_s"] / fast["per_frame_s"])
+    for path, encoder_passes in ((before, 5), (fast, 2)):  # 1 + 4 crops; one batch per crop layer
+        parts = path["parts"]
+        assert parts["encoder passes"]["calls"] == encoder_passes
+        assert parts["post: RLE encoding"]["items"] > 50  # the opened thresholds keep candidates
+        for part in ("decoder (prompts, transformer, mask upsampling)", "post: stability score",
+                     "post: box and crop NMS", "post: mask NMS (LangSplat's)"):  # fmt: skip
+            assert parts[part]["seconds"] > 0, part
+        assert sum(p["seconds"] for p in parts.values()) == pytest.approx(path["profiled_frame_s"])
+    assert [lv["masks"] for lv in sam["fast_against_before"]["levels"]] == before["masks_kept_per_level"]
+
+    rgb = report["rgb_step"]
+    assert rgb["lerf_refinements"] == 144 and rgb["gaussians_start"] == 2_000
+    for part in ("render (rasterization forward)", "loss: SSIM (forward)", "backward (rasterization, SSIM, L1)",
+                 "Adam", "densification (gsplat's strategy hooks)"):  # fmt: skip
+        assert rgb["parts_per_step"][part]["seconds"] > 0, part
+
+
+def test_the_part_timer_splits_wall_time_into_exclusive_parts():
+    import time
+
+    from bench.stage_profile import PartTimer
+
+    timer = PartTimer("cpu")
+    inner = timer.wrap("inner", lambda: time.sleep(0.02))
+
+    def outer_fn():
+        time.sleep(0.01)
+        inner()
+
+    outer = timer.wrap("outer", outer_fn)
+    with timer.run() as wall:
+        outer()
+        time.sleep(0.01)
+    outer()  # not active: not counted
+    split = timer.split(wall[0])
+    assert split["inner"]["seconds"] == pytest.approx(0.02, abs=0.01)
+    assert split["outer"]["seconds"] == pytest.approx(0.01, abs=0.01)  # without the inner call's
+    assert split["other"]["seconds"] == pytest.approx(0.01, abs=0.01)
+    assert sum(p["seconds"] for p in split.values()) == pytest.approx(wall[0])
+    assert timer.calls == {"inner": 1, "outer": 1}
 
 
 def test_without_cuda_the_gpu_run_stops_saying_so(tmp_path):
