@@ -44,7 +44,11 @@ def sdpa_attention_forward(attn: Any, x: Any) -> Any:
         r_q = q.reshape(-1, h, w, q.shape[-1])
         bias_h = torch.einsum("bhwc,hkc->bhwk", r_q, rel_h)  # [B·heads, h, w, h]
         bias_w = torch.einsum("bhwc,wkc->bhwk", r_q, rel_w)  # [B·heads, h, w, w]
-        bias = (bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]).reshape(-1, h * w, h * w).to(q.dtype)
+        bias = (bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]).to(q.dtype)
+        bias = bias.reshape(batch, attn.num_heads, h * w, h * w)
+    # [batch, heads, tokens, head_dim]: the fused CUDA kernels take 4-d inputs only (3-d falls back to
+    # the unfused one)
+    q, k, v = (t.reshape(batch, attn.num_heads, h * w, -1) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     out = out.view(batch, attn.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(batch, h, w, -1)
     return attn.proj(out)
