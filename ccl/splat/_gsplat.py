@@ -8,7 +8,11 @@ architectures in TORCH_CUDA_ARCH_LIST, MAX_JOBS at a time, cached under ~/.cache
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ccl.splat.render_output import RenderOutput
@@ -40,6 +44,9 @@ def ensure_gsplat_cuda() -> None:
         "for an RTX 4090; `make gpu-check` sets it from the GPU) and MAX_JOBS to the cores to compile "
         "with; or run on the CPU with device: cpu"
     )
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    check_cuda_toolkit(CUDA_HOME, torch.version.cuda, fix=fix)  # before a build that fails minutes in
     try:
         from gsplat.cuda import _backend
     except Exception as e:  # torch's JIT raises RuntimeError / OSError / subprocess errors
@@ -52,6 +59,59 @@ def ensure_gsplat_cuda() -> None:
             f"gsplat found no CUDA toolkit (nvcc) to build its CUDA extension; {where}. Fix: {fix}"
         )
     _BUILT = True
+
+
+# where toolkits are installed when CUDA_HOME is not the one (the NVIDIA installers' default folders)
+TOOLKIT_GLOBS = ("/usr/local/cuda*", "/opt/cuda*", "/opt/nvidia/cuda*")
+
+
+def check_cuda_toolkit(cuda_home: str | None, torch_cuda: str | None, *, fix: str) -> None:
+    """The CUDA toolkit torch will build gsplat with (`cuda_home`, torch's CUDA_HOME: the CUDA_HOME
+    variable, else two folders above the `nvcc` on PATH) has nvcc and the CUDA headers, and its CUDA major
+    version is torch's (`torch_cuda`); refused, naming the folder and what to set, otherwise."""
+    if not cuda_home:
+        raise RuntimeError(
+            f"gsplat found no CUDA toolkit (nvcc): CUDA_HOME is unset and no nvcc is on PATH. Fix: {fix}"
+        )
+    home = Path(cuda_home)
+    nvcc = home / "bin" / "nvcc"
+    header = home / "include" / "cuda_runtime.h"
+    if not nvcc.exists() or not header.is_file():
+        missing = "bin/nvcc" if not nvcc.exists() else "include/cuda_runtime.h"
+        how = (
+            "the CUDA_HOME variable"
+            if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+            else "torch's guess from the nvcc on PATH (two folders up; an nvcc reached through a link or "
+            "a wrapper script outside the toolkit gives a folder without the headers)"
+        )
+        found = [d for pattern in TOOLKIT_GLOBS for d in sorted(glob.glob(pattern)) if _is_toolkit(Path(d))]
+        hint = f" Toolkits found here: {', '.join(found)}." if found else ""
+        raise RuntimeError(
+            f"CUDA_HOME={cuda_home} (from {how}) has no {missing}, so gsplat's CUDA build would fail on "
+            f"it.{hint} Fix: set CUDA_HOME to the CUDA toolkit's own folder (the one holding bin/nvcc and "
+            "include/cuda_runtime.h, e.g. /usr/local/cuda-13.0) and rerun."
+        )
+    version = nvcc_version(nvcc)
+    if torch_cuda and version and version.split(".")[0] != torch_cuda.split(".")[0]:
+        raise RuntimeError(
+            f"the CUDA toolkit at {cuda_home} is CUDA {version} but torch is built for CUDA {torch_cuda}: "
+            f"gsplat's extension must be built with torch's CUDA major version. Fix: set CUDA_HOME to a "
+            f"CUDA {torch_cuda.split('.')[0]}.x toolkit, or install the torch build for CUDA {version}."
+        )
+
+
+def _is_toolkit(folder: Path) -> bool:
+    return (folder / "bin" / "nvcc").exists() and (folder / "include" / "cuda_runtime.h").is_file()
+
+
+def nvcc_version(nvcc: Path) -> str | None:
+    """`nvcc --version`'s release ("13.0"), or None if it does not say."""
+    try:
+        out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"release (\d+\.\d+)", out)
+    return m.group(1) if m else None
 
 
 def rasterize_gsplat(
