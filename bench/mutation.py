@@ -46,7 +46,7 @@ TEST_SUBSET: dict[str, list[str]] = {
         "tests/codebook/test_ops.py",
         "tests/codebook/test_codebook_seeding_and_lookup.py",
     ],
-    "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py"],
+    "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py", "tests/masks/test_mask_nms_boundaries.py"],
     "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py"],
     "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py"],
     "ccl/codebook/train.py": ["tests/codebook/test_train.py"],
