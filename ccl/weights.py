@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccl.masks.backends.sam import SAM_CHECKPOINT_FILES, SAM_DOWNLOAD_URL
-from ccl.tracks.backends.sam2 import OFFICIAL_CHECKPOINTS as SAM2_CHECKPOINTS
+from ccl.tracks.backends.sam2_checkpoints import OFFICIAL_CHECKPOINTS as SAM2_CHECKPOINTS
 
 SUMS_FILE = "SHA256SUMS"
 PART_SUFFIX = ".part"

@@ -169,3 +169,23 @@ def test_evaluate_scene_with_the_3dovs_protocol(tiny_results, tiny_scene_dir, tm
         union = (p | g).sum()
         expected = (p & g).sum() / union if union else 0.0
         assert rows.set_index("query").loc[c, "iou"] == pytest.approx(expected), c
+
+
+def test_python_dash_m_ccl_runs_the_command_line(tmp_path):
+    """`python -m ccl` is the `ccl` script: same commands, same exit status and message on bad input."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "ccl", "tables", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "ccl tables: error:" in p.stderr and "queries.csv" in p.stderr
+
+
+def test_weights_and_the_sam2_backend_do_not_import_each_other():
+    """`ccl.weights` (make checkpoints) reads the SAM2 checkpoint table without loading the sam2 backend."""
+    import subprocess
+    import sys
+
+    code = "import sys, ccl.weights; print('ccl.tracks.backends.sam2' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "False"

@@ -9,7 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from ccl.cli import class_colours, main
+from ccl.cli import main
+from ccl.render.images import class_colours
 
 BACKGROUND = (0.2, 0.4, 0.6)  # not black, so the test sees the render use the field's own background
 FRAME = "frame_00003"

@@ -218,6 +218,7 @@ class OpenClipEncoder:
             "open_clip_version": version("open_clip_torch"),
             "dim": self.dim,
             "dtype": compute_dtype(self.device, self.cfg.precision),  # features.precision; float32 on a CPU
+            "device": str(self.device),  # what it computed on
         }
         if self.architecture is not None:  # not an architecture open_clip ships: its file and contents
             config_path = Path(self.cfg.model_config_file).expanduser()

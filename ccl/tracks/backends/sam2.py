@@ -21,23 +21,10 @@ import numpy as np
 
 from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.tracks.backends import Seed
+from ccl.tracks.backends.sam2_checkpoints import OFFICIAL_CHECKPOINTS
 from ccl.tracks.config import TracksConfig
 
 log = logging.getLogger(__name__)
-
-# Official checkpoints of the configs shipped with sam2 (sam2/build_sam.py, HF_MODEL_ID_TO_FILENAMES).
-_URL_21 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
-_URL_20 = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
-OFFICIAL_CHECKPOINTS: dict[str, str] = {
-    "configs/sam2.1/sam2.1_hiera_t.yaml": _URL_21 + "sam2.1_hiera_tiny.pt",
-    "configs/sam2.1/sam2.1_hiera_s.yaml": _URL_21 + "sam2.1_hiera_small.pt",
-    "configs/sam2.1/sam2.1_hiera_b+.yaml": _URL_21 + "sam2.1_hiera_base_plus.pt",
-    "configs/sam2.1/sam2.1_hiera_l.yaml": _URL_21 + "sam2.1_hiera_large.pt",
-    "configs/sam2/sam2_hiera_t.yaml": _URL_20 + "sam2_hiera_tiny.pt",
-    "configs/sam2/sam2_hiera_s.yaml": _URL_20 + "sam2_hiera_small.pt",
-    "configs/sam2/sam2_hiera_b+.yaml": _URL_20 + "sam2_hiera_base_plus.pt",
-    "configs/sam2/sam2_hiera_l.yaml": _URL_20 + "sam2_hiera_large.pt",
-}
 
 # build_sam2_video_predictor's post-processing, minus hole filling when sam2 was built without its CUDA
 # extension (sam2._C: connected components), which a CPU-only install lacks.
@@ -243,6 +230,7 @@ class Sam2Propagator:
             "checkpoint_sha256": file_sha256(ckpt),
             "sam2_version": version("sam2"),
             "dtype": compute_dtype(self.device, self.cfg.precision),  # tracks.precision; float32 on a CPU
+            "device": str(self.device),  # what it computed on
         }
 
     def _init(self) -> None:

@@ -1,0 +1,51 @@
+"""`ccl view RESULTS/SCENE [--port 8080]`: a browser page on one results folder: the colour field from
+any camera, text queries, selections exported."""
+
+from __future__ import annotations
+
+import argparse
+
+from ccl.cli import common
+
+
+def add_parser(sub) -> None:
+    v = sub.add_parser("view", help="a browser page: the colour field, text queries, the selection exported")
+    v.add_argument("scene_dir", help=common.SCENE_DIR_HELP)
+    v.add_argument("--port", type=int, default=8080, help="port of the page (default: 8080)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    v.add_argument("--frame", help="training view the browser starts at (default: the first)")
+    v.add_argument(
+        "--max-size", type=int, default=640, help="longest side of the rendered image, pixels (default: 640)"
+    )
+    v.add_argument(
+        "--export-dir",
+        default=".",
+        help="folder the export button writes <scene>_<query>.ply to (default: .)",
+    )
+    common.add_common(v)
+    v.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """A browser page on one results folder: the colour field from the browser's camera, text queries."""
+    from ccl.query import pick_camera
+    from ccl.view.server import ViewServer, check_port_free
+    from ccl.view.session import open_session
+
+    check_port_free(args.host, args.port)  # before the fields load
+    config = common.config(args)
+    cfgs = common.stage_cfgs(config, args)
+    run = common.run_of(args)
+    session = open_session(
+        run, variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
+        text_encoder=lambda: common.text_encoder(args, run.scene_dir), device=common.device(config),
+    )  # fmt: skip
+    start = pick_camera(session.cameras, args.frame) if args.frame is not None else None
+    page = ViewServer(
+        session, host=args.host, port=args.port, max_size=args.max_size, export_dir=args.export_dir,
+        start_frame=start, scale=args.scale,
+    )  # fmt: skip
+    what = "colour field and text queries" if session.can_query else "colour field only (no language field)"
+    print(f"ccl view: {session.scene} ({what}) at {page.url}  (Ctrl-C stops)", flush=True)
+    page.serve_forever()
+    return 0
