@@ -64,6 +64,16 @@ def warn_user(logger: logging.Logger, message: str) -> None:
         job.console.flush()
 
 
+_warned: set[str] = set()
+
+
+def warn_once(logger: logging.Logger, message: str) -> None:
+    """`warn_user`, once per process for one message (a file read by several steps of a job)."""
+    if message not in _warned:
+        _warned.add(message)
+        warn_user(logger, message)
+
+
 def job_name(rule: str, wildcards: Iterable[Any] | Mapping[str, Any] = ()) -> str:
     """The rule and its wildcard values, in the rule's order: "sam_masks ramen"; a seed as its run's
     folder is named ("train_rgb ramen seed2"), since a bare number says nothing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,6 +12,50 @@ from typing import Any
 from ccl.io.atomic import _json_default, atomic_path
 
 HEADER_KEY = "ccl_header"
+CHECKSUM_KEY = "ccl_sha256"  # sha256 of the header and every tensor (`tensors_sha256`), beside the header
+
+log = logging.getLogger(__name__)
+
+
+def tensors_sha256(tensors: Mapping[str, Any], header_json: str) -> str:
+    """The checksum a ccl checkpoint carries of its own contents: sha256 over its JSON header and every
+    tensor's name, dtype, shape and bytes, in name order. Computed from tensors in memory (at save, and
+    at load from the tensors just read): no second pass over the file."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(header_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        h.update(f"\0{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _check_checksum(path: Path, meta: Mapping[str, str], tensors: Mapping[str, Any]) -> None:
+    """Refuse a ccl checkpoint whose contents are not those it was written with."""
+    if HEADER_KEY not in meta:
+        return  # not ccl's own file (third-party weights): nothing recorded to compare
+    want = meta.get(CHECKSUM_KEY)
+    if want is None:  # written by a ccl before checksums: nothing to tell its contents by
+        from ccl.runlog import warn_once
+
+        warn_once(
+            log, f"{path}: written by an earlier ccl without a checksum of its contents, so a damaged copy "
+            "could not be told; it is read as it is (its readers still compare the inputs it records). "
+            "Remake it to have it checked: `snakemake <this file> --force`",
+        )  # fmt: skip
+        return
+    got = tensors_sha256(tensors, meta[HEADER_KEY])
+    if got != want:
+        raise ValueError(
+            f"{path}: its contents are not those it was written with (checksum {want[:12]}… recorded, "
+            f"{got[:12]}… now): the file was damaged or edited after it was written, and is not used. Remake "
+            "it: `snakemake <this file> --force` for a file the workflow made, or restore it from a good copy"
+        )
 
 
 def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], header: Mapping[str, Any]) -> Path:
@@ -18,8 +63,10 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], header
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header_json = json.dumps(dict(header), default=_json_default)
+    meta = {HEADER_KEY: header_json, CHECKSUM_KEY: tensors_sha256(tensors, header_json)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(dict(header), default=_json_default)})
+        save_file(tensors, str(tmp), metadata=meta)
     return Path(path)
 
 
@@ -29,7 +76,8 @@ def load_safetensors(
     expected_keys: Iterable[str] | None = None,
     device: str = "cpu",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load (tensors, header). With `expected_keys`, refuse missing or unexpected tensors by name."""
+    """Load (tensors, header). With `expected_keys`, refuse missing or unexpected tensors by name. A ccl
+    checkpoint's checksum (`CHECKSUM_KEY`) is verified against the tensors read: a damaged file is refused."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -39,12 +87,15 @@ def load_safetensors(
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path), device=device)
+        tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(
             f"{path}: not a readable safetensors checkpoint ({e}); a file the workflow made is remade by asking for "
             "it: `snakemake <this file> --force`; a file of yours, check that it is complete"
         ) from e
+    _check_checksum(path, meta, tensors)
+    if device != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
     header = json.loads(meta[HEADER_KEY]) if HEADER_KEY in meta else {}
     if expected_keys is not None:
         _check_keys(path, set(tensors), set(expected_keys))

@@ -7,6 +7,8 @@ Root attributes (all files):
     model           str   JSON: backend, model name, checkpoint path and sha256, `simulated` flag
     inputs          str   JSON: the input files this one was derived from, with their sha256 where cheap
     ccl_version     str
+    content_sha256  str   checksum of everything else in the file (`h5_content_sha256`), verified by
+                          `open_h5_for_read`: a file damaged or edited after it was written is refused
     complete        bool  written last, just before the rename: a file without it is never trusted
 
 Frames are groups named after the image's file stem (``frame_00001``), in the scene's frame order
@@ -16,7 +18,9 @@ Frames are groups named after the image's file stem (``frame_00001``), in the sc
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +30,12 @@ import numpy as np
 
 import ccl
 from ccl.io.atomic import _json_default, atomic_path
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_ATTR = "content_sha256"
+_UNHASHED_ROOT_ATTRS = (CHECKSUM_ATTR, "complete")  # set after the checksum is taken
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> checksum: once per process
 
 
 class H5FormatError(ValueError):
@@ -61,6 +71,8 @@ def write_h5(
             if frame_names is not None:
                 f.attrs["frame_names"] = _json(list(frame_names))
             yield f
+            f.flush()
+            f.attrs[CHECKSUM_ATTR] = h5_content_sha256(f)
             f.attrs["complete"] = True
 
 
@@ -91,10 +103,79 @@ def open_h5_for_read(path: str | os.PathLike, *, kind: str, format_versions: tup
             raise H5FormatError(
                 f"{path}: incomplete (no 'complete' mark, left by a killed run); remake it: `snakemake <this file> --force`"
             )
+        _verify_checksum(path, f)
     except BaseException:
         f.close()
         raise
     return f
+
+
+def _hash_value(h: Any, value: Any) -> None:
+    """Feed an attribute's or a contiguous dataset's value to `h`, independent of numpy's repr."""
+    a = np.asarray(value)
+    if a.dtype.kind in "OSU":  # strings (h5py gives str or bytes): their text
+        items = [x.decode() if isinstance(x, bytes) else str(x) for x in a.ravel().tolist()]
+        h.update(f"s{list(a.shape)}".encode() + json.dumps(items).encode())
+    else:
+        h.update(f"{a.dtype.str}{list(a.shape)}".encode() + np.ascontiguousarray(a).tobytes())
+
+
+def h5_content_sha256(f: Any) -> str:
+    """sha256 of an open HDF5 file's contents: every group's and dataset's name and attributes (the
+    root's but `content_sha256` and `complete`) and every dataset's stored bytes, chunk by chunk as
+    they lie on disk (compressed chunks are hashed as stored, never decompressed), in name order."""
+    h = hashlib.sha256()
+
+    def visit(obj: Any) -> None:
+        h.update(f"\0{obj.name}\0".encode())
+        for key in sorted(obj.attrs):
+            if obj.name == "/" and key in _UNHASHED_ROOT_ATTRS:
+                continue
+            h.update(f"@{key}=".encode())
+            _hash_value(h, obj.attrs[key])
+        if hasattr(obj, "keys"):  # a group
+            for key in sorted(obj.keys()):
+                visit(obj[key])
+        elif obj.chunks is None:  # a contiguous (small) dataset
+            _hash_value(h, obj[()])
+        else:
+            h.update(f"{obj.dtype.str}{list(obj.shape)}".encode())
+            dsid = obj.id
+            offsets = sorted(dsid.get_chunk_info(i).chunk_offset for i in range(dsid.get_num_chunks()))
+            for offset in offsets:
+                mask, data = dsid.read_direct_chunk(offset)
+                h.update(f"{offset}{mask}".encode())
+                h.update(data)
+
+    visit(f)
+    return h.hexdigest()
+
+
+def _verify_checksum(path: Path, f: Any) -> None:
+    """Refuse a file whose contents are not those its writer took the checksum of (once per file
+    version and process); accept, with a warning, a file of an earlier ccl that has none."""
+    want = f.attrs.get(CHECKSUM_ATTR)
+    if want is None:
+        from ccl.runlog import warn_once
+
+        warn_once(
+            log, f"{path}: written by an earlier ccl without a checksum of its contents, so a damaged copy "
+            "could not be told; it is read as it is (its readers still compare the inputs it records). "
+            "Remake it to have it checked: `snakemake <this file> --force`",
+        )  # fmt: skip
+        return
+    st = path.stat()
+    key = (str(path.absolute()), st.st_size, st.st_mtime_ns)
+    if _verified.get(key) == want:
+        return
+    got = h5_content_sha256(f)
+    if got != want:
+        raise H5FormatError(
+            f"{path}: its contents are not those it was written with (checksum {str(want)[:12]}… recorded, "
+            f"{got[:12]}… now): the file was damaged or edited after it was written, and is not used. "
+            "Remake it: `snakemake <this file> --force` (it is replaced, never read)"
+        )
+    _verified[key] = got
 
 
 def read_json_attr(obj: Any, name: str, default: Any = None) -> Any:
