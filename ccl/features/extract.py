@@ -19,7 +19,7 @@ from ccl.io.features_h5 import FORMAT_VERSION as FEATURES_FORMAT_VERSION
 from ccl.io.features_h5 import KIND as FEATURES_KIND
 from ccl.io.features_h5 import features_writer, read_features
 from ccl.io.masks_h5 import check_masks_match_scene, open_masks, read_frame_masks
-from ccl.io.provenance import file_record
+from ccl.io.provenance import check_scene_of, file_record
 from ccl.io.resume import FrameStore, frames_record
 from ccl.runlog import progress
 
@@ -41,6 +41,7 @@ def extract_features(
     device: str = "auto",
     seed: int = 0,
     load_image: Callable[[Camera], np.ndarray] | None = None,
+    manifest: str | os.PathLike | None = None,
 ) -> Path:
     """Embed every mask of `masks_path` and write `out_path` (docs/contracts.md "Features") atomically.
 
@@ -58,6 +59,8 @@ def extract_features(
     backend.check(cfg, scene)  # the user's files, before any work
     with open_masks(masks_path) as reader:
         check_masks_match_scene(reader, scene, masks_path)
+        if manifest is not None:  # the scene's scene.json: the masks must record it as theirs
+            check_scene_of(masks_path, reader.inputs, manifest)
         with out_of_memory_names("features", OUT_OF_MEMORY_KEYS):
             encoder = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
         try:

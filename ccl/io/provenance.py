@@ -62,3 +62,20 @@ def check_made_from(
             f"{made} was made from another {role}{where}, sha256 {want[:12]}…, not from {actual} (sha256 "
             f"{got[:12]}…): the two files are of different runs; {fix}"
         )
+
+
+def remake(path: str | os.PathLike) -> str:
+    """The command that remakes a file the workflow made, for the end of a refusal."""
+    return f"remake it: `snakemake {path} --force` (the file is replaced, never read)"
+
+
+def check_scene_of(
+    made: str | os.PathLike, inputs: Mapping[str, Any] | None, manifest: str | os.PathLike
+) -> None:
+    """Refuse `made` unless the scene manifest it records (`inputs["manifest"]`) is `manifest`: a masks
+    file of another scene has the same frame names and sizes often enough, never the same manifest."""
+    check_made_from(
+        made, (inputs or {}).get("manifest"), manifest, role="scene manifest",
+        fix=f"it is another scene's file, or this scene's before its images changed; {remake(made)}",
+    )  # fmt: skip
+

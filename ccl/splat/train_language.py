@@ -78,11 +78,14 @@ def train_language(
     maps = maps_of_cameras(scene.cameras, index_maps.maps, source=f"{masks_path} and {codebook_path}")
     check_index_maps(scene.cameras, maps, n_classes=index_maps.n_classes, source=str(masks_path))
     from ccl.io.codebook_h5 import read_codebook
-    from ccl.io.provenance import check_made_from, file_record
+    from ccl.io.masks_h5 import open_masks
+    from ccl.io.provenance import check_made_from, check_scene_of, file_record
 
     rerun = "rerun the workflow, which makes masks, codebook and fields of one run"
     check_made_from(codebook_path, read_codebook(codebook_path).inputs.get("masks"), masks_path,
                     role="masks file", fix=rerun)  # fmt: skip
+    with open_masks(masks_path) as masks:
+        check_scene_of(masks_path, masks.inputs, manifest)
     inputs = {"masks": file_record(masks_path), "codebook": file_record(codebook_path)}
     gaussians, images = None, None
     if cfg.joint:

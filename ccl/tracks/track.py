@@ -12,7 +12,7 @@ import numpy as np
 from ccl.config import as_params
 from ccl.device import out_of_memory_names
 from ccl.io.masks_h5 import FrameMasks, check_masks_match_scene, open_masks, read_frame_masks
-from ccl.io.provenance import file_record
+from ccl.io.provenance import check_scene_of, file_record
 from ccl.io.tracks_h5 import FrameTracks, write_tracks
 from ccl.runlog import progress
 from ccl.tracks.backends import Seed, backend_module
@@ -41,6 +41,7 @@ def track_masks(
     device: str = "auto",
     seed: int = 0,
     load_image: Callable[[Camera], np.ndarray] | None = None,
+    manifest: str | os.PathLike | None = None,
 ) -> list[FrameTracks]:
     """Propagate the first frame's masks through `scene` and label every mask of `masks_path`.
 
@@ -56,6 +57,8 @@ def track_masks(
     backend.check(cfg, scene)  # the user's files, before any work
     with open_masks(masks_path) as reader:
         check_masks_match_scene(reader, scene, masks_path)
+        if manifest is not None:  # the scene's scene.json: the masks must record it as theirs
+            check_scene_of(masks_path, reader.inputs, manifest)
         n_tracks, model, tracked = _track(
             reader, scene, cfg=cfg, backend=backend, device=device, seed=seed, load_image=load_image
         )

@@ -11,4 +11,5 @@ with script_logging(snakemake):  # the job's log, threads and progress
         scale=snakemake.wildcards.scale,
         cfg=cfg,
         out_path=snakemake.output.masks,
+        manifest=snakemake.input.manifest,
     )

@@ -19,4 +19,5 @@ with script_logging(snakemake):  # the job's log, threads and progress
         device=snakemake.params.device,
         seed=snakemake.params.seed,
         load_image=functools.partial(load_image, cfg=scene_cfg, cache_dir=snakemake.params.cache_dir),
+        manifest=snakemake.input.manifest,
     )
