@@ -84,18 +84,22 @@ def write_gaussians_ply(
     *,
     keep: np.ndarray | None = None,
     made_by: Mapping[str, Any] | None = None,
+    extra: np.ndarray | None = None,
 ) -> Path:
     """Write the Gaussians (those where `keep` [G] bool is true, when given) as a 3DGS PLY, atomically.
 
-    `made_by` (JSON-able) is recorded as a `comment ccl {json}` header line. Refuses an empty selection
-    (a PLY with no Gaussian opens as nothing in a viewer) and non-finite parameters.
+    `made_by` (JSON-able) is recorded as a `comment ccl {json}` header line. `extra` (a structured array
+    [G] of numeric fields, e.g. language features) adds its fields as vertex properties after 3DGS's,
+    which 3DGS viewers skip. Refuses an empty selection (a PLY with no Gaussian opens as nothing in a
+    viewer) and non-finite parameters.
     """
-    from ccl.io.atomic import _json_default, atomic_path
     from ccl.splat.model import check_finite_gaussians
 
     path = Path(path)
     check_finite_gaussians(gaussians, where=f"{path} (refusing to write)")
     table = gaussians_to_ply_table(gaussians)
+    if extra is not None:
+        table = join_vertex_tables(table, extra, where=str(path))
     if keep is not None:
         keep = np.asarray(keep, dtype=bool).reshape(-1)
         if keep.shape != (len(table),):
@@ -103,12 +107,42 @@ def write_gaussians_ply(
         table = table[keep]
     if len(table) == 0:
         raise ValueError(f"{path}: no Gaussian to write (the selection is empty); nothing was written")
+    return write_vertex_ply(path, table, made_by=made_by)
+
+
+def join_vertex_tables(a: np.ndarray, b: np.ndarray, *, where: str) -> np.ndarray:
+    """Two structured arrays of one length side by side (a's fields, then b's)."""
+    if len(a) != len(b):
+        raise ValueError(f"{where}: {len(b)} extra vertex values for {len(a)} vertices")
+    clash = sorted(set(a.dtype.names) & set(b.dtype.names))
+    if clash:
+        raise ValueError(f"{where}: extra vertex properties {clash} are already properties of the layout")
+    out = np.empty(len(a), dtype=a.dtype.descr + b.dtype.descr)
+    for table in (a, b):
+        for n in table.dtype.names:
+            out[n] = table[n]
+    return out
+
+
+_PLY_TYPE_OF = {"i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int", "u4": "uint",
+                "f4": "float", "f8": "double"}  # fmt: skip
+
+
+def write_vertex_ply(
+    path: str | os.PathLike, table: np.ndarray, *, made_by: Mapping[str, Any] | None = None
+) -> Path:
+    """A structured array [N] of scalar numeric fields as a binary little-endian PLY `vertex` element,
+    atomically; `made_by` (JSON-able) as a `comment ccl {json}` header line."""
+    from ccl.io.atomic import _json_default, atomic_path
+
+    path = Path(path)
+    table = table.astype([(n, "<" + table.dtype[n].str[1:]) for n in table.dtype.names])
     lines = ["ply", "format binary_little_endian 1.0"]
     if made_by is not None:
         note = json.dumps(dict(made_by), sort_keys=True, default=_json_default)  # ASCII, one line
         lines.append(f"comment {MADE_BY_COMMENT} {note}")
     lines.append(f"element vertex {len(table)}")
-    lines += [f"property float {n}" for n in table.dtype.names]
+    lines += [f"property {_PLY_TYPE_OF[table.dtype[n].str[1:]]} {n}" for n in table.dtype.names]
     lines.append("end_header")
     header = ("\n".join(lines) + "\n").encode("ascii")
     with atomic_path(path) as tmp:
