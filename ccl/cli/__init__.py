@@ -8,6 +8,8 @@ per command (`python -m ccl` or the `ccl` script).
                                                                     one view of a field, at the frame's size
     ccl view     RESULTS/SCENE [--port 8080]                        a browser page: the colour field from any
                                                                     camera, text queries, selections exported
+    ccl export   RESULTS/SCENE -o field.ply [--format 3dgs|points] [--with-language]
+                                                                    the whole field, for other tools
     ccl evaluate RESULTS/SCENE --variant full                       rule evaluate on one scene
     ccl tables   RESULTS                                            rule tables: rebuild results/tables/
 
@@ -25,11 +27,11 @@ import argparse
 import logging
 import sys
 
-from ccl.cli import evaluate, query, query3d, render, tables, view
+from ccl.cli import evaluate, export, query, query3d, render, tables, view
 
 log = logging.getLogger("ccl.cli")
 
-COMMANDS = (query, query3d, render, view, evaluate, tables)  # each: add_parser(sub), run(args)
+COMMANDS = (query, query3d, render, view, export, evaluate, tables)  # each: add_parser(sub), run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
