@@ -38,6 +38,7 @@ class FrameEntry:
     image_path: str  # absolute
     width: int  # after downscale
     height: int
+    image_sha256: str | None = None  # the image file's content (None: a manifest of an earlier ccl)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def write_manifest(
     starts from instead of its own (a scene with poses but no points).
 
     The JSON is {format_version, name, source, root, images, colmap_model, protocol, labels, downscale,
-    frames: [{name, image_path, width, height}], n_points, points, sfm_from}.
+    frames: [{name, image_path, width, height, image_sha256}], n_points, points, sfm_from}: each image's
+    content hash, so that every stage can tell an image replaced in place (same name and size).
     """
     source = entry["source"]
     sfm_from = None
@@ -109,7 +111,13 @@ def write_manifest(
         "labels": None if labels is None else str(labels),
         "downscale": cfg.downscale,
         "frames": [
-            {"name": c.name, "image_path": str(c.image_path), "width": c.width, "height": c.height}
+            {
+                "name": c.name,
+                "image_path": str(c.image_path),
+                "width": c.width,
+                "height": c.height,
+                "image_sha256": content_sha256(c.image_path),
+            }
             for c in scene.cameras
         ],
         "n_points": n_points,
@@ -117,6 +125,30 @@ def write_manifest(
         "sfm_from": sfm_from,
     }
     return atomic_write_json(out_path, doc)
+
+
+def scene_input_files(entry: Mapping[str, Any], *, colmap_model: str) -> list[Path]:
+    """The user's files a real scene's manifest is made of, for the workflow to watch (`entry`: the
+    scene's config entry, paths resolved): every image file in its image folder (those the model lists,
+    and those it does not, whose arrival replans the scene) and its pose files. Empty for a synthetic
+    scene (rule synthetic_scene makes it). A photo folder's model is rule poses' output, which
+    depends on the photos itself."""
+    from ccl.sfm import list_photo_files
+    from ccl.sfm.ops import scene_pose_files
+
+    source = entry["source"]
+    if source not in ("colmap", "nerf", "images"):
+        return []
+    root = Path(entry["path"]).expanduser()
+    if source == "nerf":
+        folder = root.parent if root.is_file() else root
+    else:
+        folder = root / (entry.get("images", "images") if source == "colmap" else "images")
+    poses = scene_pose_files(
+        {**entry, "source": "nerf" if source == "nerf" else "colmap"}, colmap_model=colmap_model
+    )
+    images = list_photo_files(folder) if folder.is_dir() else []
+    return [*poses, *images]
 
 
 def _labels_dir(name: str, entry: Mapping[str, Any], source_dir: Path) -> Path | None:
@@ -175,6 +207,18 @@ def load_scene_from_manifest(manifest_path: str | os.PathLike, *, cfg: SceneLoad
         raise ValueError(
             f"{m.path}: the scene folder {m.root} changed since the manifest was written "
             f"({len(want)} frames then, {len(got)} now); {rerun}"
+        )
+    changed = [
+        c.image_path
+        for c, f in zip(scene.cameras, m.frames, strict=True)
+        if f.image_sha256 is not None and content_sha256(c.image_path) != f.image_sha256
+    ]
+    if changed:
+        raise ValueError(
+            f"{m.path}: {len(changed)} image(s) of scene {m.name!r} changed since the manifest was written "
+            f"(same names and sizes, other contents: {', '.join(map(str, changed[:3]))}"
+            f"{' …' if len(changed) > 3 else ''}); what was made of the old images no longer fits them: "
+            f"{rerun}, which remakes everything after it"
         )
     if m.points is not None:
         from ccl.scene.ply import read_ply_points

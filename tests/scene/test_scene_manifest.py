@@ -12,6 +12,7 @@ import pytest
 from scene_testkit import H, W, make_colmap_scene, make_nerf_scene, write_image
 
 from ccl.config import REPO_ROOT
+from ccl.io import file_sha256
 from ccl.scene import SceneLoadConfig, load_scene_from_manifest, read_manifest, write_manifest
 
 CFG = SceneLoadConfig()
@@ -40,6 +41,7 @@ def test_colmap_manifest_records_the_checked_scene(tmp_path):
         "image_path": str(root.absolute() / "images" / "frame_00001.jpg"),
         "width": W // 2,
         "height": H // 2,
+        "image_sha256": file_sha256(root / "images" / "frame_00001.jpg"),
     }
     assert [f["name"] for f in doc["frames"]] == [f"frame_{i:05d}" for i in range(1, 5)]
     assert not list(out.parent.glob(".*tmp*")), "no temporary file left beside the manifest"

@@ -4,6 +4,7 @@ import re
 
 from ccl.eval.labels import label_files
 from ccl.scene.entries import resolve_entry
+from ccl.scene.manifest import scene_input_files as scene_input_files_of
 from ccl.sfm import list_photo_files
 from ccl.sfm.ops import scene_pose_files as scene_pose_files_of
 from ccl.sfm.plan import photo_scenes, pointless_scenes
@@ -72,6 +73,15 @@ def sfm_inputs(wildcards):
     if wildcards.scene in POINTLESS_SCENES:
         return rules.triangulate_points.output.points
     return []
+
+
+def scene_input_files(wildcards):
+    """A real scene's image and pose files, inputs of its manifest: replacing, adding or removing one
+    reruns scene_manifest and everything made of the scene (ccl.scene.manifest.scene_input_files)."""
+    if wildcards.scene in PHOTO_SCENES:  # rule poses depends on the photos
+        return []
+    colmap_model = config["scene_load"]["colmap_model"]
+    return [str(p) for p in scene_input_files_of(scene_entry(wildcards), colmap_model=colmap_model)]
 
 
 def scene_points_file(wildcards):

@@ -27,6 +27,7 @@ rule scene_manifest:
     input:
         synthetic_scene_input,
         sfm=sfm_inputs,  # poses.smk: a photo folder's model, or a pointless scene's points
+        scene_files=scene_input_files,  # a real scene's images and poses: a change replans the scene
     output:
         manifest="results/{scene}/scene.json",
     log:
