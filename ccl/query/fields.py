@@ -141,10 +141,11 @@ def scene_text_encoder(scene_dir: str | os.PathLike) -> Any:
             f"{folder}: no features file (the workflow's rule clip_features makes them); queries embed their "
             "text with the model that made the scene's mask features, named there"
         )
-    made_with = {}
+    made_with, models = {}, {}
     for path in paths:
         with open_h5_for_read(path, kind="features") as f:
             params = read_json_attr(f, "params", {})
+            models[path] = read_json_attr(f, "model", {})
         made_with[path] = {
             k: v for k, v in params.items() if k not in ("seed", "device", *TEXT_NEUTRAL_FEATURES_KEYS)
         }
@@ -160,7 +161,38 @@ def scene_text_encoder(scene_dir: str | os.PathLike) -> Any:
                 f"{first} and {path}: made with different features settings ({diff}), so no one text encoder "
                 "fits both scales; rerun the workflow so that both come from one config"
             )
-    return section(FeaturesConfig, made_with[first], where=f"{first}: params")
+    cfg = section(FeaturesConfig, made_with[first], where=f"{first}: params")
+    for path in paths:
+        check_text_weights(path, models[path], cfg)
+    return cfg
+
+
+def check_text_weights(features_path: str | os.PathLike, model: Mapping[str, Any], cfg: Any) -> None:
+    """Refuse weights at the configured path that are not those the features file was made with (its
+    `model`'s `pretrained_sha256`, `model_config_sha256`): text embedded with other weights of the same
+    architecture shares no space with the scene's prototypes, and nothing else would tell."""
+    from ccl.io.provenance import content_sha256
+
+    for key, file_key, cfg_key in (
+        ("pretrained_sha256", "pretrained", "pretrained"),
+        ("model_config_sha256", "model_config_file", "model_config_file"),
+    ):
+        want = model.get(key)
+        configured = getattr(cfg, cfg_key, None)
+        if not want or not configured:
+            continue
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            continue  # the encoder's build names a missing file, with its config key
+        got = content_sha256(path)
+        if got != want:
+            raise ValueError(
+                f"{path} (features.{cfg_key}): sha256 {got[:12]}…, but {features_path} was made with "
+                f"{model.get(file_key, 'another file')} of sha256 {want[:12]}…: text embedded with other "
+                "weights would not share a space with the scene's prototypes. Put the weights the features "
+                f"were made with back at {path}, or remake the features with these: "
+                f"`snakemake {features_path} --forcerun clip_features`"
+            )
 
 
 def check_text_encoder_agrees(
