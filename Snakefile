@@ -1,5 +1,6 @@
 # CCL-LGS workflow: a table of contents. Each stage is one file under workflow/rules/;
 # all logic lives in the `ccl` package. See README.md and docs/contracts.md.
+import sys
 import time
 
 from snakemake.exceptions import WorkflowError
@@ -8,6 +9,7 @@ from snakemake.utils import min_version, validate
 from ccl.config import validate_config
 from ccl.preflight import PreflightError, check_device, check_run
 from ccl.run_summary import closing_message
+from ccl.targets import command_line_targets
 
 min_version("9.0")
 
@@ -35,11 +37,12 @@ config.clear()  # in place (workflow.config is this dict); `seed` becomes `seeds
 config.update(_validated)
 validate(config, "workflow/schemas/config.schema.yaml")
 
-# Every check the config and the scene folders allow, over every scene, all reported at once before any
-# job (a dry run too). Jobs re-parse this file on their node: the main process has checked already.
+# Every check the config and the scene folders allow, over every scene and stage the command line's
+# targets need (ccl.targets: poses or a colour field need no model weights), all reported at once
+# before any job (a dry run too). Jobs re-parse this file on their node: the main process has checked.
 if workflow.is_main_process:
     try:
-        check_run(config, source=CONFIG_SOURCE)
+        check_run(config, source=CONFIG_SOURCE, targets=command_line_targets(sys.argv))
     except PreflightError as e:
         raise WorkflowError(str(e)) from None  # the message is the whole story: no traceback
 

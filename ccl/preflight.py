@@ -4,7 +4,9 @@ The Snakefile runs `check_run` when the workflow is parsed (so `snakemake -n` sh
 every problem at once, each naming the config key, the file and the fix, and nothing runs while one is
 left. On a real scene a problem found by a job instead costs the stages upstream of it: hours of GPU.
 
-What is checked, per scene of the run:
+What is checked, per scene of the run that its targets name (ccl.targets: the default target names every
+stage of every scene; `results/garden/sfm/poses.json` the scene stage of garden only, so no checkpoint,
+backend, label or codebook check applies to it):
 - `data_root` exists; the scene's folder exists (with the nearest names in its parent for a typo) and
   loads (images, COLMAP model or transforms.json, every image's size: headers only); no two scenes
   share a folder;
@@ -28,12 +30,13 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ccl.scene.entries import resolve_entry
+from ccl.targets import EVERYTHING, Needs, any_scene_needs, scene_needs, target_needs
 
 # A view contributes at most this many masks per scale that a prototype can share with other views:
 # LangSplat's SAM settings give 20-60 masks per view on LERF-OVS, of which about a third are things
@@ -83,16 +86,21 @@ class PreflightError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def check_run(config: Mapping[str, Any], *, source: str = "the config") -> None:
-    """Raise PreflightError listing every problem of the run `config` (validated, defaults filled)."""
-    problems = find_problems(config)
+def check_run(
+    config: Mapping[str, Any], *, source: str = "the config", targets: Iterable[str] | None = None
+) -> None:
+    """Raise PreflightError listing every problem of the run `config` (validated, defaults filled) that
+    its `targets` meet (ccl.targets: none, the default target, needs every stage of every scene)."""
+    problems = find_problems(config, needs=target_needs(targets))
     if problems:
         raise PreflightError(problems, source=source)
 
 
-def find_problems(config: Mapping[str, Any]) -> list[Problem]:
+def find_problems(config: Mapping[str, Any], *, needs: Needs = EVERYTHING) -> list[Problem]:
+    """The problems of the scenes and stages `needs` names: a run that asks for poses or a colour field
+    is not refused for a model's checkpoint, labels or the codebook's size."""
     problems: list[Problem] = []
-    entries = {name: resolve_entry(config, name) for name in config["scenes"]}
+    entries = {name: resolve_entry(config, name) for name in config["scenes"] if scene_needs(needs, name)}
     data_root = config.get("data_root", "")
     if data_root and not Path(data_root).expanduser().is_dir():
         under = [n for n, e in config["scenes"].items() if e.get("path") and not os.path.isabs(e["path"])]
@@ -107,10 +115,10 @@ def find_problems(config: Mapping[str, Any]) -> list[Problem]:
         entries = {n: e for n, e in entries.items() if n not in under}  # one problem, not one per scene
     real = [name for name, e in entries.items() if e["source"] != "synthetic"]
     problems += _sfm_problems(config)
-    problems += _backend_problems(config, real)
+    problems += _backend_problems(config, real, needs)
     problems += _shared_folder_problems(entries)
     for name, entry in entries.items():
-        problems += _scene_problems(config, name, entry)
+        problems += _scene_problems(config, name, entry, scene_needs(needs, name))
     return problems
 
 
@@ -155,10 +163,13 @@ def device_problems(config: Mapping[str, Any]) -> list[Problem]:
 # --- backends and checkpoints -------------------------------------------------------------------------
 
 
-def _backend_problems(config: Mapping[str, Any], real_scenes: list[str]) -> list[Problem]:
+def _backend_problems(config: Mapping[str, Any], real_scenes: list[str], needs: Needs) -> list[Problem]:
     problems = []
     for stage, (sim, real) in STAGE_BACKENDS.items():
+        if not any_scene_needs(needs, stage):
+            continue  # no target of the run runs this stage's model
         backend = config[stage]["backend"]
+        real_scenes = [name for name in real_scenes if stage in scene_needs(needs, name)]
         if backend == sim and real_scenes:
             problems.append(
                 Problem(
@@ -221,7 +232,9 @@ def _shared_folder_problems(entries: Mapping[str, Mapping[str, Any]]) -> list[Pr
     ]
 
 
-def _scene_problems(config: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> list[Problem]:
+def _scene_problems(
+    config: Mapping[str, Any], name: str, entry: Mapping[str, Any], stages: frozenset[str]
+) -> list[Problem]:
     if entry["source"] == "synthetic":
         n_views = config["synthetic"]["n_views"]
         frames = None  # the labels are the scene's own
@@ -238,10 +251,11 @@ def _scene_problems(config: Mapping[str, Any], name: str, entry: Mapping[str, An
         n_views, frames = len(scene.cameras), [c.name for c in scene.cameras]
         image_files = sorted(Path(c.image_path).name for c in scene.cameras)
     problems = []
-    if entry.get("protocol", "lerf_ovs") != "none" and frames is not None:
+    if "eval" in stages and entry.get("protocol", "lerf_ovs") != "none" and frames is not None:
         problems += _label_problems(name, entry, frames, image_files)
-    problems += _holdout_problems(config, name, n_views)
-    problems += _prototype_problems(config, name, n_views)
+    problems += _holdout_problems(config, name, n_views, [s for s in ("rgb", "language") if s in stages])
+    if "codebook" in stages:
+        problems += _prototype_problems(config, name, n_views)
     return problems
 
 
@@ -377,11 +391,13 @@ def _label_problems(
     return []
 
 
-def _holdout_problems(config: Mapping[str, Any], name: str, n_views: int) -> list[Problem]:
+def _holdout_problems(
+    config: Mapping[str, Any], name: str, n_views: int, stages: Iterable[str] = ("rgb", "language")
+) -> list[Problem]:
     from ccl.splat.trainer import split_views
 
     problems = []
-    for stage in ("rgb", "language"):
+    for stage in stages:
         every = config[stage]["holdout_every"]
         try:
             split_views(n_views, every)

@@ -67,3 +67,33 @@ def test_the_readmes_own_photo_commands_plan_after_make_checkpoints(own_photos_r
         assert r.returncode == 0, (args, r.stdout[-3000:] + r.stderr[-3000:])
     jobs = job_counts(snakemake(repo, *commands[-1], "-n").stdout)
     assert jobs["poses"] == 1 and jobs["sam_masks"] == 1 and jobs["train_language"] >= 1, jobs
+
+
+def test_poses_and_the_colour_field_need_no_checkpoint(own_photos_repo):
+    """Before `make checkpoints`: the poses command runs as written; the colour field's plans (no model
+    stage in it); the whole run is refused, naming the checkpoints' keys."""
+    repo, _ = own_photos_repo
+    poses, colour, everything = _readme_commands()
+    r = snakemake(repo, *poses)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    scene = poses[0].split("/")[1]
+    assert (repo / "results" / scene / "sfm" / "poses.json").is_file()
+    r = snakemake(repo, *colour, "-n")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert set(job_counts(r.stdout)) == {"scene_manifest", "train_rgb"}  # poses is done
+    r = snakemake(repo, *everything, "-n")
+    assert r.returncode != 0 and "preflight" in r.stdout + r.stderr
+    for key in ("masks.sam_checkpoint", "tracks.sam2_checkpoint", "features.pretrained"):
+        assert key in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_poses_need_no_model_backend(own_photos_repo):
+    """A config with the scene alone (the stages' default backends are the simulators, which need a
+    synthetic scene) plans the poses: they run no model."""
+    repo, config = own_photos_repo
+    (repo / "scene_only.yaml").write_text(yaml.safe_dump({"scenes": config["scenes"]}))
+    poses = _readme_commands()[0]
+    args = ["scene_only.yaml" if a.endswith(".yaml") else a for a in poses]
+    r = snakemake(repo, *args, "-n")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert job_counts(r.stdout) == {"poses": 1}
