@@ -171,7 +171,15 @@ def script_logging(
     try:
         yield log
         log.info("done in %.1f s", time.perf_counter() - t0)
-    except BaseException:
+    except BaseException as e:
+        from ccl.io.atomic import DiskFullError
+
+        if isinstance(e, DiskFullError) and _job is not None and _job.console is not None:
+            # the user's situation, not ccl's fault: one line on the console, no traceback
+            log.error("failed after %.1f s: %s", time.perf_counter() - t0, e)
+            _job.console.write(f"{_job.name}: ERROR: {e}\n")
+            _job.console.flush()
+            raise SystemExit(1) from None
         log.exception("failed after %.1f s", time.perf_counter() - t0)
         raise
     finally:

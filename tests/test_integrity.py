@@ -168,3 +168,37 @@ def test_text_weights_replaced_at_their_path_are_refused(tmp_path):
     msg = str(e.value)
     assert str(weights) in msg and str(features) in msg and "features.pretrained" in msg
     assert f"snakemake {features} --forcerun clip_features" in msg
+
+
+def test_a_full_disk_in_a_jobs_checkpoint_write_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    """safetensors reports ENOSPC as its own error type: the job still ends with ccl's one line (the
+    file, the space left, that the kept work resumes), the old file kept and no temporary left."""
+    from types import SimpleNamespace
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from ccl.runlog import script_logging
+
+    path = _rgb_field(tmp_path / "gaussians" / "rgb.safetensors")
+    before = path.read_bytes()
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    job = SimpleNamespace(log=[str(tmp_path / "train_rgb.log")], threads=None, rule="train_rgb",
+                          wildcards={"scene": "ramen", "seed": 0})  # fmt: skip
+    with pytest.raises(SystemExit) as e, script_logging(job):
+        _rgb_field(path)
+    assert e.value.code == 1
+    console = capsys.readouterr().err.strip().splitlines()
+    assert len(console) == 1, console
+    line = console[0]
+    assert line.startswith(f"train_rgb ramen seed0: ERROR: {path}: no space left on the device")
+    assert "MB free" in line and "resumed, not redone" in line and "Traceback" not in line
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["rgb.safetensors"]

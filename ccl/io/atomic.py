@@ -26,10 +26,17 @@ def current_umask() -> int:
 class DiskFullError(OSError):
     """No space left where a file was being written: names the file and the space left."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return str(self.strerror)
 
-def _disk_full(target: Path, e: OSError) -> DiskFullError | None:
-    # h5py reports ENOSPC as "Disable slist on flush dest failure failed (... errno = 28 ...)"
-    if e.errno != errno.ENOSPC and "errno = 28" not in str(e) and "No space left" not in str(e):
+
+def _disk_full(target: Path, e: BaseException) -> DiskFullError | None:
+    # h5py reports ENOSPC as "Disable slist on flush dest failure failed (... errno = 28 ...)", at times
+    # in a RuntimeError; safetensors as a SafetensorError "... No space left on device (os error 28)"
+    text = str(e)
+    if getattr(e, "errno", None) != errno.ENOSPC and not any(
+        s in text for s in ("errno = 28", "os error 28", "No space left")
+    ):
         return None
     try:
         free = f"{shutil.disk_usage(target.parent).free / 2**20:.0f} MB free"
@@ -38,7 +45,8 @@ def _disk_full(target: Path, e: OSError) -> DiskFullError | None:
     return DiskFullError(
         errno.ENOSPC,
         f"{target}: no space left on the device while writing it ({free} in {target.parent}); free some "
-        "space there (or point the workflow's working directory elsewhere) and rerun: the file was not written",
+        "space there (or point the workflow's working directory elsewhere) and rerun: the file was not written, "
+        "and the work the job kept (finished frames, its last partial checkpoint) is resumed, not redone",
     )
 
 
@@ -65,7 +73,7 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        full = _disk_full(target, e) if isinstance(e, OSError) else None
+        full = _disk_full(target, e) if isinstance(e, Exception) else None
         if full is not None:
             raise full from e
         raise
@@ -89,7 +97,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-        full = _disk_full(target, e) if isinstance(e, OSError) else None
+        full = _disk_full(target, e) if isinstance(e, Exception) else None
         if full is not None:
             raise full from e
         raise
