@@ -120,6 +120,7 @@ def test_a_built_extension_is_accepted_once(monkeypatch, unbuilt):
 @pytest.mark.parametrize(
     "stage, keys",
     [
+        ("masks", "masks.points_per_batch"),
         ("tracks", "tracks.offload_video_to_cpu"),
         ("features", "features.batch_size"),
         ("rgb", "rgb.grow_grad2d"),
@@ -134,6 +135,7 @@ def test_out_of_gpu_memory_names_the_keys(stage, keys):
     from ccl.device import StageOutOfMemoryError, out_of_memory_names
 
     modules = {
+        "masks": "ccl.masks.generate",
         "tracks": "ccl.tracks.track",
         "features": "ccl.features.extract",
         "rgb": "ccl.splat.train_rgb",
