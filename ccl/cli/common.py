@@ -94,6 +94,20 @@ def language_source(run: Any, variant: str, scale: str, *, scene: str, device: s
     return language_source(run, variant, scale=scale, scene=scene, device=device)
 
 
+def view_session(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the run, a `ccl.view.session.ViewSession` on it): what `ccl view` and `ccl render --path` draw."""
+    from ccl.view.session import open_session
+
+    cfg = config(args)
+    cfgs = stage_cfgs(cfg, args)
+    run = run_of(args)
+    session = open_session(
+        run, variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
+        text_encoder=lambda: text_encoder(args, run.scene_dir), device=device(cfg),
+    )  # fmt: skip
+    return run, session
+
+
 def add_common(sp: argparse.ArgumentParser, *, query: bool = True) -> None:
     """--config, --variant, --seed; with `query`, also --scale, --mode and --threshold."""
     sp.add_argument("--config", help="config YAML (default: ./config.yaml if present, else the repository's)")

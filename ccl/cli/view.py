@@ -30,16 +30,9 @@ def run(args: argparse.Namespace) -> int:
     """A browser page on one results folder: the colour field from the browser's camera, text queries."""
     from ccl.query import pick_camera
     from ccl.view.server import ViewServer, check_port_free
-    from ccl.view.session import open_session
 
     check_port_free(args.host, args.port)  # before the fields load
-    config = common.config(args)
-    cfgs = common.stage_cfgs(config, args)
-    run = common.run_of(args)
-    session = open_session(
-        run, variant=args.variant, query_cfg=cfgs["query_cfg"], scene_cfg=cfgs["scene_cfg"],
-        text_encoder=lambda: common.text_encoder(args, run.scene_dir), device=common.device(config),
-    )  # fmt: skip
+    run, session = common.view_session(args)
     start = pick_camera(session.cameras, args.frame) if args.frame is not None else None
     page = ViewServer(
         session, host=args.host, port=args.port, max_size=args.max_size, export_dir=args.export_dir,
