@@ -86,6 +86,10 @@ class _LatestOnly:
             return not self.closed, value
 
 
+def _names(answer: Answer) -> str:
+    return ", ".join(repr(q) for q in answer.queries)
+
+
 class ViewServer:
     """The page: the render from each browser's camera, a query box, the scale and threshold, the status,
     the selection in 3D and its export (only the render and the status for a colour-only folder)."""
@@ -122,6 +126,7 @@ class ViewServer:
         self.answer: Answer | None = None
         self._render_lock = threading.Lock()  # one render at a time: they share the CPU
         self._clients: dict[int, _LatestOnly] = {}
+        self._colour: dict[int, np.ndarray] = {}  # client -> the colour field alone of its last frame
         self._asks = _LatestOnly()
         self._build_page(start_frame)
         self.server.on_client_connect(self._connect)
@@ -148,6 +153,7 @@ class ViewServer:
             self.server.initial_camera.fov = ic["fov"]
         gui.add_markdown(f"**{s.scene}** · {len(s.colour)} Gaussians · variant `{s.variant}`")
         self.status = gui.add_markdown("")
+        self.overlay = gui.add_markdown("")  # the query whose relevance the image shows, or "rendering"
         if not s.can_query:
             self.status.content = "Colour field only: this folder has no language field, so no queries."
             return
@@ -208,7 +214,15 @@ class ViewServer:
                 self.server.scene.remove_by_name("/selection")
         if hasattr(self, "export_button"):
             self.export_button.disabled = not (answer is not None and answer.has_selection)
-        for slot in list(self._clients.values()):
+        shown = self.answer
+        self.overlay.content = f"Overlay: *rendering {_names(shown)}…*" if shown is not None else ""
+        for cid, slot in list(self._clients.items()):
+            # the previous query's overlay goes at once: the colour field alone until this one is drawn
+            colour = self._colour.get(cid)
+            client = self.server.get_clients().get(cid)
+            if colour is not None and client is not None:
+                with contextlib.suppress(Exception):
+                    client.scene.set_background_image(colour, format="jpeg", jpeg_quality=90)
             slot.put()
 
     def _export(self, event: Any) -> None:
@@ -239,6 +253,7 @@ class ViewServer:
 
     def _disconnect(self, client: Any) -> None:
         slot = self._clients.pop(client.client_id, None)
+        self._colour.pop(client.client_id, None)
         if slot is not None:
             slot.close()
 
@@ -259,12 +274,18 @@ class ViewServer:
                 view = camera_from_view(cam.position, cam.wxyz, cam.fov, cam.image_width, cam.image_height,
                                         max_size=self.max_size)  # fmt: skip
                 stride = MOVING_CLASS_STRIDE if moving else 1
+                answer = self.answer
                 with self._render_lock:
-                    frame = self.session.render(view, self.answer, class_stride=stride)
+                    frame = self.session.render(view, answer, class_stride=stride)
                 coarse, last = stride > 1 and frame.heat is not None, time.monotonic()
                 if slot.closed:
                     return  # gone while rendering: nothing to send
+                if self.answer is not answer:
+                    continue  # a newer query came during the render: drop this frame (its slot is set)
+                self._colour[client.client_id] = frame.colour
                 client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)
+                if answer is not None:
+                    self.overlay.content = f"Overlay: {_names(answer)}"
             except Exception:
                 if slot.closed or client.client_id not in self._clients:
                     return  # the browser disconnected mid-render: only this thread ends

@@ -45,6 +45,7 @@ class Answer:
 class Frame:
     image: np.ndarray  # [H, W, 3] uint8: the colour field, with the relevance over it when asked
     heat: np.ndarray | None  # [H, W] float32, highest relevance of any query (None: no query)
+    colour: np.ndarray | None = None  # [H, W, 3] uint8: the colour field alone, under the relevance
 
 
 def camera_from_view(
@@ -150,7 +151,7 @@ class ViewSession:
             pixels = out.colors[0]  # [H, W, 3 + F * len(fused)]
             image = np.rint(pixels[..., :3].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
             if source is None:
-                return Frame(image, None)
+                return Frame(image, None, image)
             maps, offset, step = {}, 3, max(1, int(class_stride))
             h, w = pixels.shape[:2]
             for s in fused:
@@ -177,7 +178,7 @@ class ViewSession:
         rel = view_relevance(maps, camera, answer.queries, query_cfg=cfg, features_cfg=self.features_cfg,
                              device=self.device)  # fmt: skip
         heat = np.max(np.stack([rel.heat(k) for k in range(len(rel.queries))]), axis=0)
-        return Frame(overlay(image, heat, mask=heat > answer.threshold), heat)
+        return Frame(overlay(image, heat, mask=heat > answer.threshold), heat, image)
 
     # --- queries --------------------------------------------------------------------------------------
 
