@@ -110,7 +110,7 @@ def test_select_prototypes_straight_through_default_temperature_is_the_configs()
     torch.testing.assert_close(sims.grad, expected)
 
 
-@pytest.mark.parametrize("chunk", [2, 65536])
+@pytest.mark.parametrize("chunk", [1, 2, 65536])
 def test_one_lloyd_step_moves_each_centre_to_its_members_mean_direction(chunk):
     # float64, as a caller may hold features; centre 1 has a single member, centre 2 none
     x = torch.tensor(
@@ -130,3 +130,13 @@ def test_one_lloyd_step_moves_each_centre_to_its_members_mean_direction(chunk):
     )
     torch.testing.assert_close(moved[1], x[3])
     torch.testing.assert_close(moved[2], x[2])
+
+
+def test_kmeanspp_fallback_among_duplicates_draws_from_its_generator():
+    # A, A, B, B: after A and B are seeds, the third is a duplicate of either, chosen by the generator
+    x = _unit([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    runs = []
+    for global_seed in range(6):
+        torch.manual_seed(global_seed)  # the global RNG must not matter
+        runs.append(ops.kmeanspp_sphere(x, 3, generator=torch.Generator().manual_seed(3)))
+    assert all(torch.equal(r, runs[0]) for r in runs)
