@@ -11,6 +11,7 @@ from ccl.config_checks import check_section, is_int
 from ccl.device import PRECISIONS
 
 BACKENDS = ("open_clip", "sim")
+SIM_MODES = ("anchor", "crop")
 _COSINE_KEYS = ("sim_anchor_cosine", "sim_part_cosine")
 _NOISE_KEYS = ("sim_noise", "sim_occlusion_gain", "sim_blur_gain", "sim_text_noise")
 
@@ -32,6 +33,9 @@ class FeaturesConfig:
     sim_blur_gain: float = 0.05  # sim: extra noise per pixel of the frame's motion blur
     sim_text_noise: float = 0.05  # sim: fixed offset of a query's text embedding from its category anchor
     sim_anchor_seed: int = 0  # sim: seed of the anchor space (the simulated model's "weights")
+    # sim: "anchor" = anchors plus view noise drawn per view; "crop" = anchors mixed with a fixed
+    # descriptor of the mask's rendered crop, no noise (backends/sim_crop.py, docs/features_sim.md)
+    sim_mode: str = "anchor"
 
     def __post_init__(self) -> None:
         check_section(
@@ -40,6 +44,7 @@ class FeaturesConfig:
             [
                 ("backend", lambda v: v in BACKENDS, f"one of {BACKENDS}"),
                 ("precision", lambda v: v in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
+                ("sim_mode", lambda v: v in SIM_MODES, f"one of {SIM_MODES}"),
             ]
             + [
                 (key, lambda v, lo=lo: is_int(v) and v >= lo, f"an integer >= {lo}")

@@ -182,6 +182,7 @@ def _write_folder(root: Path, plan: ScenePlan) -> None:
     point_rng = _rng(plan.seed, STREAM_POINTS)
     pts_xyz, pts_rgb = [], []
     per_view = _points_per_view(cfg.n_points, cfg.n_views)
+    visible_px = np.zeros(len(geo.objects), np.int64)  # pixels of each object over every view
     with write_h5(
         root / "gt.h5",
         kind="gt",
@@ -203,6 +204,7 @@ def _write_folder(root: Path, plan: ScenePlan) -> None:
             for key in ("whole_id", "part_id", "subpart_id", "category_id", "depth", "occluded_fraction"):
                 put_array(g, key, getattr(fr, key))
             g.create_dataset("blur", data=np.float32(fr.blur))
+            visible_px += np.bincount(fr.whole_id[fr.whole_id >= 0], minlength=len(geo.objects))
             if cam.name in eval_frames:
                 label = frame_label(f"{cam.name}.png", fr.whole_id, category_of_object)
                 (root / "labels" / f"{cam.name}.json").write_text(json.dumps(label, indent=2) + "\n")
@@ -213,7 +215,27 @@ def _write_folder(root: Path, plan: ScenePlan) -> None:
     xyz = xyz + point_rng.normal(0.0, cfg.point_noise, xyz.shape)
     _write_ply(root / "points3d.ply", xyz, np.concatenate(pts_rgb))
     _write_transforms(root / "transforms.json", cams, cfg)
-    (root / "scene.json").write_text(json.dumps(_scene_json(plan), indent=2) + "\n")
+    doc = _scene_json(plan)
+    doc["never_visible_objects"] = never_visible_objects(visible_px, geo.objects, category_of_object, cfg)
+    (root / "scene.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def never_visible_objects(visible_px: np.ndarray, objects, category_of_object, cfg: SyntheticConfig) -> list:
+    """Objects with no pixel in any view ([{id, category}]), each warned about: no label and so no query
+    can test them (occluders this dense hide them from every camera)."""
+    hidden = [
+        {"id": int(obj.index), "category": category_of_object[i]}
+        for i, obj in enumerate(objects)
+        if visible_px[i] == 0
+    ]
+    for h in hidden:
+        log.warning(
+            "synthetic scene: object %d (%r) is visible in no view (synthetic.occluders = %d, n_views = %d): "
+            "it gets no label and no query tests it; scene.json lists it under never_visible_objects. "
+            "Lower synthetic.occluders or raise synthetic.n_views to see it",
+            h["id"], h["category"], cfg.occluders, cfg.n_views,
+        )  # fmt: skip
+    return hidden
 
 
 def _scene_json(plan: ScenePlan) -> dict:

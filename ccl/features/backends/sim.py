@@ -15,6 +15,10 @@ scene by |N(0, σ)| (past 0.5 the crop reads as that entity, the confusion that 
 plus isotropic noise of norm σ. That is the cross-view inconsistency the paper's codebook sets out to
 fix. Text queries map to their category's anchor plus a small fixed offset (`sim_text_noise`); a query
 naming no category gets its own anchor, related to nothing in the scene beyond the common direction.
+
+That is `sim_mode: anchor`. `sim_mode: crop` (backends/sim_crop.py) computes each mask's embedding
+from its rendered crop instead, with no per-view noise: the same anchors mixed with a fixed descriptor
+of the crop, so occlusion, blur and viewpoint move embeddings through what the crop shows.
 """
 
 from __future__ import annotations
@@ -34,8 +38,29 @@ STREAM = 0xFEA7  # RNG stream of the view noise (the seed is the workflow's)
 
 
 def check(cfg: FeaturesConfig, scene=None) -> None:
-    if scene is not None:
+    if scene is None:
+        return
+    if cfg.sim_mode != "crop":
         require_gt(scene, "features")
+        return
+    fix = (
+        "features.sim_mode = 'crop' embeds each mask's crop of the scene's rendered images with its "
+        "ground-truth layers: use it on a synthetic scene (source: synthetic) as rule synthetic_scene "
+        "builds it, or set features.sim_mode: anchor"
+    )
+    path = require_gt(scene, "features", fix=fix)
+    from ccl.features.backends.sim_crop import crop_layers_missing
+    from ccl.io import open_h5_for_read
+
+    with open_h5_for_read(path, kind="gt", format_versions=(1,)) as f:
+        missing = [k for name in scene.frame_names for k in crop_layers_missing(f, name)]
+    missing += [str(cam.image_path) for cam in scene.cameras if not cam.image_path.is_file()]
+    if missing:
+        raise ValueError(
+            f"{path}: scene {scene.name!r} lacks rendered layers that features.sim_mode = 'crop' needs: "
+            f"{missing[:4]}{' …' if len(missing) > 4 else ''} ({len(missing)} missing). Rebuild the "
+            "synthetic scene (delete its folder and rerun rule synthetic_scene), or set features.sim_mode: anchor"
+        )
 
 
 class AnchorSpace:
@@ -149,14 +174,23 @@ def _dense_lut(mapping: dict[int, int]) -> np.ndarray:
 
 
 class SimEncoder:
-    def __init__(self, cfg: FeaturesConfig, *, scene=None, seed: int = 0):
-        self.cfg, self.scene, self.seed = cfg, scene, int(seed)
+    def __init__(self, cfg: FeaturesConfig, *, scene=None, seed: int | None = 0, load_image=None):
+        self.cfg, self.scene = cfg, scene
+        self.seed = 0 if seed is None else int(seed)
         self.dim = cfg.sim_dim
         self.anchors = AnchorSpace(cfg)
+        self.load_image = load_image
         self.gt = None
+        self.descriptor = None
         if scene is not None:
             self.gt = GroundTruth(require_gt(scene, "features"), scene.frame_names)
             self.entities = _Entities(self.gt, self.anchors)
+            if cfg.sim_mode == "crop":
+                from ccl.features.backends.sim_crop import CropDescriptor
+
+                self.descriptor = CropDescriptor(
+                    crop_size=cfg.crop_size, dim=cfg.sim_dim, seed=cfg.sim_anchor_seed
+                )
 
     def model_info(self) -> dict[str, Any]:
         return {
@@ -165,6 +199,7 @@ class SimEncoder:
             "dim": self.dim,
             "ground_truth": None if self.gt is None else str(self.gt.path),
             "anchor_seed": self.cfg.sim_anchor_seed,
+            "sim_mode": self.cfg.sim_mode,
         }
 
     def encode_frame(self, frame_index: int, camera, masks) -> np.ndarray:
@@ -180,6 +215,14 @@ class SimEncoder:
         ent_part = self.entities.per_pixel("part_id", gt.part_id, ent_whole)
         ent_sub = self.entities.per_pixel("subpart_id", gt.subpart_id, ent_part)
         by_level = np.stack([ent_sub, ent_part, ent_whole])  # [3, H, W], index = mask level
+        if self.descriptor is not None:
+            from ccl.features.backends.sim_crop import crop_embeddings
+
+            image = self._image(camera)
+            feats, _ = crop_embeddings(
+                image, seg, masks.level, by_level, self.entities.vectors, self.descriptor, self.cfg.crop_size
+            )
+            return feats
         inside = seg >= 0
         lev = np.clip(masks.level.astype(np.int64), 0, len(LEVEL_LAYERS) - 1)[seg[inside]]
         ys, xs = np.nonzero(inside)
@@ -205,6 +248,14 @@ class SimEncoder:
         out = (1.0 - drift)[:, None] * mixed + drift[:, None] * distractor + sigma[:, None] * isotropic
         return l2_normalize(out)
 
+    def _image(self, camera) -> np.ndarray:
+        """The rendered frame [H, W, 3] uint8, read as the open_clip backend reads it."""
+        if self.load_image is not None:
+            return self.load_image(camera)
+        from ccl.scene import SceneLoadConfig, load_image
+
+        return load_image(camera, cfg=SceneLoadConfig())
+
     def encode_text(self, queries: Sequence[str]) -> np.ndarray:
         if len(queries) == 0:
             return np.zeros((0, self.dim), np.float32)
@@ -216,4 +267,4 @@ class SimEncoder:
 
 
 def build(cfg: FeaturesConfig, *, scene=None, device: str = "cpu", seed: int = 0, load_image=None):
-    return SimEncoder(cfg, scene=scene, seed=seed)
+    return SimEncoder(cfg, scene=scene, seed=seed, load_image=load_image)
