@@ -83,15 +83,21 @@ def test_scores_as_a_column_are_read_as_one_per_mask():
 
 
 def test_intersections_of_masks_alone_in_their_tiles_and_after_an_empty_tile():
-    # tiles of 4 px: the first column of tiles is empty, then one mask per tile
+    # tiles of 4 px: a one-pixel mask at (0, 0) alone in the first, nothing in the second, a mask alone
+    # in the third
     h, w = 4, 12
-    masks = np.stack([_box(h, w, 0, 4, 4, 8), _box(h, w, 1, 3, 8, 12), _box(h, w, 0, 1, 0, 1)])
+    masks = np.stack([_box(h, w, 0, 1, 0, 1), _box(h, w, 1, 3, 8, 12)])
     inter = pairwise_intersections(masks, tile_px=4)
     assert inter.dtype == np.int64
-    np.testing.assert_array_equal(inter, np.diag([16, 8, 1]))
+    np.testing.assert_array_equal(inter, np.diag([1, 8]))
     # the one-pixel mask at (0, 0) has a zero box, as an empty mask does
-    np.testing.assert_array_equal(pairwise_intersections(masks[2:]), [[1]])
-    np.testing.assert_array_equal(pairwise_intersections(masks[:1]), [[16]])
+    np.testing.assert_array_equal(pairwise_intersections(masks[:1]), [[1]])
+    np.testing.assert_array_equal(pairwise_intersections(masks[1:]), [[8]])
+
+
+def test_a_score_exactly_at_the_threshold_is_dropped():
+    masks = [_box(4, 8, 0, 4, 0, 4), _box(4, 8, 0, 4, 4, 8)]
+    assert _keep(masks, np.array([0.75, 0.9], np.float32), score_thresh=0.75) == [False, True]
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 0), (2, 0, 4)])
