@@ -10,6 +10,10 @@ majority share, prototype purity, after training). Writes bench/out/ablation.jso
 
 Run: python -m bench.ablation [WORKDIR] [--reuse]   (a rerun in the same WORKDIR reuses what is up to
 date; --reuse also what code or setting defaults changed since would rerun)
+
+`--case NAME` runs the same ablation on a hard case of the synthetic scene instead, configs/hard_NAME.yaml
+added after config.yaml (occluders, blur, highlights, all: crop-driven simulated features,
+docs/features_sim.md), without the probes, and writes bench/out/ablation_NAME.json and .md.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "out" / "ablation.json"
+CASES = ("occluders", "blur", "highlights", "all")  # configs/hard_{case}.yaml
 SEEDS = (0, 1, 2)
 VARIANTS = ("base", "pull", "push", "full")
 SCALES = ("sp", "wp", "all")
@@ -53,14 +58,19 @@ def run_workflow(
     scales=SCALES,
     extra: tuple[str, ...] = (),
     options: tuple[str, ...] = (),
+    case: str | None = None,
 ) -> float:
-    """The ablation's whole DAG in `work` (default config.yaml + the ablation's keys + `extra`
-    settings, Snakemake `options`); wall seconds."""
+    """The ablation's whole DAG in `work` (default config.yaml, then configs/hard_{case}.yaml if a
+    `case`, + the ablation's keys + `extra` settings, Snakemake `options`); wall seconds."""
     shutil.copy(ROOT / "config.yaml", work / "config.yaml")
+    configs = [str(work / "config.yaml")]
+    if case is not None:
+        shutil.copy(ROOT / "configs" / f"hard_{case}.yaml", work / f"hard_{case}.yaml")
+        configs.append(str(work / f"hard_{case}.yaml"))
     settings = [f"variants=[{','.join(variants)}]", f"scales=[{','.join(scales)}]",
                 f"seeds=[{','.join(map(str, SEEDS))}]", *extra]  # fmt: skip
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1), *options,
+           "--configfile", *configs, "--cores", str(os.cpu_count() or 1), *options,
            "--config", *settings]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=work)
@@ -202,37 +212,50 @@ def probes_markdown(probes: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(workdir: str | None = None, *, reuse: bool = False) -> dict:
+def main(workdir: str | None = None, *, reuse: bool = False, case: str | None = None) -> dict:
     """`reuse`: take the main run in `workdir` as it is, making only missing files (Snakemake's
     `--rerun-triggers mtime`), so that code or schema defaults changed since do not rerun it, and the
-    probes' folders as they are."""
+    probes' folders as they are. `case`: a hard case (CASES), run without the probes."""
+    import yaml
+
     from ccl.config import load_config
 
-    work = Path(workdir or tempfile.mkdtemp(prefix="ccl_bench_ablation_"))
+    if case is not None and case not in CASES:
+        raise SystemExit(f"--case {case!r}: expected one of {CASES} (configs/hard_<case>.yaml)")
+    work = Path(workdir or tempfile.mkdtemp(prefix=f"ccl_bench_ablation_{case or 'default'}_"))
     work.mkdir(parents=True, exist_ok=True)
     scene = next(iter(load_config(ROOT / "config.yaml")["scenes"]))
     load_before = os.getloadavg()
-    wall = run_workflow(work, options=("--rerun-triggers", "mtime") if reuse else ())
+    wall = run_workflow(work, options=("--rerun-triggers", "mtime") if reuse else (), case=case)
     rows = summarise(work, scene)
-    probes = [
+    probes = [] if case is not None else [
         probe(work, scene, name, settings, rule, reuse=reuse) for name, (settings, rule) in PROBES.items()
-    ]
+    ]  # fmt: skip
     out = {
-        "scene": scene, "seeds": list(SEEDS), "variants": list(VARIANTS), "scales": list(SCALES),
+        "scene": scene, "case": case,
+        "case_config": None if case is None else yaml.safe_load((ROOT / "configs" / f"hard_{case}.yaml").read_text()),
+        "seeds": list(SEEDS), "variants": list(VARIANTS), "scales": list(SCALES),
         "workdir": str(work), "workflow_wall_s": round(wall, 1), "main_run_reused": reuse,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
         "rows": rows,
         "probes": probes,
     }  # fmt: skip
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
-    md = markdown(rows) + probes_markdown(probes)
-    OUT.with_suffix(".md").write_text(md)
+    path = OUT if case is None else OUT.with_name(f"ablation_{case}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    md = markdown(rows) + (probes_markdown(probes) if probes else "")
+    path.with_suffix(".md").write_text(md)
     print(md)
     return out
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--reuse"]
-    main(args[0] if args else None, reuse="--reuse" in sys.argv[1:])
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", nargs="?", default=None)
+    parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--case", choices=CASES, default=None)
+    a = parser.parse_args()
+    main(a.workdir, reuse=a.reuse, case=a.case)
