@@ -48,7 +48,7 @@ TEST_SUBSET: dict[str, list[str]] = {
     ],
     "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py", "tests/masks/test_mask_nms_boundaries.py"],
     "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py"],
-    "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py"],
+    "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py", "tests/masks/test_mask_merge_edges.py"],
     "ccl/codebook/train.py": ["tests/codebook/test_train.py"],
     "ccl/tracks/track.py": ["tests/tracks"],
     "ccl/features/extract.py": ["tests/features"],
