@@ -98,3 +98,9 @@ def test_a_frame_whose_masks_are_all_too_small_is_empty_with_its_name_and_size()
     fr = _part_level_frame([_rect(0, 1, 0, 3, shape=(5, 6))], [0.9], [0.9])
     m = merge_levels(fr, scale="sp", rule="smaller", min_area=4)
     assert m.name == "frame_007" and m.n_masks == 0 and m.segmentation.shape == (5, 6)
+
+
+def test_a_frame_without_masks_merges_to_an_empty_frame_with_its_name_and_size():
+    empty = RawFrameMasks("frame_008", LevelMasks.empty(5, 6), LevelMasks.empty(5, 6), LevelMasks.empty(5, 6))
+    m = merge_levels(empty, scale="all", rule="smaller", min_area=1)
+    assert m.name == "frame_008" and m.n_masks == 0 and m.segmentation.shape == (5, 6)
