@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -158,3 +159,14 @@ def test_crop_size_must_be_the_models_input_size(tiny_clip, tiny_scene, part_mas
         extract_features(tiny_scene, part_masks, cfg=cfg, out_path=tmp_path / "f.h5")
     with pytest.raises(ValueError, match="not an open_clip architecture"):
         encode_text(["x"], cfg=dataclasses.replace(cfg, model_name="ViT-Q-99"))
+
+
+def test_a_query_longer_than_the_text_context_is_said_to_be_cut(tiny_clip, caplog):
+    enc = encoder(tiny_clip)
+    long = "a " + "very " * 90 + "small red mug"
+    with caplog.at_level(logging.WARNING):
+        enc.encode_text(["red mug"])
+        assert "tokens long" not in caplog.text
+        enc.encode_text([long])
+    assert "tokens long" in caplog.text and "so it is cut there" in caplog.text  # the tiny model reads 16
+    assert "shorten the query" in caplog.text

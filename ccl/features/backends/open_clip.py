@@ -267,10 +267,29 @@ class OpenClipEncoder:
 
         if len(queries) == 0:
             return np.zeros((0, self.dim), np.float32)
+        self._warn_cut(queries)
         tokens = self.tokenizer(list(queries)).to(self.device)
         with torch.inference_mode(), self._amp():
             f = self.model.encode_text(tokens)
         return l2_normalize(f.float().cpu().numpy())
+
+    def _warn_cut(self, queries: Sequence[str]) -> None:
+        """Say so when a query is longer than the text encoder's context (77 tokens for CLIP): the
+        tokenizer cuts it there without a word, and the words past the cut do not count."""
+        from ccl.runlog import warn_once
+
+        encode = getattr(self.tokenizer, "encode", None)
+        context = int(getattr(self.tokenizer, "context_length", 77))
+        if encode is None:
+            return
+        for q in queries:
+            n = len(encode(q)) + 2  # with the start and end tokens
+            if n > context:
+                warn_once(
+                    log, f"query {q[:60]!r}{'…' if len(q) > 60 else ''} is {n} tokens long; the text encoder "
+                    f"{self.cfg.model_name} reads {context}, so it is cut there and the words after do not "
+                    "count: shorten the query",
+                )  # fmt: skip
 
     def close(self) -> None:
         self.model = None
