@@ -64,13 +64,16 @@ gpu-check:
 # For a GPU machine that brings its own torch and has no network (README "GPU workstation"): every wheel
 # this project needs beyond torch, torchvision and what they require, at .venv's versions, for CPython
 # PYTHON_VERSION on PLATFORM (manylinux_2_28: glibc >= 2.28), into WHEELS_DIR (tools/offline_wheels.py;
-# WHEELS_MAX_MIB overrides its size limit).
+# WHEELS_MAX_MIB overrides its 64 MiB limit). MACHINE_PACKAGES: the GPU machine's
+# `python3 -m pip list --format=freeze`, whose packages in a fitting version are left out; WITHOUT: optional
+# packages to leave out as well (pycolmap, av, viser; each then needs installing for the one part that uses it).
 PYTHON_VERSION ?= 3.12
 PLATFORM       ?= manylinux_2_28_x86_64
 WHEELS_DIR     ?= wheels
 wheels: setup
 	$(BIN)/python -m tools.offline_wheels --python-version $(PYTHON_VERSION) --platform $(PLATFORM) \
-	  --dest $(WHEELS_DIR) $(if $(WHEELS_MAX_MIB),--max-mib $(WHEELS_MAX_MIB))
+	  --dest $(WHEELS_DIR) $(if $(WHEELS_MAX_MIB),--max-mib $(WHEELS_MAX_MIB)) \
+	  $(if $(MACHINE_PACKAGES),--machine-packages $(MACHINE_PACKAGES)) $(foreach w,$(WITHOUT),--without $(w))
 
 clean:
 	rm -rf results logs benchmarks .snakemake

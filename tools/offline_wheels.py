@@ -8,9 +8,12 @@ This script writes one folder that installs over that torch with `pip install --
   ran against), reached from this project's dependencies and pytest (gpu-check runs tests/cuda), with
   environment markers evaluated for the target Python and platform;
 - less torch, torchvision and what only they require (nvidia-*, triton, sympy, networkx, ...): the
-  machine's torch comes with those. What this project needs as well (numpy, pillow, ...) is included
-  at .venv's version, which shadows the machine's: opencv and pandas need numpy 2, which an older site
-  install may not have;
+  machine's torch comes with those;
+- less what the machine lists (--machine-packages, its `pip list --format=freeze`) in a version that
+  satisfies every requirement on it in the dependency tree, or without a version (taken on trust), and
+  what only those require; a listed package in a version that does not fit is kept, at .venv's version,
+  which shadows the machine's;
+- less the optional packages named with --without (OPTIONAL: each used by one part of ccl only);
 - as binary wheels for the target (`pip download --only-binary=:all: --python-version --platform`),
   except the distributions published only as source (sam2, iopath, antlr4-python3-runtime): those are
   built here as wheels, and must come out pure Python (`*-none-any.whl`) to suit any machine;
@@ -19,7 +22,8 @@ This script writes one folder that installs over that torch with `pip install --
 gsplat's wheel from the index is its pure-Python one: it compiles its CUDA code on the GPU machine, on
 first use, against that machine's torch.
 
-    .venv/bin/python -m tools.offline_wheels --python-version 3.12 --platform manylinux_2_28_x86_64 --dest wheels
+    .venv/bin/python -m tools.offline_wheels --python-version 3.12 --platform manylinux_2_28_x86_64 --dest wheels \
+        --machine-packages gpu-packages.txt --without pycolmap --without av
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "ccl-lgs"
@@ -46,10 +51,20 @@ PROJECT = "ccl-lgs"
 MACHINE_PROVIDED = ("torch", "torchvision")
 # gpu-check runs tests/cuda with pytest; its version range is the one of this project's `dev` extra.
 TEST_RUNNER, TEST_EXTRA = "pytest", "dev"
-# The folder is carried to the GPU machine by hand. The project's dependencies alone come to about 215 MiB
-# for Python 3.12 (opencv-python-headless 61, pycolmap 36, pulp with its solver 16, numpy 16, pandas 12): a set that grows past this
-# limit stops with its largest wheels named, to be looked at before it is carried.
-MAX_MIB = 256
+# The folder travels to the GPU machine with the checkout, which takes at most 64 MiB. The project's
+# dependencies alone come to about 215 MiB for Python 3.12 (opencv-python-headless 61, pycolmap 36, pulp
+# with its solver 16, numpy 16, pandas 12), so the folder leaves out what the machine already has
+# (--machine-packages) and, where still needed, the optional parts below; a set past the limit stops with
+# its largest wheels named.
+MAX_MIB = 64
+# What the folder may go without (--without): each is imported only inside the functions of one part of
+# ccl that a run may not use, never when ccl, the workflow or another stage is imported
+# (tests/test_offline_wheels.py checks this); the value says what then needs it installed.
+OPTIONAL = {
+    "pycolmap": "the SfM stages (ccl/sfm: poses, triangulate_points) then need pycolmap installed",
+    "av": "`ccl render -o <file>.mp4` then needs av installed (.gif and frame folders do not)",
+    "viser": "`ccl view` then needs viser installed",
+}
 # sam2's CUDA extension (connected components) would tie its wheel to this machine's torch and CUDA;
 # without it sam2 only loses hole filling, which ccl's sam2 backend turns off (docs/design.md).
 SOURCE_BUILD_ENV = {"SAM2_BUILD_CUDA": "0"}
@@ -116,18 +131,30 @@ def closure(
     installed: dict[str, md.Distribution],
     env: dict[str, str],
     stop_at: frozenset[str] = frozenset(),
+    asked: dict[str, list[tuple[Requirement, str]]] | None = None,
 ) -> dict[str, md.Distribution]:
     """Every installed distribution reached from `roots` ((requirement, who asked for it) pairs) through
-    requirements that apply on the target, not entering the names in `stop_at`."""
+    requirements that apply on the target, not entering the names in `stop_at` (the GPU machine brings
+    those; what an extra asks of one of them beyond the distribution itself is still followed). `asked`,
+    if given, collects every requirement met on the way, by canonical name."""
     reached: dict[str, md.Distribution] = {}
     extras_done: dict[str, set[str]] = {}
     queue = list(roots)
     while queue:
         req, asked_by = queue.pop()
         name = canonicalize_name(req.name)
-        if name in stop_at:
-            continue
+        if asked is not None:
+            asked.setdefault(name, []).append((req, asked_by))
         extras = set(req.extras)
+        if name in stop_at:
+            if extras - extras_done.get(name, set()) and name in installed:
+                base = {str(r) for r in requirements_of(installed[name], (), env)}
+                extra_only = requirements_of(installed[name], extras, env)
+                queue.extend(
+                    (r, f"{req.name}[{','.join(sorted(extras))}]") for r in extra_only if str(r) not in base
+                )
+                extras_done.setdefault(name, set()).update(extras)
+            continue
         if name in extras_done and extras <= extras_done[name]:
             continue
         dist = installed.get(name)
@@ -223,13 +250,95 @@ def check_size(folder: Path, max_mib: float) -> float:
     return size_mib
 
 
-def make_wheels(dest: Path, python_version: str, platform: str, max_mib: float = MAX_MIB) -> list[str]:
-    """Write the folder (replacing `dest` only once it is complete and within `max_mib`); the pins in it."""
+FREEZE_LINE = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:===?\s*(\S+)|\s@\s*\S+)?")
+
+
+def read_machine_packages(path: Path) -> dict[str, Version | None]:
+    """What `python3 -m pip list --format=freeze` printed on the GPU machine (NAME==VERSION lines; bare
+    names and `#` comments accepted): each distribution's version by canonical name, None where the
+    file gives none."""
+    how = "write it on the GPU machine with `python3 -m pip list --format=freeze > gpu-packages.txt`"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise WheelsError(f"MACHINE_PACKAGES={path}: {e.strerror}: {how} and copy it here") from None
+    found: dict[str, Version | None] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        m = FREEZE_LINE.fullmatch(line)
+        if m is None:
+            raise WheelsError(f"{path}:{lineno}: {line!r} is not NAME==VERSION nor a bare NAME: {how}")
+        try:
+            found[canonicalize_name(m[1])] = Version(m[2]) if m[2] else None
+        except InvalidVersion:
+            raise WheelsError(f"{path}:{lineno}: {m[2]!r} is not a version: {how}") from None
+    missing = [n for n in MACHINE_PROVIDED if n not in found]
+    if missing:
+        raise WheelsError(f"MACHINE_PACKAGES={path} lists no {' nor '.join(missing)}: the folder is for a "
+                          "machine with its own torch and torchvision; list that machine's packages, or "
+                          "follow README 'GPU workstation', 'The GPU machine has no torch'")  # fmt: skip
+    return found
+
+
+def split_by_machine(
+    needed: dict[str, md.Distribution],
+    asked: dict[str, list[tuple[Requirement, str]]],
+    machine: dict[str, Version | None],
+) -> tuple[dict[str, Version], list[str], dict[str, list[str]]]:
+    """The needed distributions the GPU machine has: (those whose version satisfies every requirement
+    on them in the dependency tree, by name; those the list gives without version, taken on trust;
+    those in a version that does not fit, with the requirements it fails)."""
+    fits: dict[str, Version] = {}
+    trusted: list[str] = []
+    unfit: dict[str, list[str]] = {}
+    for name in sorted(needed):
+        if name not in machine:
+            continue
+        version = machine[name]
+        if version is None:
+            trusted.append(name)
+            continue
+        failed = sorted({f"{by} requires {req}" for req, by in asked.get(name, [])
+                         if not req.specifier.contains(version, prereleases=True)})  # fmt: skip
+        if failed:
+            unfit[name] = failed
+        else:
+            fits[name] = version
+    return fits, trusted, unfit
+
+
+def make_wheels(
+    dest: Path,
+    python_version: str,
+    platform: str,
+    max_mib: float = MAX_MIB,
+    machine_packages: Path | None = None,
+    without: Iterable[str] = (),
+) -> list[str]:
+    """Write the folder (replacing `dest` only once it is complete and within `max_mib`); the pins in it.
+    `machine_packages`: the GPU machine's `pip list --format=freeze`, whose fitting distributions are
+    left out; `without`: names from OPTIONAL to leave out as well."""
     if not re.fullmatch(r"3\.\d+", python_version):
         raise WheelsError(f"PYTHON_VERSION={python_version}: give major.minor, e.g. 3.12")
+    without = sorted({canonicalize_name(n.strip()) for arg in without for n in arg.split(",") if n.strip()})
+    unknown = [n for n in without if n not in OPTIONAL]
+    if unknown:
+        raise WheelsError(f"WITHOUT={' '.join(unknown)}: only {', '.join(OPTIONAL)} can be left out (each is "
+                          "imported only by one part of ccl); the rest of the project needs the others")  # fmt: skip
+    machine_list = read_machine_packages(machine_packages) if machine_packages else {}
     env = marker_environment(python_version, platform)
     installed = installed_distributions()
-    needed = closure(project_roots(installed, env), installed, env, stop_at=frozenset(MACHINE_PROVIDED))
+    roots = project_roots(installed, env)
+    torch_side = frozenset(MACHINE_PROVIDED)
+    asked: dict[str, list[tuple[Requirement, str]]] = {}
+    full = closure(roots, installed, env, stop_at=torch_side, asked=asked)
+    fits, trusted, unfit = split_by_machine(full, asked, machine_list)
+    # what the machine has goes unvisited: its own copies come with what they require
+    needed = closure(roots, installed, env, stop_at=torch_side | set(fits) | set(trusted) | set(without))
+    without_only = set(full) - set(closure(roots, installed, env, stop_at=torch_side | set(without)))
+    machine_only = set(full) - set(needed) - set(fits) - set(trusted) - without_only
     machine = closure([(Requirement(n), "the GPU machine") for n in MACHINE_PROVIDED], installed, env)
     pins = sorted(f"{d.metadata['Name']}=={d.version}" for d in needed.values())
 
@@ -249,8 +358,28 @@ def make_wheels(dest: Path, python_version: str, platform: str, max_mib: float =
     staging.rename(dest)
     print(f"{dest}: {len(pins) + 1} wheels for CPython {python_version} on {platform}, {size_mib:.1f} MiB "
           f"({len(source_only)} built from source: {', '.join(source_only) or 'none'})")  # fmt: skip
-    left_to_machine = sorted(d.metadata["Name"] for n, d in machine.items() if n not in needed)
+
+    def names(found: Iterable[str]) -> str:
+        return ", ".join(sorted(full[n].metadata["Name"] for n in found)) or "none"
+
+    left_to_machine = sorted(d.metadata["Name"] for n, d in machine.items() if n not in full)
     print(f"the GPU machine's torch brings: {', '.join(left_to_machine)}")
+    if machine_packages:
+        torch_versions = ", ".join(f"{n} {machine_list[n] or '(no version given)'}" for n in MACHINE_PROVIDED)
+        print(f"{machine_packages}: the GPU machine has {torch_versions}; left out as it has them:")
+        print(f"  in a version every requirement on it accepts ({len(fits)}): "
+              f"{', '.join(f'{names([n])} {v}' for n, v in fits.items()) or 'none'}")  # fmt: skip
+        print(f"  without a version in the list, taken on trust ({len(trusted)}): {names(trusted)}")
+        print(f"  required only by the machine's own copies of those ({len(machine_only)}): "
+              f"{names(machine_only)}")  # fmt: skip
+        for name, failed in unfit.items():
+            print(f"kept: the GPU machine has {names([name])} {machine_list[name]}, but {'; '.join(failed)}")
+    left_out = [n for n in without if n in full and n not in fits and n not in trusted]
+    for name in left_out:
+        print(f"left out (WITHOUT): {names([name])} {full[name].version}: {OPTIONAL[name]}")
+    if rest := without_only - set(left_out) - set(fits) - set(trusted):
+        print(f"  and what only they require: {names(rest)}")
+    print(f"total: {size_mib:.1f} MiB in {dest} (limit {max_mib:g} MiB)")
     return pins
 
 
@@ -262,9 +391,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-mib", type=float, default=MAX_MIB, help=f"the largest folder accepted (MiB, {MAX_MIB})"
     )
+    ap.add_argument("--machine-packages", type=Path, metavar="FILE",
+                    help="the GPU machine's `python3 -m pip list --format=freeze`: what it has that fits "
+                    "is left out")  # fmt: skip
+    ap.add_argument("--without", action="append", default=[], metavar="NAME",
+                    help="leave this optional distribution out too (repeatable): "
+                    + "; ".join(f"{k}: {v}" for k, v in OPTIONAL.items()))  # fmt: skip
     args = ap.parse_args(argv)
     try:
-        make_wheels(args.dest.resolve(), args.python_version, args.platform, args.max_mib)
+        make_wheels(args.dest.resolve(), args.python_version, args.platform, args.max_mib,
+                    args.machine_packages, args.without)  # fmt: skip
     except WheelsError as e:
         print(f"make wheels: {e}", file=sys.stderr)
         return 1
