@@ -202,3 +202,17 @@ def test_a_full_disk_in_a_jobs_checkpoint_write_is_one_line_naming_the_file(tmp_
     assert line.startswith(f"train_rgb ramen seed0: ERROR: {path}: no space left on the device")
     assert "MB free" in line and "resumed, not redone" in line and "Traceback" not in line
     assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["rgb.safetensors"]
+
+
+def test_an_image_there_under_another_case_is_named_not_just_skipped(tmp_path, caplog):
+    from scene.scene_testkit import make_colmap_scene
+
+    from ccl.scene import SceneLoadConfig, load_scene
+
+    root = make_colmap_scene(tmp_path / "fig", n=4)
+    (root / "images" / "frame_00002.jpg").rename(root / "images" / "frame_00002.JPG")
+    with caplog.at_level(logging.WARNING):
+        scene = load_scene(root, source="colmap", cfg=SceneLoadConfig(), name="fig")
+    assert "frame_00002" not in scene.frame_names
+    assert "under another case (e.g. frame_00002.JPG for frame_00002.jpg)" in caplog.text
+    assert "rename those files" in caplog.text

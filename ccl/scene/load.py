@@ -308,6 +308,17 @@ def _nerf_intrinsics(fov: dict, w: int, h: int) -> np.ndarray:
 # --- shared: missing files, image headers, sizes, downscale -------------------------------------------
 
 
+def _under_another_case(missing: list[Path]) -> list[tuple[Path, Path]]:
+    """(missing path, the file there whose name differs only in case) for each such file."""
+    out = []
+    for path in missing:
+        if path.parent.is_dir():
+            same = [p for p in path.parent.iterdir() if p.name.lower() == path.name.lower() and p.is_file()]
+            if same:
+                out.append((path, same[0]))
+    return out
+
+
 def _drop_missing(views: list[_View], *, source_file: Path, image_dir: Path) -> list[_View]:
     """The views whose image file exists; a missing file's frame is skipped with a warning (models often
     name images a user has since removed), but a path that is there and is no image file is refused."""
@@ -336,6 +347,13 @@ def _drop_missing(views: list[_View], *, source_file: Path, image_dir: Path) -> 
             "%s: %d of %d images are missing and their frames are skipped (first: %s)",
             source_file, n_missing, len(views), first.image_path,
         )  # fmt: skip
+        cased = _under_another_case([v.image_path for v in views if not v.image_path.is_file()])
+        if cased:
+            log.warning(
+                "%s: %d of the missing images are there under another case (e.g. %s for %s): the names "
+                "must match exactly; rename those files to the names in %s (or the names there to the files')",
+                source_file, len(cased), cased[0][1].name, cased[0][0].name, source_file.name,
+            )  # fmt: skip
     names = [v.name for v in present]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
