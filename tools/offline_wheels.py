@@ -45,6 +45,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ccl.optional_deps import OPTIONAL
+
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "ccl-lgs"
 # What the GPU machine brings, with what only these require.
@@ -57,14 +59,8 @@ TEST_RUNNER, TEST_EXTRA = "pytest", "dev"
 # (--machine-packages) and, where still needed, the optional parts below; a set past the limit stops with
 # its largest wheels named.
 MAX_MIB = 64
-# What the folder may go without (--without): each is imported only inside the functions of one part of
-# ccl that a run may not use, never when ccl, the workflow or another stage is imported
-# (tests/test_offline_wheels.py checks this); the value says what then needs it installed.
-OPTIONAL = {
-    "pycolmap": "the SfM stages (ccl/sfm: poses, triangulate_points) then need pycolmap installed",
-    "av": "`ccl render -o <file>.mp4` then needs av installed (.gif and frame folders do not)",
-    "viser": "`ccl view` then needs viser installed",
-}
+# What the folder may go without (--without): ccl.optional_deps.OPTIONAL, each imported only inside the
+# functions of one part of ccl that a run may not use (tests/test_offline_wheels.py checks this).
 # sam2's CUDA extension (connected components) would tie its wheel to this machine's torch and CUDA;
 # without it sam2 only loses hole filling, which ccl's sam2 backend turns off (docs/design.md).
 SOURCE_BUILD_ENV = {"SAM2_BUILD_CUDA": "0"}

@@ -47,7 +47,9 @@ def write_frames(out: Path, frames: Iterable[np.ndarray], *, fps: float) -> tupl
     suffix = out.suffix.lower()
     n, size = 0, (0, 0)
     if suffix == ".mp4":
-        import av
+        from ccl.optional_deps import import_optional
+
+        av = import_optional("av")
 
         with atomic_path(out) as tmp:
             with av.open(str(tmp), mode="w", format="mp4") as container:

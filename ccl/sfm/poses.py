@@ -51,7 +51,9 @@ def recover_poses(
     Raises ValueError naming the photos and the fix when the folder fails `check_photo_folder`, when
     nothing registers, or when fewer than `cfg.min_registered_fraction` of the photos register.
     """
-    import pycolmap
+    from ccl.optional_deps import import_optional
+
+    pycolmap = import_optional("pycolmap")
 
     check_vocab_tree(cfg)
     _colmap.quiet_pycolmap()

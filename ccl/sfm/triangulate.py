@@ -48,7 +48,9 @@ def triangulate_points(
 ) -> dict[str, Any]:
     """Triangulate points for the scene at `scene_dir` (`source` colmap or nerf) from its poses; write
     them as a PLY (x y z, red green blue; possibly empty) and the report JSON; return the report."""
-    import pycolmap
+    from ccl.optional_deps import import_optional
+
+    pycolmap = import_optional("pycolmap")
 
     from ccl.scene import load_image, load_scene
     from ccl.scene.ply import write_ply_points

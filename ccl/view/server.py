@@ -105,7 +105,9 @@ class ViewServer:
         start_frame: Any = None,
         scale: str = SCALE_CHOICE_AUTO,
     ) -> None:
-        import viser
+        from ccl.optional_deps import import_optional
+
+        viser = import_optional("viser")
 
         if session.can_query and scale not in session.scale_choices:
             raise ValueError(
