@@ -39,7 +39,7 @@ def extract_features(
     cfg: FeaturesConfig,
     out_path: str | os.PathLike,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = 0,
     load_image: Callable[[Camera], np.ndarray] | None = None,
     manifest: str | os.PathLike | None = None,
 ) -> Path:
@@ -64,7 +64,7 @@ def extract_features(
         with out_of_memory_names("features", OUT_OF_MEMORY_KEYS):
             encoder = backend.build(cfg, scene=scene, device=device, seed=seed, load_image=load_image)
         try:
-            params = {**as_params(cfg), "seed": int(seed), "device": str(device)}
+            params = {**as_params(cfg), "seed": None if seed is None else int(seed), "device": str(device)}
             model = encoder.model_info()
             store = FrameStore.open(
                 out_path,

@@ -33,7 +33,7 @@ def generate_masks(
     cfg: MasksConfig,
     out_path: str | os.PathLike,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = 0,
     load_image: Callable[[Any], np.ndarray] | None = None,
     sam_builders: Mapping[str, Callable[[], Any]] | None = None,
     inputs: Mapping[str, Any] | None = None,
@@ -60,7 +60,7 @@ def generate_masks(
             cfg, scene=scene, device=device, seed=seed, load_image=load_image, builders=sam_builders
         )
     cameras = scene.cameras
-    params = {**cfg.generation_params(), "seed": int(seed)}
+    params = {**cfg.generation_params(), "seed": None if seed is None else int(seed)}
     model = backend.model_info
     inputs = {"scene": str(scene.root), **dict(inputs or {})}
     empty: list[str] = []

@@ -39,7 +39,7 @@ def track_masks(
     cfg: TracksConfig,
     out_path: str | os.PathLike,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = 0,
     load_image: Callable[[Camera], np.ndarray] | None = None,
     manifest: str | os.PathLike | None = None,
 ) -> list[FrameTracks]:
@@ -68,7 +68,7 @@ def track_masks(
         tracked,
         n_tracks=n_tracks,
         frame_names=scene.frame_names,
-        params={**as_params(cfg), "seed": int(seed), "device": str(device)},
+        params={**as_params(cfg), "seed": None if seed is None else int(seed), "device": str(device)},
         model=model,
         inputs={"masks": file_record(masks_path), "masks_model": masks_model, "scene": scene.name},
     )

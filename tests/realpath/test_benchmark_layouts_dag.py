@@ -84,6 +84,12 @@ def test_benchmark_layout_runs_the_whole_dag_with_the_real_backends(repo, name):
     again = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "--cores", "all", "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
+    # Another seed: the real models draw nothing, so only the per-seed stages are planned (in seed1/)
+    reseeded = snakemake(repo, "--configfile", f"tiny_{name}.yaml", "--config", "seed=1", "-n")
+    assert reseeded.returncode == 0, reseeded.stdout[-3000:] + reseeded.stderr[-3000:]
+    per_seed = {"train_codebook", "train_rgb", "train_language", "evaluate", "tables", "all"}
+    assert set(job_counts(reseeded.stdout)) <= per_seed, reseeded.stdout[-3000:]
+
     # The label files are inputs of the evaluation: an edited or removed one reruns exactly it and the
     # tables, never a model stage.
     labels = repo / config["data_root"] / config["scenes"][scene]["labels"]

@@ -17,11 +17,17 @@ SCALES = list(config["scales"])
 VARIANTS = list(config["variants"])
 # Seeds (ccl.config turns `seed` into `seeds`): the codebook, the fields and their evaluation run once
 # per seed, in results/{scene}/seed{seed}/ (ccl.results_tree reads that tree); the stages before them
-# once per scene, seeded by the first, since only the simulators draw there (the simulated models' noise
-# is part of the synthetic data, which a repeat of the training does not redraw; the real models draw
-# nothing) and one seed's run then equals a one-seed run's.
+# once per scene, seeded by the first, since only the synthetic scene and the simulators draw there (the
+# simulated models' noise is part of the synthetic data, which a repeat of the training does not redraw)
+# and one seed's run then equals a one-seed run's. The real models (SAM, SAM2, OpenCLIP) draw nothing:
+# their stages get no seed (shared_seed), so a new seed reruns only the per-seed stages.
 SEEDS = list(config["seeds"])
 SHARED_SEED = SEEDS[0]
+
+
+def shared_seed(backend):
+    """A shared stage's `seed` param: the first seed for a simulator, None for a real model (no draw)."""
+    return SHARED_SEED if backend == "sim" else None
 
 
 def run_seed(wildcards):

@@ -29,7 +29,7 @@ rule clip_features:
     params:
         features=config["features"],
         scene_load=config["scene_load"],
-        seed=SHARED_SEED,
+        seed=shared_seed(FEATURES.backend),
         device=config["device"],
         cache_dir=scene_cache_dir,
     script:

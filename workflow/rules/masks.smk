@@ -27,7 +27,7 @@ rule sam_masks:
     params:
         masks=MASKS.generation_params(),
         scene_load=config["scene_load"],
-        seed=SHARED_SEED,
+        seed=shared_seed(MASKS.backend),
         device=config["device"],
         cache_dir=scene_cache_dir,
     script:

@@ -27,7 +27,7 @@ rule track_masks:
     params:
         tracks=config["tracks"],
         scene_load=config["scene_load"],
-        seed=SHARED_SEED,
+        seed=shared_seed(TRACKS.backend),
         device=config["device"],
         cache_dir=scene_cache_dir,
     script:

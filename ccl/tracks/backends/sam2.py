@@ -156,11 +156,12 @@ def _architecture(cfg: TracksConfig, device: str):
     return model
 
 
-def build(cfg: TracksConfig, *, scene, device: str, seed: int, load_image=None) -> Sam2Propagator:
+def build(cfg: TracksConfig, *, scene, device: str, seed: int | None, load_image=None) -> Sam2Propagator:
     import torch
 
     device = resolve_device(device)
-    torch.manual_seed(seed)  # inference is deterministic; this pins any random init left in the model
+    if seed is not None:  # inference is deterministic; this pins any random init left in the model
+        torch.manual_seed(seed)
     log.info("building SAM2 %s on %s", cfg.sam2_config, device)
     return Sam2Propagator(build_model(cfg, device), cfg, scene=scene, device=device, load_image=load_image)
 
