@@ -207,9 +207,17 @@ def main(argv: list[str] | None = None) -> None:
     ).stdout.strip()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     report = json.loads(OUT.read_text()) if OUT.exists() else {"modules": {}}
+    failed: list[str] = []
     for module in args.module:
         print(f"mutmut: {module} ({' '.join(TEST_SUBSET[module])})", flush=True)
-        entry = mutate_module(module, ref=commit, max_children=args.max_children)
+        try:
+            entry = mutate_module(module, ref=commit, max_children=args.max_children)
+        except (
+            RuntimeError
+        ) as e:  # e.g. a test of the subset already fails unmutated: the other modules still run
+            print(f"  {e}", file=sys.stderr, flush=True)
+            failed.append(module)
+            continue
         entry.update(commit=commit, machine=f"{platform.machine()}, {os.cpu_count()} cores")
         report["modules"][module] = entry
         report["target"] = "score >= 0.90 per module; every survivor killed or equivalent (docs/mutation.md)"
@@ -222,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
             f"  {entry['killed']} killed, {entry['survived']} survived, {entry['timeout']} timeout, "
             f"{entry['other']} other of {entry['total']}: score {entry['score']}, {entry['run_s']} s",
             flush=True,
+        )
+    if failed:
+        sys.exit(
+            f"mutmut could not run on: {', '.join(failed)} (its entry in {OUT} is the previous run's, if any)"
         )
 
 
