@@ -21,6 +21,13 @@ def add_parser(sub) -> None:
         help="points (default): x y z, red green blue, a point per Gaussian (MeshLab, CloudCompare, "
         "Open3D); 3dgs: the Gaussians in 3DGS's PLY layout (SuperSplat, any 3DGS viewer)",
     )
+    q3.add_argument(
+        "--select",
+        default="own",
+        help="how a Gaussian's class is read: own (default): the decoder on its own feature (appendix D "
+        "as written); views: the classes it is drawn as in the scene's training views, voted (fewer "
+        "stray Gaussians on trained fields: bench/selection_quality.py)",
+    )
     q3.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians below this opacity")
     q3.add_argument("--context", action="store_true", help="also write the other Gaussians, in dark grey")
     common.add_common(q3)
@@ -29,17 +36,19 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ccl.query import query_gaussians
-    from ccl.query.view import PLY_SUFFIXES, check_out_suffix, check_ply_format
+    from ccl.query.view import PLY_SUFFIXES, check_out_suffix, check_ply_format, check_selection_rule
 
     check_out_suffix(args.out, PLY_SUFFIXES)
-    check_ply_format(args.format)  # before the config, the fields and the text encoder are read
+    check_ply_format(args.format)
+    check_selection_rule(args.select)  # before the config, the fields and the text encoder are read
     config = common.config(args)
     cfgs = common.stage_cfgs(config, args)
     run = common.run_of(args)
     res = query_gaussians(
         run, args.text, out=args.out, variant=args.variant, scale=args.scale,
         query_cfg=cfgs["query_cfg"], features_cfg=common.text_encoder(args, run.scene_dir),
-        min_opacity=args.min_opacity, context=args.context, format=args.format, device=common.device(config),
+        min_opacity=args.min_opacity, context=args.context, format=args.format, rule=args.select,
+        scene_cfg=cfgs["scene_cfg"], device=common.device(config),
     )  # fmt: skip
     print(f"{res.n_selected} of {res.n_gaussians} Gaussians selected (scale {res.scale}, "
           f"highest relevance {res.max_relevance:.3f}); wrote {res.path} ({res.format})")  # fmt: skip

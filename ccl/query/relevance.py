@@ -96,10 +96,11 @@ def relevance_maps(class_map: np.ndarray, proto_relevance: np.ndarray) -> np.nda
 
 @dataclass(frozen=True, eq=False)
 class GaussianSelection:
-    """Appendix D: Gaussians chosen by text straight from their decoded features (no rasterization)."""
+    """Appendix D: Gaussians chosen by text from their decoded class (their own feature's, or the one
+    they are drawn as in the training views)."""
 
     queries: tuple[str, ...]
-    classes: np.ndarray  # [G] int64, prototype each Gaussian's decoder picks
+    classes: np.ndarray  # [G] int64, the prototype each Gaussian is read as, -1 = none (drawn in no view)
     relevance: np.ndarray  # [Q, G] float32
     selected: np.ndarray  # [G] bool, relevance > threshold for at least one query
     threshold: float
@@ -126,4 +127,30 @@ def select_gaussians(
         cfg.threshold,
         cfg.mode,
     )
+    return GaussianSelection(emb.queries, classes, per_gaussian, selected, float(cfg.threshold))
+
+
+def select_gaussians_voted(
+    votes: np.ndarray,
+    prototypes: np.ndarray,
+    emb: TextEmbeddings,
+    *,
+    cfg: QueryConfig,
+    with_negatives: bool = True,
+) -> GaussianSelection:
+    """Class votes [G, N] (how often each Gaussian is seen drawn as each class, ccl.query.view's
+    `gaussian_class_votes`) -> selection: a Gaussian's relevance is its votes' mean relevance; one with no
+    vote (drawn in no view) has relevance 0 and class -1."""
+    votes = np.asarray(votes, dtype=np.float32)
+    rel = prototype_relevance(prototypes, emb, cfg=cfg, with_negatives=with_negatives)  # [N, Q]
+    if votes.ndim != 2 or votes.shape[1] != rel.shape[0]:
+        raise ValueError(f"votes: expected [G, {rel.shape[0]}], got shape {votes.shape}")
+    total = votes.sum(axis=1)
+    per_gaussian = (votes @ rel / np.maximum(total, 1.0)[:, None]).T.astype(np.float32)  # [Q, G]
+    classes = np.where(total > 0, votes.argmax(axis=1), -1).astype(np.int64)
+    selected = (per_gaussian > cfg.threshold).any(axis=0)
+    log.info(
+        "query3d %s: %d of %d Gaussians above %.2f over the views (%s mode, %d drawn in none)",
+        list(emb.queries), int(selected.sum()), len(votes), cfg.threshold, cfg.mode, int((total == 0).sum()),
+    )  # fmt: skip
     return GaussianSelection(emb.queries, classes, per_gaussian, selected, float(cfg.threshold))

@@ -22,6 +22,7 @@ from ccl.query.relevance import (
     prototype_relevance,
     relevance_maps,
     select_gaussians,
+    select_gaussians_voted,
     text_embeddings,
 )
 from ccl.results_tree import RunFolders, as_run
@@ -224,13 +225,90 @@ PLY_FORMATS = {
 CONTEXT_GREY = 60  # colour (uint8) of the Gaussians written around a selection with `context`
 
 
+def _check_choice(flag: str, value: str, choices: dict[str, str]) -> str:
+    """`value` if it is a key of `choices`, else ValueError naming each choice with its meaning."""
+    if value not in choices:
+        accepted = "; ".join(f"{k} ({v})" for k, v in choices.items())
+        raise ValueError(f"{flag} {value}: unknown; accepted: {accepted}")
+    return value
+
+
 def check_ply_format(format: str) -> str:
-    if format not in PLY_FORMATS:
-        raise ValueError(
-            f"--format {format}: unknown; accepted: "
-            + "; ".join(f"{k} ({v})" for k, v in PLY_FORMATS.items())
+    return _check_choice("--format", format, PLY_FORMATS)
+
+
+# How a Gaussian's class is read for a 3D selection (`ccl query3d --select`, bench/selection_quality.py)
+SELECTION_RULES = {
+    "own": "the decoder on the Gaussian's own feature (appendix D as written; the default)",
+    "views": "the classes the Gaussian is drawn as in the scene's training views, voted",
+}
+DEFAULT_SELECTION_RULE = "own"  # views measures cleaner on a trained field (bench/selection_quality.py)
+VOTE_MAX_SIZE = 320  # longer side, in pixels, of the training views rendered for the votes
+VOTE_MIN_ALPHA = 0.5  # a pixel votes only where the field is this opaque
+VOTE_DEPTH_TOL = 0.02  # a Gaussian is seen at its pixel when its front (centre depth less its largest
+# radius) is within 2 % of the drawn depth: the surface it helps draw, not one behind it
+
+
+def check_selection_rule(rule: str) -> str:
+    return _check_choice("--select", rule, SELECTION_RULES)
+
+
+def _vote_camera(camera: Any, max_size: int) -> Any:
+    """`camera` with its image scaled so that its longer side is at most `max_size` pixels."""
+    import dataclasses
+
+    s = min(1.0, max_size / max(camera.width, camera.height))
+    if s >= 1.0:
+        return camera
+    w, h = max(1, round(camera.width * s)), max(1, round(camera.height * s))
+    K = camera.K.copy()
+    K[0] *= w / camera.width
+    K[1] *= h / camera.height
+    return dataclasses.replace(camera, width=w, height=h, K=K, distortion=None)
+
+
+_VOTES: dict[int, tuple[Any, tuple[str, ...], np.ndarray]] = {}  # id(field) -> (weakref, cameras, votes)
+
+
+def gaussian_class_votes(field: Any, cameras: Sequence[Any], *, max_size: int = VOTE_MAX_SIZE) -> np.ndarray:
+    """[G, N] float32: how many of `cameras` draw each Gaussian of the language field `field` as each
+    of its N classes. A view renders the field's features, decodes every pixel's class, and gives a
+    vote to each Gaussian whose centre projects on a pixel where the field is opaque (alpha >=
+    VOTE_MIN_ALPHA) at the drawn depth (its front within VOTE_DEPTH_TOL of it): the class the training maps taught the
+    field at the place the Gaussian shows. Kept per field for the process (queries reuse them)."""
+    import weakref
+
+    import torch
+
+    from ccl.splat.render import render_channels
+
+    key = tuple(c.name for c in cameras)
+    hit = _VOTES.get(id(field))
+    if hit is not None and hit[0]() is field and hit[1] == key:
+        return hit[2]
+    xyz = field.gaussians.means.detach().cpu().numpy().astype(np.float64)
+    radius = field.gaussians.log_scales.detach().amax(dim=1).exp().cpu().numpy()
+    votes = np.zeros((len(xyz), field.n_classes), np.float32)
+    for cam in (_vote_camera(c, max_size) for c in cameras):
+        with torch.no_grad():
+            out = render_channels(field.gaussians, cam, rgb=False, features=field.features)
+            feat = out.colors[0]
+            flat = feat.reshape(-1, feat.shape[-1])
+            cls = torch.cat([field.decoder(c).argmax(dim=-1) for c in flat.split(1 << 16)])
+        cls = cls.reshape(feat.shape[:2]).cpu().numpy()
+        depth, alpha = out.depth[0, ..., 0].cpu().numpy(), out.alpha[0, ..., 0].cpu().numpy()
+        uv, z = cam.project(xyz)
+        col, row = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+        idx = np.nonzero((z > 0) & (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height))[0]
+        r, c = row[idx], col[idx]
+        seen = (alpha[r, c] >= VOTE_MIN_ALPHA) & (
+            z[idx] - radius[idx] <= depth[r, c] * (1.0 + VOTE_DEPTH_TOL)
         )
-    return format
+        np.add.at(votes, (idx[seen], cls[r[seen], c[seen]]), 1.0)
+    for k in [k for k, v in _VOTES.items() if v[0]() is None]:
+        del _VOTES[k]  # fields gone since
+    _VOTES[id(field)] = (weakref.ref(field), key, votes)
+    return votes
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,6 +321,7 @@ class ChosenGaussians:
     visible: np.ndarray  # [G] bool, opacity >= min_opacity
     chosen: np.ndarray  # [G] bool, selected and visible
     max_relevance: float  # highest relevance of any Gaussian at that scale
+    rule: str = DEFAULT_SELECTION_RULE  # SELECTION_RULES
 
     @property
     def n_chosen(self) -> int:
@@ -250,14 +329,32 @@ class ChosenGaussians:
 
 
 def choose_gaussians(
-    source: LanguageFieldSource, emb: Any, *, query_cfg: QueryConfig, min_opacity: float = 0.0
+    source: LanguageFieldSource,
+    emb: Any,
+    *,
+    query_cfg: QueryConfig,
+    min_opacity: float = 0.0,
+    rule: str = DEFAULT_SELECTION_RULE,
+    cameras: Sequence[Any] | None = None,
 ) -> ChosenGaussians:
-    """The Gaussians whose decoded prototype is relevant to the embedded text (`emb`), at the scale of
-    `source` whose Gaussians reach the highest relevance; those below `min_opacity` left out."""
+    """The Gaussians whose class is relevant to the embedded text (`emb`), at the scale of `source`
+    whose Gaussians reach the highest relevance; those below `min_opacity` left out.
+
+    `rule` (SELECTION_RULES): "views" reads each Gaussian's class from the training views `cameras`
+    (gaussian_class_votes: a Gaussian drawn in no view is not selected); "own" decodes its own feature.
+    bench/selection_quality.py measures both against the synthetic scene's ground truth.
+    """
+    check_selection_rule(rule)
+    if rule == "views" and not cameras:
+        raise ValueError("choose_gaussians: rule 'views' needs the scene's training cameras")
     best = None
     for s in source.scales:
         f = source.language_field(s)
-        sel = select_gaussians(decode_gaussian_classes(f), source.prototypes(s), emb, cfg=query_cfg)
+        if rule == "views":
+            votes = gaussian_class_votes(f, cameras)  # type: ignore[arg-type]
+            sel = select_gaussians_voted(votes, source.prototypes(s), emb, cfg=query_cfg)
+        else:
+            sel = select_gaussians(decode_gaussian_classes(f), source.prototypes(s), emb, cfg=query_cfg)
         peak = float(sel.relevance.max()) if sel.relevance.size else 0.0
         if best is None or peak > best[2]:
             best = (s, f, peak, sel)
@@ -265,7 +362,7 @@ def choose_gaussians(
     s, f, peak, sel = best
     opacity = 1.0 / (1.0 + np.exp(-f.gaussians.opacity_logits.detach().cpu().numpy()))
     visible = opacity >= min_opacity
-    return ChosenGaussians(s, f, sel, visible, sel.selected & visible, peak)
+    return ChosenGaussians(s, f, sel, visible, sel.selected & visible, peak, rule)
 
 
 def write_chosen_gaussians(
@@ -337,28 +434,40 @@ def query_gaussians(
     min_opacity: float = 0.0,
     context: bool = False,
     format: str = "points",
+    rule: str = DEFAULT_SELECTION_RULE,
+    scene_cfg: Any = None,
     device: str = "cpu",
 ) -> GaussianQueryResult:
     """Appendix D: the Gaussians whose decoded prototype is relevant to the text, written as a PLY:
     `format` "points" (x y z float, red green blue uchar: MeshLab, CloudCompare, Open3D and Blender open
     it) or "3dgs" (the Gaussians in 3DGS's layout, ccl.io.gaussians_ply: SuperSplat opens it).
 
-    `auto` scale: the scale whose Gaussians reach the highest relevance. With `context`, the other
-    Gaussians are written too, in dark grey, so the selection is seen in its scene.
+    `auto` scale: the scale whose Gaussians reach the highest relevance. `rule` (SELECTION_RULES): how a
+    Gaussian's class is read; "views" renders the scene's training views (`scene_cfg`: how its manifest
+    loads; default ccl.scene's). With `context`, the other Gaussians are written too, in dark grey, so
+    the selection is seen in its scene.
     """
     from ccl.io.provenance import file_record
 
     check_out_suffix(out, PLY_SUFFIXES)
     check_ply_format(format)
+    check_selection_rule(rule)
     queries = validate_queries(queries, where="query text")
+    run = as_run(run)
+    cameras = None
+    if rule == "views":
+        from ccl.scene import SceneLoadConfig
+
+        cameras = _scene_and_manifest(run.scene_dir, scene_cfg or SceneLoadConfig())[1].cameras
     source = language_source(run, variant, scale=scale, device=device)
     emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
-    chosen = choose_gaussians(source, emb, query_cfg=query_cfg, min_opacity=min_opacity)
+    chosen = choose_gaussians(source, emb, query_cfg=query_cfg, min_opacity=min_opacity, rule=rule,
+                              cameras=cameras)  # fmt: skip
     made_by = None  # the points layout has no place for it
     if format == "3dgs":
         made_by = {
             "command": "ccl query3d", "queries": list(queries), "variant": variant, "scale": chosen.scale,
-            "mode": query_cfg.mode, "threshold": query_cfg.threshold, "min_opacity": min_opacity,
+            "mode": query_cfg.mode, "threshold": query_cfg.threshold, "select": rule, "min_opacity": min_opacity,
             "context": context, "field": file_record(source.fields[chosen.scale]),
         }  # fmt: skip
     path = write_chosen_gaussians(out, chosen, format=format, context=context, made_by=made_by)

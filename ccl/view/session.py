@@ -202,7 +202,7 @@ class ViewSession:
         except ValueError as e:
             return Answer((), scale, threshold, None, str(e))
         emb = text_embeddings(queries, cfg=cfg, features_cfg=self.features_cfg, device=self.device)
-        chosen = choose_gaussians(self.sources[scale], emb, query_cfg=cfg)
+        chosen = choose_gaussians(self.sources[scale], emb, query_cfg=cfg, cameras=self.cameras)
         n, total = chosen.n_chosen, len(chosen.chosen)
         if n == 0:
             message = (

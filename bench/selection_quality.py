@@ -1,0 +1,187 @@
+"""3D selections (`ccl query3d`, appendix D) against the synthetic scene's ground truth: for each object,
+the precision and recall of the Gaussians its name selects, at the default config and threshold.
+
+Ground truth per Gaussian: the object whose volume holds its mean, the volume being the object's
+primitives (rebuilt from the seed and parameters gt.h5 records, ccl.synthetic.plan_scene) grown by
+VOLUME_TOL (a Gaussian on the surface has its mean just outside it); any other Gaussian (table, walls,
+floaters) belongs to no object. Gaussians are counted by number, and also weighted by their opacity
+(what a viewer of the PLY sees).
+
+Each object's category name is queried alone, as `ccl query3d "<name>"` does (scale `auto`, the
+`query` config's mode and threshold); each selection rule (ccl.query.view.SELECTION_RULES) is
+measured on the same fields. Where a selection's false positives land (another object, the background,
+no surface) is counted per object.
+
+Runs the workflow (sim backends, CPU) in a scratch folder up to the `full` language fields, so the
+fields are those of `snakemake` at the default config. Writes bench/out/selection_quality.json.
+Run: python -m bench.selection_quality [workdir]   (an existing workdir is reused: done jobs are kept)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).parent / "out" / "selection_quality.json"
+VARIANT = "full"  # ccl query3d's default
+VOLUME_TOL = 0.01  # scene units (objects are 0.1-0.3 tall; the median Gaussian's largest radius is ~0.02)
+NO_OBJECT = -1
+
+
+def _inside(p: np.ndarray, prim, tol: float) -> np.ndarray:
+    """[P] bool: points p [P, 3] inside primitive `prim` with its half extents grown by `tol`."""
+    from ccl.synthetic.ops import SHAPES
+
+    q = (p - prim.center) @ prim.rot / (np.asarray(prim.scale) + tol)  # the shape's unit space
+    if prim.shape == SHAPES["sphere"]:
+        return (q**2).sum(axis=1) <= 1.0
+    if prim.shape == SHAPES["box"]:
+        return np.abs(q).max(axis=1) <= 1.0
+    assert prim.shape == SHAPES["cylinder"], prim.shape
+    return ((q[:, :2] ** 2).sum(axis=1) <= 1.0) & (np.abs(q[:, 2]) <= 1.0)
+
+
+def gaussian_ground_truth(means: np.ndarray, objects, *, tol: float = VOLUME_TOL) -> np.ndarray:
+    """[G] int: the id of the object (ccl.synthetic PlacedObject) whose grown volume holds each mean
+    [G, 3], NO_OBJECT where none does (the first in the list where volumes overlap)."""
+    xyz = means.astype(np.float64)
+    label = np.full(len(xyz), NO_OBJECT, np.int64)
+    for obj in objects:
+        inside = np.zeros(len(xyz), bool)
+        for prim in obj.prims:
+            inside |= _inside(xyz, prim, tol)
+        label[inside & (label == NO_OBJECT)] = obj.index
+    return label
+
+
+def scene_objects(gt_h5: Path):
+    """The placed objects of the synthetic scene whose gt.h5 this is (its recorded params and seed)."""
+    from ccl.synthetic import SyntheticConfig, plan_scene
+
+    with h5py_file(gt_h5) as f:
+        params = json.loads(f.attrs["params"])
+    seed = int(params.pop("seed"))
+    return plan_scene(SyntheticConfig(**params), seed).geometry.objects
+
+
+def h5py_file(path: Path):
+    from ccl.io import open_h5_for_read
+
+    return open_h5_for_read(path, kind="gt", format_versions=(1,))
+
+
+def scores(selected: np.ndarray, truth: np.ndarray, k: int, weight: np.ndarray | None = None) -> dict:
+    """Precision and recall of `selected` [G] bool against object `k` of `truth` [G] (counts, or sums of
+    `weight`), and where the false positives lie."""
+    w = np.ones(len(truth)) if weight is None else weight
+    hit = selected & (truth == k)
+    n_sel, n_obj = float(w[selected].sum()), float(w[truth == k].sum())
+    out = {
+        "precision": round(float(w[hit].sum()) / n_sel, 4) if n_sel else None,
+        "recall": round(float(w[hit].sum()) / n_obj, 4) if n_obj else None,
+    }
+    if weight is None:
+        wrong = truth[selected & ~hit]
+        out.update(selected=int(selected.sum()), object_gaussians=int((truth == k).sum()),
+                   false_on_objects={int(i): int((wrong == i).sum()) for i in np.unique(wrong[wrong >= 0])},
+                   false_on_no_object=int((wrong == NO_OBJECT).sum()))  # fmt: skip
+    return out
+
+
+def measure(results: Path, config: dict, *, seed: int) -> dict:
+    from ccl.config import section
+    from ccl.features import FeaturesConfig
+    from ccl.query import QueryConfig
+    from ccl.query.relevance import text_embeddings
+    from ccl.query.view import SELECTION_RULES, choose_gaussians, gaussian_class_votes, language_source
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest
+
+    scene = load_scene_from_manifest(
+        results / "scene.json", cfg=section(SceneLoadConfig, config["scene_load"])
+    )
+    query_cfg = section(QueryConfig, config["query"])
+    features_cfg = section(FeaturesConfig, config["features"])
+    source = language_source(results / f"seed{seed}", VARIANT, scale="auto")
+    objects = scene_objects(results / "scene" / "gt.h5")
+    votes_s = {}
+    for s in source.scales:  # the votes once per field (choose_gaussians then reuses them)
+        t0 = time.perf_counter()
+        gaussian_class_votes(source.language_field(s), scene.cameras)
+        votes_s[s] = round(time.perf_counter() - t0, 2)
+    truth: dict[str, np.ndarray] = {}
+    rows = []
+    for obj in objects:
+        emb = text_embeddings([obj.category], cfg=query_cfg, features_cfg=features_cfg)
+        for rule in SELECTION_RULES:
+            t0 = time.perf_counter()
+            chosen = choose_gaussians(source, emb, query_cfg=query_cfg, rule=rule, cameras=scene.cameras)
+            seconds = time.perf_counter() - t0
+            g = chosen.field.gaussians
+            if chosen.scale not in truth:
+                truth[chosen.scale] = gaussian_ground_truth(g.means.detach().cpu().numpy(), objects)
+            t = truth[chosen.scale]
+            opacity = 1.0 / (1.0 + np.exp(-g.opacity_logits.detach().cpu().numpy()))
+            rows.append({"object": obj.category, "object_id": obj.index, "rule": rule, "scale": chosen.scale,
+                         **scores(chosen.chosen, t, obj.index),
+                         "opacity_weighted": scores(chosen.chosen, t, obj.index, opacity),
+                         "seconds": round(seconds, 3)})  # fmt: skip
+    names = {o.index: o.category for o in objects}
+    for r in rows:
+        r["false_on_objects"] = {names[i]: n for i, n in r["false_on_objects"].items()}
+    summary = []
+    for rule in SELECTION_RULES:
+        mine = [r for r in rows if r["rule"] == rule]
+        prec = [r["precision"] or 0.0 for r in mine]
+        summary.append({"rule": rule, "precision_min": min(prec), "precision_mean": round(float(np.mean(prec)), 4),
+                        "recall_min": min(r["recall"] or 0.0 for r in mine),
+                        "recall_mean": round(float(np.mean([r["recall"] or 0.0 for r in mine])), 4)})  # fmt: skip
+    coverage = {s: {"gaussians": len(t), "no_object": int((t == NO_OBJECT).sum()),
+                    "per_object": {names[i]: int((t == i).sum()) for i in names}} for s, t in truth.items()}  # fmt: skip
+    return {"query": {"mode": query_cfg.mode, "threshold": query_cfg.threshold}, "ground_truth": coverage,
+            "votes_seconds_per_scale": votes_s, "summary": summary, "rows": rows}  # fmt: skip
+
+
+def _run_fields(work: Path, config: dict, seed: int) -> None:
+    scene = next(iter(config["scenes"]))
+    run = f"results/{scene}/seed{seed}/gaussians/{VARIANT}"
+    targets = [f"{run}/{s}.safetensors" for s in config["scales"]]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1), *targets]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=work)
+
+
+def main(workdir: str | None = None) -> dict:
+    import yaml
+
+    from ccl.config import load_config
+
+    work = Path(workdir or tempfile.mkdtemp(prefix="ccl_bench_selection_"))
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "config.yaml").is_file():
+        shutil.copy(ROOT / "config.yaml", work / "config.yaml")
+    config = load_config(work / "config.yaml")
+    scene, seed = next(iter(config["scenes"])), int(config["seeds"][0])
+    _run_fields(work, config, seed)
+    out = {
+        "scene": scene, "seed": seed, "variant": VARIANT, "volume_tol": VOLUME_TOL,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **measure(work / "results" / scene, config, seed=seed),
+    }  # fmt: skip
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    print(yaml.safe_dump({"summary": out["summary"]}, sort_keys=False))
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
