@@ -13,6 +13,8 @@ class SceneLoadConfig:
 
     downscale: int = 1  # integer factor images are downscaled by (INTER_AREA); intrinsics follow
     colmap_model: str = "sparse/0"  # COLMAP model folder inside the scene folder
+    # longest side of the images every stage sees, px (3DGS's 1.6k); larger ones are resized to it; 0: none
+    max_image_side: int = 1600
 
     def __post_init__(self) -> None:
         check_section(
@@ -23,6 +25,11 @@ class SceneLoadConfig:
                     "downscale",
                     lambda v: is_int(v) and v >= 1,
                     "an integer >= 1, e.g. `scene_load: {downscale: 2}`",
+                ),
+                (
+                    "max_image_side",
+                    lambda v: is_int(v) and v >= 0,
+                    "an integer >= 0 (pixels; 0 lifts the limit), e.g. `scene_load: {max_image_side: 3200}`",
                 ),
                 (
                     "colmap_model",

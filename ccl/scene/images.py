@@ -33,12 +33,14 @@ def load_image(
     """
     f = cfg.downscale
     fw, fh = camera.file_size_wh
-    if (fw // f, fh // f) != (camera.width, camera.height):
+    size = ops.working_size((fw, fh), downscale=f, max_side=cfg.max_image_side)
+    if size != (camera.width, camera.height):
         raise ValueError(
-            f"camera {camera.name}: its size {camera.width}x{camera.height} is not {fw}x{fh} downscaled by "
-            f"scene_load.downscale = {f}; load the scene and its images with the same scene_load config"
+            f"camera {camera.name}: its size {camera.width}x{camera.height} is not {fw}x{fh} at "
+            f"scene_load.downscale = {f}, max_image_side = {cfg.max_image_side} ({size[0]}x{size[1]}); "
+            "load the scene and its images with the same scene_load config"
         )
-    if f == 1 and camera.distortion is None:
+    if size == (fw, fh) and camera.distortion is None:
         return _decode(camera)
     cache_path = _cache_path(camera, f, Path(cache_dir)) if cache_dir is not None else None
     if cache_path is not None and cache_path.is_file():
@@ -55,6 +57,10 @@ def load_image(
         img = cv2.remap(img, map1, map2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     if f > 1:
         img = downscale_image(img, f)
+    if img.shape[:2] != (camera.height, camera.width):  # over max_image_side: resized to it
+        import cv2
+
+        img = cv2.resize(img, (camera.width, camera.height), interpolation=cv2.INTER_AREA)
     img = np.ascontiguousarray(img)
     if cache_path is not None:
         import cv2
@@ -80,6 +86,8 @@ def _cache_path(camera: Camera, factor: int, cache_dir: Path) -> Path:
     st = camera.image_path.stat()
     h = hashlib.sha256()
     h.update(f"{camera.image_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{factor}".encode())
+    if (camera.width, camera.height) != (camera.file_size_wh[0] // factor, camera.file_size_wh[1] // factor):
+        h.update(f"|{camera.width}x{camera.height}".encode())  # resized to max_image_side
     if camera.distortion is not None:
         h.update(camera.distortion.K.tobytes() + camera.distortion.coeffs.tobytes())
     return cache_dir / "images" / f"x{factor}" / f"{camera.name}.{h.hexdigest()[:12]}.png"

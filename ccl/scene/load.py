@@ -393,19 +393,20 @@ def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
         scales.setdefault(s, []).append(v.image_path)
         (mw, mh), (fw, fh) = v.model_wh, file_wh
         K_file = ops.scale_intrinsics(v.K, fw / mw, fh / mh) if s > 1 else v.K
-        width, height = fw // f, fh // f
-        if width < 1 or height < 1:
+        if fw // f < 1 or fh // f < 1:
             raise ValueError(
                 f"config.yaml: scene_load.downscale = {f} shrinks {v.image_path} ({fw}x{fh}) to nothing; "
                 "use a smaller factor"
             )
+        width, height = ops.working_size(file_wh, downscale=f, max_side=cfg.max_image_side)
         cameras.append(
             Camera(
                 name=v.name,
                 image_path=v.image_path,
                 width=width,
                 height=height,
-                K=ops.scale_intrinsics(K_file, 1.0 / f, 1.0 / f),
+                # crop to whole multiples of f and shrink by f, then resize to the longest-side limit
+                K=ops.scale_intrinsics(K_file, width / (fw // f * f), height / (fh // f * f)),
                 world_to_camera=v.world_to_camera,
                 file_size_wh=file_wh,
                 distortion=None if v.coeffs is None else Distortion(K=K_file, coeffs=v.coeffs),

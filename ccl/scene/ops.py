@@ -172,6 +172,18 @@ def undistort_maps(
     )
 
 
+def working_size(file_wh: tuple[int, int], *, downscale: int, max_side: int) -> tuple[int, int]:
+    """The size (w, h) the stages see an image file of `file_wh` at: downscaled by the integer factor
+    `downscale` (right and bottom remainders cropped), then, while its longest side is over `max_side`
+    (0: no limit), resized to that longest side, as 3DGS rescales images wider than 1.6k pixels."""
+    fw, fh = file_wh
+    w, h = fw // downscale, fh // downscale
+    if max_side and max(w, h) > max_side:
+        s = max_side / max(w, h)
+        w, h = max(1, round(w * s)), max(1, round(h * s))
+    return w, h
+
+
 def file_scale(expected_wh: tuple[int, int], file_wh: tuple[int, int]) -> int | None:
     """The integer factor s by which an image file is smaller than its camera, or None.
 

@@ -156,7 +156,7 @@ def _stage_image(camera: Any, folder: Path, *, scene_load: Any, cache_dir, load_
     (no distortion, no downscale), else written as PNG. Returns its name there."""
     from PIL import Image
 
-    if camera.distortion is None and scene_load.downscale == 1:
+    if camera.distortion is None and (camera.width, camera.height) == tuple(camera.file_size_wh):
         name = camera.name + camera.image_path.suffix
         os.symlink(camera.image_path.absolute(), folder / name)
         return name
