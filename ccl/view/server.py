@@ -127,6 +127,9 @@ class ViewServer:
         self.host, self.port = host, port
         self.answer: Answer | None = None
         self._render_lock = threading.Lock()  # one render at a time: they share the CPU
+        # a new answer and a frame sent are never interleaved: the image and the overlay line beside it
+        # always name the same query
+        self._send_lock = threading.Lock()
         self._clients: dict[int, _LatestOnly] = {}
         self._colour: dict[int, np.ndarray] = {}  # client -> the colour field alone of its last frame
         self._asks = _LatestOnly()
@@ -195,6 +198,10 @@ class ViewServer:
             self._show(answer, answer.message)
 
     def _show(self, answer: Answer | None, message: str) -> None:
+        with self._send_lock:
+            self._show_locked(answer, message)
+
+    def _show_locked(self, answer: Answer | None, message: str) -> None:
         self.answer = answer if answer is not None and answer.chosen is not None else None
         self.status.content = message
         points = self.session.selected_points(answer) if answer is not None else np.zeros((0, 3), np.float32)
@@ -282,12 +289,13 @@ class ViewServer:
                 coarse, last = stride > 1 and frame.heat is not None, time.monotonic()
                 if slot.closed:
                     return  # gone while rendering: nothing to send
-                if self.answer is not answer:
-                    continue  # a newer query came during the render: drop this frame (its slot is set)
-                self._colour[client.client_id] = frame.colour
-                client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)
-                if answer is not None:
-                    self.overlay.content = f"Overlay: {_names(answer)}"
+                with self._send_lock:
+                    if self.answer is not answer:
+                        continue  # a newer query came during the render: drop this frame (its slot is set)
+                    self._colour[client.client_id] = frame.colour
+                    client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)
+                    if answer is not None:
+                        self.overlay.content = f"Overlay: {_names(answer)}"
             except Exception:
                 if slot.closed or client.client_id not in self._clients:
                     return  # the browser disconnected mid-render: only this thread ends

@@ -185,3 +185,47 @@ def test_view_in_chromium(chromium, tiny_view_results, tmp_path):
     finally:
         log = _stop(proc)
     assert "Traceback" not in log, log
+
+
+def test_overlay_line_names_the_query_the_image_shows(chromium, tiny_view_results, tmp_path):
+    """A second query while the first one's overlay is shown: once the page names the new answer, the
+    overlay line never names the old query (the old overlay is taken off at once, 'rendering …' until
+    the new one is drawn); the time from typing the query to its overlay is printed (pytest -s)."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest
+
+    scene_dir = tiny_view_results["scene_dir"]
+    cam = load_scene_from_manifest(scene_dir / "scene.json", cfg=SceneLoadConfig()).cameras[0]
+    proc, url = _start_view(scene_dir, tmp_path, cam.name)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(url)
+            page.get_by_text("Type a query.").wait_for(timeout=30_000)
+            query = _input(page, "Query")
+            query.fill("red mug")
+            page.get_by_text("Overlay: 'red mug'").wait_for(timeout=30_000)
+            seen, t0 = [], time.monotonic()
+            query.fill("teddy bear")
+            while time.monotonic() - t0 < 30:
+                text = page.locator("body").inner_text()
+                m = re.search(r"Overlay: ([^\n]*)", text)
+                seen.append((time.monotonic() - t0, "selected for 'teddy bear'" in text, m and m.group(1)))
+                if seen[-1][2] == "'teddy bear'":
+                    break
+                page.wait_for_timeout(20)
+            browser.close()
+    finally:
+        log = _stop(proc)
+    assert "Traceback" not in log, log
+    assert seen[-1][2] == "'teddy bear'", seen[-8:]
+    answered = [s for s in seen if s[1]]
+    assert answered, seen[-8:]
+    for _t, _new, overlay in answered:  # from the answer on, the line names the new query or nothing
+        assert overlay is None or "teddy bear" in overlay, (overlay, seen)
+    assert any(o is not None and "rendering" in o for _t, _n, o in answered) or len(answered) == 1
+    print(f"query -> status {answered[0][0]:.2f} s, query -> its overlay {seen[-1][0]:.2f} s (tiny scene)")
