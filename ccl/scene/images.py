@@ -33,7 +33,7 @@ def load_image(
     """
     f = cfg.downscale
     fw, fh = camera.file_size_wh
-    size = ops.working_size((fw, fh), downscale=f, max_side=cfg.max_image_side)
+    size = ops.working_size(camera.source_wh, downscale=f, max_side=cfg.max_image_side)
     if size != (camera.width, camera.height):
         raise ValueError(
             f"camera {camera.name}: its size {camera.width}x{camera.height} is not {fw}x{fh} at "
@@ -55,6 +55,9 @@ def load_image(
         d = camera.distortion
         map1, map2 = _undistort_maps(d.K.tobytes(), d.coeffs.tobytes(), fw, fh)
         img = cv2.remap(img, map1, map2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        if d.crop_xywh is not None:  # only pixels with a source in the photo (no black border)
+            x0, y0, w, h = d.crop_xywh
+            img = img[y0 : y0 + h, x0 : x0 + w]
     if f > 1:
         img = downscale_image(img, f)
     if img.shape[:2] != (camera.height, camera.width):  # over max_image_side: resized to it
@@ -86,7 +89,10 @@ def _cache_path(camera: Camera, factor: int, cache_dir: Path) -> Path:
     st = camera.image_path.stat()
     h = hashlib.sha256()
     h.update(f"{camera.image_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{factor}".encode())
-    if (camera.width, camera.height) != (camera.file_size_wh[0] // factor, camera.file_size_wh[1] // factor):
+    sw, sh = camera.source_wh
+    if camera.distortion is not None and camera.distortion.crop_xywh is not None:
+        h.update(repr(camera.distortion.crop_xywh).encode())
+    if (camera.width, camera.height) != (sw // factor, sh // factor):
         h.update(f"|{camera.width}x{camera.height}".encode())  # resized to max_image_side
     if camera.distortion is not None:
         h.update(camera.distortion.K.tobytes() + camera.distortion.coeffs.tobytes())

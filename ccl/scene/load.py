@@ -8,6 +8,7 @@ stored downscaled by an integer factor, as 3DGS's images_2/ folders are) and app
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -377,6 +378,32 @@ def _image_size(path: Path) -> tuple[int, int] | str:
         return f"{path}: cannot be read as an image ({e})"
 
 
+# Undistortion must leave at least this fraction of the image in its valid rectangle: below it, the
+# coefficients are likely wrong (a sign, a unit) or the lens is one this model cannot undistort.
+MIN_VALID_FRACTION = 0.5
+
+
+def _valid_crop(v: _View, K: np.ndarray, file_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    rect, fraction = _valid_rectangle(K.tobytes(), np.asarray(v.coeffs, np.float64).tobytes(), *file_wh)
+    if rect[2] * rect[3] < MIN_VALID_FRACTION * file_wh[0] * file_wh[1]:
+        raise ValueError(
+            f"{v.image_path}: undistorting it with its camera's coefficients {np.round(v.coeffs, 4).tolist()} "
+            f"leaves a valid rectangle of {rect[2]}x{rect[3]} of its {file_wh[0]}x{file_wh[1]} pixels "
+            f"({fraction:.0%} of the pixels have a source in the photo at all): under "
+            f"{MIN_VALID_FRACTION:.0%}. The coefficients are likely wrong (sign, units, another camera's), "
+            "or the lens needs a model this loader does not undistort (fisheye): re-estimate the camera "
+            "with another camera model (source: images with sfm.camera_model, e.g. OPENCV), or undistort the "
+            "photos first (COLMAP's image_undistorter) and load its output as `source: colmap`"
+        )
+    return rect
+
+
+@functools.lru_cache(maxsize=16)
+def _valid_rectangle(K_bytes: bytes, coeffs_bytes: bytes, width: int, height: int):
+    K = np.frombuffer(K_bytes, np.float64).reshape(3, 3)
+    return ops.valid_rectangle(K, np.frombuffer(coeffs_bytes, np.float64), width, height)
+
+
 def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
     f = cfg.downscale
     cameras, bad, scales, unreadable = [], [], {}, []
@@ -393,12 +420,19 @@ def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
         scales.setdefault(s, []).append(v.image_path)
         (mw, mh), (fw, fh) = v.model_wh, file_wh
         K_file = ops.scale_intrinsics(v.K, fw / mw, fh / mh) if s > 1 else v.K
-        if fw // f < 1 or fh // f < 1:
+        distortion, K_src, (sw, sh) = None, K_file, file_wh
+        if v.coeffs is not None:  # undistorted onto K_file, then cropped to its valid rectangle
+            crop = _valid_crop(v, K_file, file_wh)
+            distortion = Distortion(K=K_file, coeffs=v.coeffs, crop_xywh=crop)
+            K_src = K_file.copy()
+            K_src[:2, 2] -= crop[:2]
+            sw, sh = crop[2], crop[3]
+        if sw // f < 1 or sh // f < 1:
             raise ValueError(
-                f"config.yaml: scene_load.downscale = {f} shrinks {v.image_path} ({fw}x{fh}) to nothing; "
+                f"config.yaml: scene_load.downscale = {f} shrinks {v.image_path} ({sw}x{sh}) to nothing; "
                 "use a smaller factor"
             )
-        width, height = ops.working_size(file_wh, downscale=f, max_side=cfg.max_image_side)
+        width, height = ops.working_size((sw, sh), downscale=f, max_side=cfg.max_image_side)
         cameras.append(
             Camera(
                 name=v.name,
@@ -406,10 +440,10 @@ def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
                 width=width,
                 height=height,
                 # crop to whole multiples of f and shrink by f, then resize to the longest-side limit
-                K=ops.scale_intrinsics(K_file, width / (fw // f * f), height / (fh // f * f)),
+                K=ops.scale_intrinsics(K_src, width / (sw // f * f), height / (sh // f * f)),
                 world_to_camera=v.world_to_camera,
                 file_size_wh=file_wh,
-                distortion=None if v.coeffs is None else Distortion(K=K_file, coeffs=v.coeffs),
+                distortion=distortion,
             )
         )
     if unreadable:

@@ -138,6 +138,40 @@ def colmap_intrinsics(model: str, params: np.ndarray) -> tuple[np.ndarray, np.nd
     return K, (None if coeffs == zero else np.array(coeffs))
 
 
+def valid_rectangle(
+    K: np.ndarray, coeffs: np.ndarray, width: int, height: int
+) -> tuple[tuple[int, int, int, int], float]:
+    """The largest-found axis-aligned rectangle (x0, y0, w, h) of the undistorted image (same K and size)
+    whose every pixel is remapped from inside the photo, and the fraction of the image's pixels that
+    are valid at all. Found by peeling, one at a time, the border row or column with the most invalid
+    pixels until none is left (the invalid region of a lens is a border band, so this keeps the most)."""
+    map_x, map_y = undistort_maps(K, coeffs, width, height)
+    # OpenCV's pixel centres are integers: bilinear reads stay inside the photo for sources in [0, size-1]
+    valid = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    fraction = float(valid.mean())
+    bad = ~valid
+    x0, y0, x1, y1 = 0, 0, width, height
+    rows, cols = bad.sum(axis=1), bad.sum(axis=0)  # kept up to date for the current rectangle
+    while x1 > x0 and y1 > y0:
+        edges = {"top": rows[y0], "bottom": rows[y1 - 1], "left": cols[x0], "right": cols[x1 - 1]}
+        worst = max(edges, key=edges.get)
+        if edges[worst] == 0:
+            break
+        if worst == "top":
+            cols[x0:x1] -= bad[y0, x0:x1]
+            y0 += 1
+        elif worst == "bottom":
+            cols[x0:x1] -= bad[y1 - 1, x0:x1]
+            y1 -= 1
+        elif worst == "left":
+            rows[y0:y1] -= bad[y0:y1, x0]
+            x0 += 1
+        else:
+            rows[y0:y1] -= bad[y0:y1, x1 - 1]
+            x1 -= 1
+    return (x0, y0, x1 - x0, y1 - y0), fraction
+
+
 def distort_points(uv: np.ndarray, K: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     """Pinhole pixel coordinates [N, 2] → where they land in the distorted image (OpenCV model).
 

@@ -26,12 +26,15 @@ def _frozen_array(a: np.ndarray, dtype: type, shape: tuple[int, ...]) -> np.ndar
 class Distortion:
     """An image file that must be undistorted before use (OpenCV's radial-tangential model).
 
-    `load_image` remaps the file with `cv2.initUndistortRectifyMap(K, coeffs, None, K, ...)`: the output
-    keeps the file's size and its K, which is the pinhole K the camera carries (before downscale).
+    `load_image` remaps the file with `cv2.initUndistortRectifyMap(K, coeffs, None, K, ...)` at the file's
+    size and K, then keeps `crop_xywh` of it: the largest rectangle whose every pixel has its source
+    inside the photo (ops.valid_rectangle), so no black border reaches a stage, a loss or a metric. The
+    camera's K is K shifted by the crop's corner (before downscale).
     """
 
     K: np.ndarray  # [3, 3] float64 intrinsics of the image file (pixel centres at +0.5)
     coeffs: np.ndarray  # [5] float64 OpenCV order (k1, k2, p1, p2, k3)
+    crop_xywh: tuple[int, int, int, int] | None = None  # the valid rectangle; None: the whole image
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "K", _frozen_array(self.K, np.float64, (3, 3)))
@@ -57,6 +60,14 @@ class Camera:
         object.__setattr__(self, "world_to_camera", _frozen_array(self.world_to_camera, np.float64, (4, 4)))
         if self.file_size_wh == (0, 0):
             object.__setattr__(self, "file_size_wh", (int(self.width), int(self.height)))
+
+    @property
+    def source_wh(self) -> tuple[int, int]:
+        """(width, height) of the image before downscale: the file's, or its undistorted valid crop's."""
+        d = self.distortion
+        if d is not None and d.crop_xywh is not None:
+            return d.crop_xywh[2], d.crop_xywh[3]
+        return self.file_size_wh
 
     @property
     def camera_to_world(self) -> np.ndarray:  # [4, 4] float64
