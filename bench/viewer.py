@@ -76,7 +76,7 @@ def build_session(folder: Path):
     with torch.no_grad():
         commonest = int(torch.bincount(decoder(features).argmax(dim=-1), minlength=N_CLASSES).argmax())
     session = ViewSession(
-        scene_dir=folder, scene="bench", colour=colour, background=(0.0, 0.0, 0.0), cameras=(),
+        run_dir=folder, scene="bench", colour=colour, background=(0.0, 0.0, 0.0), cameras=(),
         sources=sources, query_cfg=QueryConfig(), features_cfg=features_cfg,
     )  # fmt: skip
     return session, f"phrase {commonest}"
