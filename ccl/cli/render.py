@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """One view of a trained field at the frame's camera, rendered as evaluation renders it."""
     from ccl.query import pick_camera, validate_queries
     from ccl.query.view import check_out_suffix
-    from ccl.scene import load_scene_from_manifest, read_manifest
+    from ccl.scene import load_scene_cameras, read_manifest
 
     if args.what in ("relevance", "both") and args.text is None:
         raise ValueError(f'--what {args.what} needs --text "..." (the query whose relevance is drawn)')
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     run = common.run_of(args)
     manifest = run.scene_dir / "scene.json"
     m = read_manifest(manifest)
-    cam = pick_camera(load_scene_from_manifest(manifest, cfg=cfgs["scene_cfg"]).cameras, args.frame)
+    cam = pick_camera(load_scene_cameras(manifest, cfg=cfgs["scene_cfg"]).cameras, args.frame)
     made_by = {"command": "ccl render", "scene": m.name, "frame": cam.name, "what": args.what}
     if args.what == "rgb":
         from ccl.splat.checkpoint import load_rgb_field

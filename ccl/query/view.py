@@ -48,14 +48,14 @@ def pick_camera(cameras: Sequence[Any], frame: str | int) -> Any:
 
 
 def _scene_and_manifest(scene_dir: Path, scene_cfg: Any):
-    from ccl.scene import load_scene_from_manifest, read_manifest
+    from ccl.scene import load_scene_cameras, read_manifest
 
     manifest = scene_dir / "scene.json"
     if not manifest.is_file():
         raise FileNotFoundError(
             f"{manifest}: not found; give a results/<scene> folder the workflow has written"
         )
-    return read_manifest(manifest), load_scene_from_manifest(manifest, cfg=scene_cfg)
+    return read_manifest(manifest), load_scene_cameras(manifest, cfg=scene_cfg)
 
 
 def language_source(
@@ -178,7 +178,7 @@ def query_image(
     source = language_source(run, variant, scale=scale, scene=m.name, device=device)
     cam = pick_camera(scene.cameras, frame)
     rel = view_relevance(source, cam, queries, query_cfg=query_cfg, features_cfg=features_cfg, device=device)
-    image = load_image(cam, cfg=scene_cfg)
+    image = load_image(cam, cfg=scene_cfg) if cam.image_path.is_file() else _backdrop(run, cam)
     panels, scales, frac = [], {}, {}
     for k, q in enumerate(rel.queries):
         scale_k, heat = rel.scales[rel.chosen[k]], rel.heat(k)
@@ -189,6 +189,21 @@ def query_image(
         log.info("%s: scale %s, %.1f%% of pixels above %.2f", q, scale_k, 100 * frac[q], query_cfg.threshold)
     path = frame_figure(out, image, panels, title=f"{m.name} · {variant} · {cam.name} ({query_cfg.mode})")
     return ImageQueryResult(path, cam.name, scales, frac)
+
+
+def _backdrop(run: RunFolders, cam: Any) -> np.ndarray:
+    """What a query is drawn over when the view's photo is not on this machine (a results folder copied
+    without its scene): the colour field's render of the view, else grey."""
+    rgb = run.run_dir / "gaussians" / "rgb.safetensors"
+    log.warning("%s: not on this machine; the query is drawn over %s", cam.image_path,
+                "the colour field's render" if rgb.is_file() else "grey")  # fmt: skip
+    if not rgb.is_file():
+        return np.full((cam.height, cam.width, 3), 128, np.uint8)
+    from ccl.splat.checkpoint import load_rgb_field
+    from ccl.splat.render import render_rgb
+
+    gaussians, _ = load_rgb_field(rgb)
+    return np.rint(render_rgb(gaussians, cam) * 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)

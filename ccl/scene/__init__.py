@@ -7,7 +7,13 @@ image (cached); `write_manifest` / `load_scene_from_manifest` are the workflow's
 from ccl.scene.config import SceneLoadConfig
 from ccl.scene.images import load_image
 from ccl.scene.load import load_scene
-from ccl.scene.manifest import SceneManifest, load_scene_from_manifest, read_manifest, write_manifest
+from ccl.scene.manifest import (
+    SceneManifest,
+    load_scene_cameras,
+    load_scene_from_manifest,
+    read_manifest,
+    write_manifest,
+)
 from ccl.scene.types import Camera, Distortion, Scene
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "SceneManifest",
     "load_image",
     "load_scene",
+    "load_scene_cameras",
     "load_scene_from_manifest",
     "read_manifest",
     "write_manifest",

@@ -39,6 +39,9 @@ class FrameEntry:
     width: int  # after downscale
     height: int
     image_sha256: str | None = None  # the image file's content (None: a manifest of an earlier ccl)
+    # the camera as the stages see it, so that a results folder renders without the photos (None: earlier)
+    K: list[list[float]] | None = None  # [3][3] pinhole intrinsics after undistortion and downscale
+    world_to_camera: list[list[float]] | None = None  # [4][4], OpenCV convention
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ def write_manifest(
                 "width": c.width,
                 "height": c.height,
                 "image_sha256": content_sha256(c.image_path),
+                "K": c.K.tolist(),
+                "world_to_camera": c.world_to_camera.tolist(),
             }
             for c in scene.cameras
         ],
@@ -191,10 +196,41 @@ def read_manifest(manifest_path: str | os.PathLike) -> SceneManifest:
     )
 
 
+def load_scene_cameras(manifest_path: str | os.PathLike, *, cfg: SceneLoadConfig) -> Scene:
+    """The scene's cameras, for what needs no photo (ccl render, query, view): the scene as
+    `load_scene_from_manifest` loads it when its folder is here, else the cameras the manifest stores
+    (no images, no points), so a results folder copied to another machine renders and queries."""
+    m = read_manifest(manifest_path)
+    if m.root.exists():
+        return load_scene_from_manifest(manifest_path, cfg=cfg)
+    if any(f.K is None or f.world_to_camera is None for f in m.frames):
+        raise FileNotFoundError(
+            f"{m.path}: the scene folder {m.root} is not on this machine (moved, or this results folder was "
+            "copied from another one), and this manifest, written by an earlier ccl, stores no cameras: put "
+            f"the scene folder back at {m.root}, or remake the manifest where the scene is "
+            "(snakemake --forcerun scene_manifest)"
+        )
+    from ccl.scene.types import Camera
+
+    cameras = [
+        Camera(name=f.name, image_path=Path(f.image_path), width=f.width, height=f.height, K=f.K,
+               world_to_camera=f.world_to_camera)
+        for f in m.frames
+    ]  # fmt: skip
+    return Scene(name=m.name, root=m.root, cameras=tuple(cameras), points_xyz=[], points_rgb=[])
+
+
 def load_scene_from_manifest(manifest_path: str | os.PathLike, *, cfg: SceneLoadConfig) -> Scene:
     """The scene a manifest describes, loaded with `cfg`; refuses a manifest that no longer matches."""
     m = read_manifest(manifest_path)
     rerun = "rerun the scene_manifest rule (snakemake --forcerun scene_manifest)"
+    if not m.root.exists():
+        raise FileNotFoundError(
+            f"{m.path}: this needs the scene's images, and its scene folder {m.root}, where they were when "
+            "the manifest was written, is not on this machine (moved, or this results folder was copied "
+            f"from another one): put the folder back at {m.root}, or point the scene's `path` in your "
+            "config at where it is now and rerun (rendering, queries and the viewer need no images)"
+        )
     if m.downscale != cfg.downscale or (m.source == "colmap" and m.colmap_model != cfg.colmap_model):
         raise ValueError(
             f"{m.path}: written with scene_load downscale={m.downscale}, colmap_model={m.colmap_model!r}, "

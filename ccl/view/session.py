@@ -259,7 +259,7 @@ def open_session(
     from ccl.query.fields import scene_fields
     from ccl.query.view import language_source
     from ccl.results_tree import as_run
-    from ccl.scene import load_scene_from_manifest, read_manifest
+    from ccl.scene import load_scene_cameras, read_manifest
     from ccl.splat.checkpoint import load_rgb_field
 
     run = as_run(run)  # refuses a folder without scene.json or without a run, naming what to give
@@ -273,7 +273,7 @@ def open_session(
         )
     colour, header = load_rgb_field(rgb_path, scene=m.name)
     background = tuple(float(v) for v in (header.get("config") or {}).get("background", (0.0, 0.0, 0.0)))
-    cameras = load_scene_from_manifest(manifest, cfg=scene_cfg).cameras
+    cameras = load_scene_cameras(manifest, cfg=scene_cfg).cameras
     gdir = run.run_dir / "gaussians" / variant
     has_fields = any(not p.name.endswith(".partial.safetensors") for p in gdir.glob("*.safetensors"))
     sources: dict[str, Any] = {}

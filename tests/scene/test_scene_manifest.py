@@ -8,8 +8,9 @@ import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from scene_testkit import H, W, make_colmap_scene, make_nerf_scene, write_image
+from scene_testkit import K_GT, H, W, gt_poses, make_colmap_scene, make_nerf_scene, write_image
 
 from ccl.config import REPO_ROOT
 from ccl.io import file_sha256
@@ -36,12 +37,15 @@ def test_colmap_manifest_records_the_checked_scene(tmp_path):
     assert doc["name"] == "fig" and doc["source"] == "colmap" and doc["protocol"] == "lerf_ovs"
     assert doc["root"] == str(root.absolute()) and doc["labels"] == str((tmp_path / "labels").absolute())
     assert doc["downscale"] == 2 and doc["n_points"] == 20 and doc["images"] == "images"
+    np.testing.assert_allclose(doc["frames"][0].pop("world_to_camera"), gt_poses(4)[0], atol=1e-12)
     assert doc["frames"][0] == {
         "name": "frame_00001",
         "image_path": str(root.absolute() / "images" / "frame_00001.jpg"),
         "width": W // 2,
         "height": H // 2,
         "image_sha256": file_sha256(root / "images" / "frame_00001.jpg"),
+        # the camera the stages see, so the results render without the images
+        "K": (K_GT * [[0.5], [0.5], [1]]).tolist(),  # and world_to_camera, compared above
     }
     assert [f["name"] for f in doc["frames"]] == [f"frame_{i:05d}" for i in range(1, 5)]
     assert not list(out.parent.glob(".*tmp*")), "no temporary file left beside the manifest"
