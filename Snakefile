@@ -81,11 +81,11 @@ include: "workflow/rules/eval.smk"
 include: "workflow/rules/export.smk"
 
 
-# Cheap aggregation: on a cluster these run on the submit host, not as jobs.
+# Cheap aggregation: on a cluster these run on the submit host, not as jobs (and `tables`, in
+# eval.smk, when the run has one: naming an absent rule here made Snakemake warn on every run).
 localrules:
     all,
     scene_manifest,
-    tables,
 
 
 rule all:
@@ -95,4 +95,14 @@ rule all:
 
 
 onsuccess:
-    print(f"\n{closing_message('results', RUN_STARTED)}")
+    # the commands it gives run as written: this run's snakemake (as typed, e.g. .venv/bin/snakemake)
+    # and its config files
+    print(
+        "\n"
+        + closing_message(
+            "results",
+            RUN_STARTED,
+            snakemake=sys.argv[0] if sys.argv[0].endswith("snakemake") else "python -m snakemake",
+            configfiles=" ".join(map(str, workflow.overwrite_configfiles)),
+        )
+    )

@@ -27,9 +27,13 @@ def built_since(results: str | os.PathLike, started: float) -> list[Path]:
     return sorted(out)
 
 
-def closing_message(results: str | os.PathLike, started: float) -> str:
+def closing_message(
+    results: str | os.PathLike, started: float, *, snakemake: str = "snakemake", configfiles: str = ""
+) -> str:
     """What the run built, grouped by scene (a few files by name, else a count per stage), the tables
-    when they were rebuilt, and how to see the report."""
+    when they were rebuilt (each Markdown table printed whole), and how to see the report: a command
+    that runs as written (`snakemake`: the program this run was started as, e.g. .venv/bin/snakemake;
+    `configfiles`: the --configfile names of the run, empty for the default config.yaml)."""
     files = built_since(results, started)
     if not files:
         return "ccl-lgs: done; nothing new was built (every requested output was up to date)."
@@ -63,5 +67,10 @@ def closing_message(results: str | os.PathLike, started: float) -> str:
         lines.append(
             "Per-query IoUs: results/<scene>/seed<N>/eval/<variant>/queries.csv. HTML report with tables"
         )
-        lines.append("and relevance maps: snakemake --report results/report.html")
+        config = f" --configfile {configfiles}" if configfiles else ""
+        lines.append(f"and relevance maps: {snakemake} --report results/report.html{config}")
+        for f in md:  # the rebuilt tables themselves, as they read
+            table = Path(results).parent / f
+            if table.is_file():
+                lines += ["", f"{f}:", table.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines)

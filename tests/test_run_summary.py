@@ -47,3 +47,18 @@ def test_nothing_new(tmp_path):
     _touch(tmp_path, "ramen/masks/raw.h5", time.time() - 100)
     assert "nothing new was built" in closing_message(tmp_path, time.time())
     assert "nothing new was built" in closing_message(tmp_path / "absent", time.time())
+
+
+def test_the_closing_commands_run_as_written_and_the_rebuilt_tables_are_printed(tmp_path):
+    started = time.time()
+    results = tmp_path / "results"
+    _touch(results, "ramen/seed0/eval/full/queries.csv", started + 1)
+    table = results / "tables" / "table1.md"
+    _touch(results, "tables/table1.md", started + 1)
+    table.write_text("| method | mIoU |\n|---|---|\n| full | 41.2 |\n")
+    os.utime(table, (started + 1, started + 1))
+    msg = closing_message(
+        results, started, snakemake=".venv/bin/snakemake", configfiles="configs/lerf_ovs.yaml"
+    )
+    assert ".venv/bin/snakemake --report results/report.html --configfile configs/lerf_ovs.yaml" in msg
+    assert "| full | 41.2 |" in msg  # the table itself reaches the console

@@ -7,7 +7,7 @@ from ccl.codebook.config import CodebookConfig
 from ccl.config import section
 
 CODEBOOK = section(
-    CodebookConfig, config.get("codebook"), where="config.yaml: codebook"
+    CodebookConfig, config.get("codebook"), where=f"{CONFIG_SOURCE}: codebook"
 )
 
 

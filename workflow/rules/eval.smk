@@ -89,3 +89,6 @@ if EVAL_SCENES:
             "../scripts/tables.py"
 
     ALL_TARGETS.extend(rules.tables.output)
+
+    localrules:
+        tables,

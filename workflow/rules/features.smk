@@ -5,7 +5,7 @@ from ccl.config import section
 from ccl.features.config import FeaturesConfig
 
 FEATURES = section(
-    FeaturesConfig, config.get("features"), where="config.yaml: features"
+    FeaturesConfig, config.get("features"), where=f"{CONFIG_SOURCE}: features"
 )
 
 

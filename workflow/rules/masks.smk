@@ -5,7 +5,7 @@
 from ccl.config import section
 from ccl.masks.config import MasksConfig
 
-MASKS = section(MasksConfig, config.get("masks"), where="config.yaml: masks")
+MASKS = section(MasksConfig, config.get("masks"), where=f"{CONFIG_SOURCE}: masks")
 
 
 rule sam_masks:

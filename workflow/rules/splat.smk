@@ -11,9 +11,9 @@
 from ccl.config import section
 from ccl.splat.config import LanguageConfig, RgbConfig
 
-RGB = section(RgbConfig, config.get("rgb"), where="config.yaml: rgb")
+RGB = section(RgbConfig, config.get("rgb"), where=f"{CONFIG_SOURCE}: rgb")
 LANGUAGE = section(
-    LanguageConfig, config.get("language"), where="config.yaml: language"
+    LanguageConfig, config.get("language"), where=f"{CONFIG_SOURCE}: language"
 )
 
 

@@ -4,7 +4,7 @@
 from ccl.config import section
 from ccl.tracks.config import TracksConfig
 
-TRACKS = section(TracksConfig, config.get("tracks"), where="config.yaml: tracks")
+TRACKS = section(TracksConfig, config.get("tracks"), where=f"{CONFIG_SOURCE}: tracks")
 
 
 rule track_masks:
