@@ -64,6 +64,8 @@ def train_rgb(
     scene = load_scene_from_manifest(manifest, cfg=scene_load)
     images = [load_image(c, cfg=scene_load, cache_dir=cache_dir) for c in scene.cameras]
     out_path = Path(out_path)
+    init = initialisation_record(manifest, n_points=len(scene.points_xyz), cfg=cfg)
+    log.info("initialisation: %s", init["what"])
     run_id = {
         "stage": "rgb",
         "config": as_params(cfg),
@@ -93,7 +95,7 @@ def train_rgb(
     finish_stage(
         out_path, gaussians, metrics, save=save_rgb_field, header=header,
         metrics_path=metrics_path_of(out_path, metrics_path),
-        metrics_extra={"scene": scene.name, "config": as_params(cfg), "seed": seed},
+        metrics_extra={"scene": scene.name, "config": as_params(cfg), "seed": seed, "initialisation": init},
     )  # fmt: skip
     log.info(
         "%s: %d Gaussians, held-out PSNR %s dB, train PSNR %s dB",
@@ -159,6 +161,25 @@ def fit_rgb(
         }
     )
     return gaussians, metrics
+
+
+def initialisation_record(manifest: str | os.PathLike, *, n_points: int, cfg: RgbConfig) -> dict:
+    """Where the colour field starts from, for its log and rgb.metrics.json: {source, points, what}.
+    source: the points file the manifest names (triangulated from the poses), the scene's own sparse
+    points, or random points (`rgb.init_random_points` of them) where the scene has none."""
+    from ccl.scene import read_manifest
+
+    m = read_manifest(manifest)
+    if n_points == 0:
+        source, points = "random", cfg.init_random_points
+        what = f"{points} random points where the cameras look (the scene has no sparse points)"
+    elif m.points is not None:
+        source, points = m.points["path"], n_points
+        what = f"{points} points triangulated from the poses ({source})"
+    else:
+        source, points = "scene", n_points
+        what = f"the scene's {points} sparse points ({m.root})"
+    return {"source": source, "points": int(points), "what": what}
 
 
 def initial_gaussians(

@@ -255,6 +255,9 @@ def test_stage_entry_writes_field_and_metrics(tiny_scene_dir, tmp_path):
     assert header["device"] == "cpu" and header["format_version"] == 1 and len(g) == m.n_gaussians
     metrics = json.loads((tmp_path / "gaussians" / "rgb.metrics.json").read_text())
     assert metrics["psnr_heldout"] == pytest.approx(m.psnr_heldout) and metrics["scene"] == "tiny"
+    n_points = len(load_scene(tiny_scene_dir, source="synthetic", cfg=SceneLoadConfig()).points_xyz)
+    assert n_points > 0 and metrics["initialisation"]["source"] == "scene"  # what it started from
+    assert metrics["initialisation"]["points"] == n_points
     assert not partial_path(out).exists()  # deleted on success
     with pytest.raises(ValueError, match="scene 'tiny', but this run is for scene 'other'"):
         load_rgb_field(out, scene="other")
