@@ -69,6 +69,7 @@ def test_the_readmes_own_photo_commands_plan_after_make_checkpoints(own_photos_r
     assert jobs["poses"] == 1 and jobs["sam_masks"] == 1 and jobs["train_language"] >= 1, jobs
 
 
+@pytest.mark.slow  # runs SfM on ten photos for real: about 30 s on 2 cores
 def test_poses_and_the_colour_field_need_no_checkpoint(own_photos_repo):
     """Before `make checkpoints`: the poses command runs as written; the colour field's plans (no model
     stage in it); the whole run is refused, naming the checkpoints' keys."""
