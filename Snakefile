@@ -81,6 +81,24 @@ include: "workflow/rules/eval.smk"
 include: "workflow/rules/export.smk"
 
 
+# Memory (ccl.memory): each model stage's estimated peak at the scenes' working image size, against its
+# rule's mem_mb (as --set-resources leaves it) and, with device cuda, the GPU's; a warning, not a refusal
+# (the estimate is an estimate), naming the keys that lower it. Jobs re-parse this file: the main
+# process has warned.
+if workflow.is_main_process:
+    from ccl.memory import RULES as _MEMORY_RULES
+    from ccl.preflight import memory_warnings
+
+    _mem_mb = {s: first_attempt_mem_mb(r) for s, r in _MEMORY_RULES.items()}
+    for _line in memory_warnings(
+        config,
+        targets=command_line_targets(sys.argv),
+        mem_mb={s: mb for s, mb in _mem_mb.items() if mb},
+        source=CONFIG_SOURCE,
+    ):
+        print(_line, file=sys.stderr)
+
+
 # Cheap aggregation: on a cluster these run on the submit host, not as jobs (and `tables`, in
 # eval.smk, when the run has one: naming an absent rule here made Snakemake warn on every run).
 localrules:

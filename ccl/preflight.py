@@ -428,3 +428,52 @@ def _prototype_problems(config: Mapping[str, Any], name: str, n_views: int) -> l
             f"set `codebook: {{n_prototypes: {max(2, min(bound, n // 2))}}}` or fewer (at most {bound} for this scene)",
         )
     ]
+
+
+# --- memory -------------------------------------------------------------------------------------------
+
+
+def memory_warnings(
+    config: Mapping[str, Any],
+    *,
+    targets: Iterable[str] | None = None,
+    mem_mb: Mapping[str, float],
+    source: str = "the config",
+) -> list[str]:
+    """ccl.memory's warnings for the real scenes of the run: each model stage's estimated peak at the
+    scene's largest working image (scene_load.downscale, max_image_side) against its rule's `mem_mb`
+    (stage -> MB) and, with `device: cuda` on a machine whose torch sees the GPU, the GPU's memory."""
+    from ccl import memory
+    from ccl.scene.ops import working_size
+
+    needs = target_needs(targets)
+    stages = {n: scene_needs(needs, n) for n in config["scenes"]}
+    model_stages = {"masks", "tracks", "features"}
+    sizes = {}
+    for name in config["scenes"]:
+        entry = resolve_entry(config, name)
+        if entry["source"] == "synthetic" or not model_stages & stages[name]:
+            continue
+        if entry["source"] == "images" and not _is_colmap_folder(config, entry):
+            photos, problem = _check_photos(config, name, entry)
+            if problem is not None:
+                continue
+            load = config["scene_load"]
+            whs = [working_size((p.width, p.height), downscale=load["downscale"], max_side=load["max_image_side"])
+                   for p in photos.photos]  # fmt: skip
+        else:
+            scene, problem = _load_real_scene(config, name, entry)
+            if problem is not None:
+                continue
+            whs = [(c.width, c.height) for c in scene.cameras]  # the working size already
+        if whs:
+            sizes[name] = (max(whs, key=lambda wh: wh[0] * wh[1]), len(whs))
+    gpu = None
+    if sizes and str(config.get("device", "auto")).startswith("cuda"):
+        import torch
+
+        device = str(config["device"])
+        index = int(device[5:]) if device[5:].isdigit() else 0
+        if torch.cuda.is_available() and index < torch.cuda.device_count():
+            gpu = torch.cuda.get_device_properties(index).total_memory
+    return memory.memory_warnings(config, sizes, mem_mb=mem_mb, gpu_bytes=gpu, stages=stages, source=source)

@@ -162,3 +162,12 @@ def model_resources(mem_mb, runtime, *, backend_is_real=True):
         "runtime": per_attempt(runtime),
         "gpu": GPU_JOB if backend_is_real else 0,
     }
+
+
+def first_attempt_mem_mb(rule_name):
+    """The rule's mem_mb on a first attempt, as --set-resources leaves it (None if unset or not a number)."""
+    mem = workflow.get_rule(rule_name).resources.get("mem_mb")  # a snakemake Resource, or None
+    if mem is None:
+        return None
+    value = mem.evaluate(None, attempt=1).value if mem.is_evaluable() else mem.value
+    return float(value) if isinstance(value, int | float) else None
