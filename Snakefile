@@ -9,7 +9,11 @@ from snakemake.utils import min_version, validate
 from ccl.config import validate_config
 from ccl.preflight import PreflightError, check_device, check_run
 from ccl.run_summary import closing_message
-from ccl.targets import command_line_targets
+from ccl.targets import (
+    command_line_configfile_flags,
+    command_line_targets,
+    repeated_configfile_message,
+)
 
 min_version("9.0")
 
@@ -19,6 +23,14 @@ RUN_STARTED = time.time()  # the closing message names what this run wrote after
 # Config composition: a config named on the command line (--configfile, several compose left to right,
 # or a profile's configfile) describes the run; config.yaml, the embedded synthetic default, applies
 # only when none is named. `--config key=value` adds to whichever it is.
+# Two --configfile flags are refused, not run: Snakemake keeps only the last flag's files (argparse's
+# store; its header alone shows it), so the first config would drop silently; one flag with several
+# files composes them, which is what the user meant (ccl.targets reads the line with Snakemake's parser).
+if workflow.is_main_process:
+    _repeated = repeated_configfile_message(command_line_configfile_flags(sys.argv))
+    if _repeated:
+        raise WorkflowError(_repeated)
+
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"

@@ -12,6 +12,7 @@ field), language (the language fields), eval (labels, evaluation and tables).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -105,14 +106,58 @@ def command_line_targets(argv: Sequence[str]) -> list[str] | None:
     parser; None where this is no snakemake command (the API called in-process) or its line cannot be
     read, so that the caller checks everything. --until and --omit-from only narrow a run: the targets'
     needs still cover it."""
+    args = _parse_command_line(argv)
+    return None if args is None else list(args.targets or [])
+
+
+def command_line_configfile_flags(argv: Sequence[str]) -> list[list[str]] | None:
+    """Each `--configfile` flag of this process's `snakemake` command line with the files it names, in
+    order (its --configfiles spelling, abbreviations and `--configfile=a.yaml` included: Snakemake's own
+    parser reads them); None where this is no snakemake command or its line cannot be read.
+
+    Snakemake keeps only the last flag's files (argparse's store), so `--configfile a.yaml --configfile
+    b.yaml` runs b.yaml alone; more than one flag here is a config silently dropped."""
+    args = _parse_command_line(argv)
+    return None if args is None else list(getattr(args, _EVERY_CONFIGFILE, []))
+
+
+def repeated_configfile_message(flags: Sequence[Sequence[str]] | None) -> str | None:
+    """The refusal for a command line with more than one --configfile flag (None for one, none, or a
+    line that could not be read)."""
+    if not flags or len(flags) < 2:
+        return None
+    named = ", then ".join(" ".join(map(str, files)) for files in flags)
+    dropped = " ".join(str(f) for files in flags[:-1] for f in files)
+    every = " ".join(str(f) for files in flags for f in files)
+    return (
+        f"--configfile is given {len(flags)} times ({named}): Snakemake keeps only the last flag's "
+        f"files, so {dropped} would be silently ignored. Name every config after one flag, which "
+        f"composes them left to right: `--configfile {every}` (targets go before it)."
+    )
+
+
+_EVERY_CONFIGFILE = "ccl_every_configfile"
+
+
+def _parse_command_line(argv: Sequence[str]):
     program = str(argv[0]) if argv else ""
     if not (Path(program).name == "snakemake" or program.endswith(f"snakemake{os.sep}__main__.py")):
         return None
     from snakemake.cli import get_argument_parser
 
+    parser = get_argument_parser()
+    for action in parser._actions:  # record every --configfile flag, not only the last one's files
+        if action.dest == "configfile" and type(action) is argparse._StoreAction:
+            action.__class__ = _RecordEveryFlag
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # its usage lines are Snakemake's to print
-            args = get_argument_parser().parse_args(list(argv[1:]))
+            return parser.parse_args(list(argv[1:]))
     except (SystemExit, Exception):  # argparse exits on a line it cannot read; anything else: check all
         return None
-    return list(args.targets or [])
+
+
+class _RecordEveryFlag(argparse._StoreAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        every = [*getattr(namespace, _EVERY_CONFIGFILE, []), [str(v) for v in values]]
+        setattr(namespace, _EVERY_CONFIGFILE, every)
+        super().__call__(parser, namespace, values, option_string)

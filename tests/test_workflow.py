@@ -38,6 +38,24 @@ def test_broken_config_stops_with_the_key_named(tmp_path):
     assert "xp" in r.stderr + r.stdout and "scales" in r.stderr + r.stdout
 
 
+
+def test_two_configfile_flags_are_refused_naming_both_and_the_one_flag_fix(tmp_path):
+    # Snakemake keeps only the last --configfile flag: the ablation variants would run without the
+    # benchmark, or the other way round. One flag with both files composes them.
+    from workflow_testkit import repo_copy, snakemake
+
+    repo = repo_copy(tmp_path / "repo")
+    r = snakemake(repo, "-n", "--configfile", "config.yaml", "--configfile", "configs/ablation.yaml")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "--configfile is given 2 times (config.yaml, then configs/ablation.yaml)" in out, out
+    assert "config.yaml would be silently ignored" in out, out
+    assert "`--configfile config.yaml configs/ablation.yaml`" in out, out
+    assert "Traceback" not in out, out
+    # the fix it names plans
+    r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config.yaml", "configs/ablation.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+
 # The software environment is the project's pip venv (Makefile), not conda: no registry here serves
 # conda packages, so that one lint is expected. Any other lint fails the test.
 EXPECTED_LINT = "Specify a conda environment or container for each rule."
