@@ -11,7 +11,7 @@ from ccl.cli import common
 def add_parser(sub) -> None:
     v = sub.add_parser("view", help="a browser page: the colour field, text queries, the selection exported")
     v.add_argument("scene_dir", help=common.SCENE_DIR_HELP)
-    v.add_argument("--port", type=int, default=8080, help="port of the page (default: 8080)")
+    v.add_argument("--port", type=port_number, default=8080, help="port of the page, 1-65535 (default: 8080)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     v.add_argument("--frame", help="training view the browser starts at (default: the first)")
     v.add_argument(
@@ -24,6 +24,20 @@ def add_parser(sub) -> None:
     )
     common.add_common(v)
     v.set_defaults(func=run)
+
+
+def port_number(text: str) -> int:
+    """--port's type: a TCP port, 1..65535 (argparse names the flag: `argument --port: …`); a value
+    outside reached the socket as a raw OverflowError."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number; give one of 1-65535, e.g. 8080"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is no TCP port; give one of 1-65535, e.g. 8080")
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

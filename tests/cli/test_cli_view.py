@@ -221,3 +221,17 @@ def test_view_bad_input_exits_with_a_message(
             busy.close()
     err = capsys.readouterr().err
     assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0", "http"])
+def test_a_port_outside_1_to_65535_is_refused_naming_the_flag(tmp_path, port):
+    # through the `ccl` command as typed: no traceback (it was a raw OverflowError from the socket)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ccl = str(Path(sys.executable).with_name("ccl"))
+    r = subprocess.run([ccl, "view", str(tmp_path), "--port", port], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "ccl view: error: argument --port:" in r.stderr and "give one of 1-65535" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
