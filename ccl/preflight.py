@@ -193,9 +193,12 @@ def _checkpoint_problems(stage: str, section: Mapping[str, Any]) -> list[Problem
     from ccl.config import section as build_section
     from ccl.config import section_dataclass
 
+    from ccl.runlog import no_implicit_root_handler
+
     try:
         cfg = build_section(section_dataclass(stage), section, where=f"config: {stage}")
-        importlib.import_module(REAL_BACKEND_MODULES[stage]).check_weights(cfg)
+        with no_implicit_root_handler():  # Snakemake's lines would print twice (ccl.runlog)
+            importlib.import_module(REAL_BACKEND_MODULES[stage]).check_weights(cfg)
     except (FileNotFoundError, ValueError, ImportError) as e:
         key = _checkpoint_key(stage, str(e))
         return [Problem(key, None, str(e), None)]  # the backends' messages name the file to get and the key

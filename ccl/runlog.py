@@ -74,6 +74,24 @@ def warn_once(logger: logging.Logger, message: str) -> None:
         warn_user(logger, message)
 
 
+@contextlib.contextmanager
+def no_implicit_root_handler() -> Iterator[None]:
+    """Run third-party code without letting it configure the root logger.
+
+    Code that logs through the module's functions (`logging.info(...)`: open_clip's create_model does)
+    runs `logging.basicConfig` when the root logger has no handler, leaving a stderr handler there. In
+    Snakemake's own process (the preflight builds models on the meta device) every Snakemake line then
+    propagates to it and is printed twice ("INFO:snakemake.logging:None", "Shell command: None").
+    Handlers added to the root logger while this runs are removed when it ends."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        yield
+    finally:
+        for h in [h for h in root.handlers if h not in before]:
+            root.removeHandler(h)
+
+
 def job_name(rule: str, wildcards: Iterable[Any] | Mapping[str, Any] = ()) -> str:
     """The rule and its wildcard values, in the rule's order: "sam_masks ramen"; a seed as its run's
     folder is named ("train_rgb ramen seed2"), since a bare number says nothing."""

@@ -58,3 +58,15 @@ def test_the_default_max_image_side_is_not_warned(big_photos_repo):
     r = snakemake(big_photos_repo, "--configfile", "big.yaml", "-n")
     assert r.returncode == 0, r.stderr
     assert "ccl-lgs memory" not in r.stderr + r.stdout
+
+
+def test_each_snakemake_line_is_printed_once_with_the_real_backends(big_photos_repo):
+    # open_clip logs through the root logger, which configured it (a stderr handler) at the preflight's
+    # checkpoint check: every Snakemake line was then printed twice, "INFO:snakemake.logging:None"
+    # and "Shell command: None" among them
+    r = snakemake(big_photos_repo, "--configfile", "big.yaml", "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "snakemake.logging" not in out and "Shell command: None" not in out, out
+    for line in ("Building DAG of jobs...", "rule sam_masks:", "    log: logs/sam_masks/big.log"):
+        assert out.splitlines().count(line) == 1, (line, out)
