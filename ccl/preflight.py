@@ -192,7 +192,6 @@ def _checkpoint_problems(stage: str, section: Mapping[str, Any]) -> list[Problem
 
     from ccl.config import section as build_section
     from ccl.config import section_dataclass
-
     from ccl.runlog import no_implicit_root_handler
 
     try:
