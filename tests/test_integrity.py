@@ -216,3 +216,16 @@ def test_an_image_there_under_another_case_is_named_not_just_skipped(tmp_path, c
     assert "frame_00002" not in scene.frame_names
     assert "under another case (e.g. frame_00002.JPG for frame_00002.jpg)" in caplog.text
     assert "rename those files" in caplog.text
+
+
+def test_the_checksum_read_in_one_pass_is_the_one_files_were_written_with(tmp_path):
+    # chunks listed at once and read at their offsets (the fast path) hash as the per-chunk reads did:
+    # a file written before verifies, and one written now verifies where only the per-chunk read works
+    from ccl.io.h5 import h5_content_sha256
+
+    raw = _raw(tmp_path / "raw.h5", _manifest(tmp_path / "scene.json", "ramen"))
+    with h5py.File(raw, "r") as f:
+        fast = h5_content_sha256(f)
+        assert fast == f.attrs[CHECKSUM_ATTR]
+    with h5py.File(raw, "r", driver="core") as f:  # in memory: no file to read chunks from
+        assert h5_content_sha256(f) == fast
