@@ -150,6 +150,25 @@ def describe(stage: str, host: float, gpu: float) -> str:
     )
 
 
+def job_memory_line(stage: str, section: Mapping[str, Any], device: str, cameras) -> str:
+    """The line a model job writes to its log when it starts (before its model is built): the estimate
+    at its scene's largest working image (`cameras`: the scene's, each at its working size) and the keys
+    that lower it. The kernel kills a job out of memory with SIGKILL, which no handler of the job sees:
+    Snakemake then prints the failed job's log (profiles' show-failed-logs), and this line is in it."""
+    whs = [(c.width, c.height) for c in cameras]
+    wh = max(whs, key=lambda x: x[0] * x[1])
+    config = {stage: section}
+    at = f"{wh[0]} x {wh[1]} px, {len(whs)} frames"
+    if str(device).startswith("cuda"):
+        host, gpu = stage_bytes(stage, config, wh, len(whs), cuda=True)
+    else:
+        host, gpu = stage_bytes(stage, config, wh, len(whs), cuda=False)
+        if device == "auto":  # torch is not imported yet: both cases
+            c_host, c_gpu = stage_bytes(stage, config, wh, len(whs), cuda=True)
+            at += f"; on a CUDA device {c_host / GB:.1f} GB host and {c_gpu / GB:.1f} GB GPU, here on a CPU"
+    return describe(stage, host, gpu).replace(" at its peak", f" at its peak ({at})")
+
+
 def memory_warnings(
     config: Mapping[str, Any],
     scenes: Mapping[str, tuple[tuple[int, int], int]],

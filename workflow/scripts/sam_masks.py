@@ -1,7 +1,7 @@
 # SAM's three mask levels for every image of a scene (ccl.masks.generate_masks) → raw.h5.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # the job's log, threads and progress
+with script_logging(snakemake) as log:  # the job's log, threads and progress
     import functools
 
     from ccl.config import section
@@ -12,6 +12,10 @@ with script_logging(snakemake):  # the job's log, threads and progress
     cfg = section(MasksConfig, snakemake.params.masks, where="config.yaml: masks")
     scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")
     scene = load_scene_from_manifest(snakemake.input.manifest, cfg=scene_cfg)
+    if cfg.backend != "sim":  # the model's estimated peak, in the log before any of it is built (ccl.memory)
+        from ccl.memory import job_memory_line
+
+        log.info(job_memory_line("masks", snakemake.params.masks, snakemake.params.device, scene.cameras))
     generate_masks(
         scene,
         cfg=cfg,

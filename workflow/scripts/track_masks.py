@@ -1,7 +1,7 @@
 # Track labels for every mask of one scale (ccl.tracks.track_masks) → tracks/{scale}.h5.
 from ccl.runlog import script_logging
 
-with script_logging(snakemake):  # the job's log, threads and progress
+with script_logging(snakemake) as log:  # the job's log, threads and progress
     import functools
 
     from ccl.config import section
@@ -11,6 +11,10 @@ with script_logging(snakemake):  # the job's log, threads and progress
     cfg = section(TracksConfig, snakemake.params.tracks, where="config.yaml: tracks")
     scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")
     scene = load_scene_from_manifest(snakemake.input.manifest, cfg=scene_cfg)
+    if cfg.backend != "sim":  # the model's estimated peak, in the log before any of it is built (ccl.memory)
+        from ccl.memory import job_memory_line
+
+        log.info(job_memory_line("tracks", snakemake.params.tracks, snakemake.params.device, scene.cameras))
     track_masks(
         scene,
         snakemake.input.masks,
