@@ -229,3 +229,30 @@ def test_the_checksum_read_in_one_pass_is_the_one_files_were_written_with(tmp_pa
         assert fast == f.attrs[CHECKSUM_ATTR]
     with h5py.File(raw, "r", driver="core") as f:  # in memory: no file to read chunks from
         assert h5_content_sha256(f) == fast
+
+
+def test_weights_are_hashed_once_per_file_version_across_processes(tmp_path, monkeypatch):
+    # a later process (the in-process memory cleared) finds the hash on disk and reads no weights; the
+    # weights rewritten in place, same size and mtime restored, are hashed again and refused
+    import os
+
+    from ccl.io import hashing
+
+    monkeypatch.setenv("CCL_HASH_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "open_clip.bin"
+    torch.save({"w": torch.zeros(3)}, weights)
+    first = hashing.weights_sha256(weights)
+    assert first == file_sha256(weights)
+
+    hashing._REMEMBERED.clear()
+    monkeypatch.setattr(hashing, "file_sha256", lambda p: pytest.fail(f"{p} hashed again"))
+    assert hashing.weights_sha256(weights) == first
+    monkeypatch.undo()
+    monkeypatch.setenv("CCL_HASH_CACHE", str(tmp_path / "cache"))
+
+    st = weights.stat()
+    torch.save({"w": torch.ones(3)}, weights)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size
+    hashing._REMEMBERED.clear()
+    assert hashing.weights_sha256(weights) == file_sha256(weights) != first

@@ -14,3 +14,50 @@ def file_sha256(path: str | os.PathLike, *, chunk_bytes: int = 1 << 22) -> str:
         while chunk := f.read(chunk_bytes):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where `weights_sha256` remembers hashes: $CCL_HASH_CACHE, else $XDG_CACHE_HOME/ccl/sha256, else
+    ~/.cache/ccl/sha256."""
+    if os.environ.get("CCL_HASH_CACHE"):
+        return Path(os.environ["CCL_HASH_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "ccl" / "sha256"
+
+
+_REMEMBERED: dict[str, str] = {}  # file identity -> sha256, in this process
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """`file_sha256` of a model's weights, hashed once per file version and remembered across processes.
+
+    Every job and `ccl` command that builds a model records or checks its weights' sha256 (a record
+    compared with the hub's published hashes, so sha256); hashing a file of hundreds of MB cost more than
+    torch.load of it (bench/integrity.py). The hash is kept in `cache_dir()` under the file's identity:
+    absolute path, device, inode, size, mtime_ns and ctime_ns. ctime cannot be set back by a user, so
+    weights replaced or rewritten in place (an mtime restored included) are hashed again. A cache that
+    cannot be written or read only costs the hash."""
+    import json
+
+    path = Path(path).expanduser().absolute()
+    st = path.stat()
+    identity = f"{path}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+    if identity in _REMEMBERED:
+        return _REMEMBERED[identity]
+    entry = cache_dir() / f"{hashlib.sha256(identity.encode()).hexdigest()}.json"
+    try:
+        record = json.loads(entry.read_text())
+        if record.get("identity") == identity and len(record.get("sha256", "")) == 64:
+            _REMEMBERED[identity] = record["sha256"]
+            return record["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = file_sha256(path)
+    _REMEMBERED[identity] = digest
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"identity": identity, "sha256": digest}))
+        os.replace(tmp, entry)
+    except OSError:
+        pass
+    return digest

@@ -171,7 +171,7 @@ def check_text_weights(features_path: str | os.PathLike, model: Mapping[str, Any
     """Refuse weights at the configured path that are not those the features file was made with (its
     `model`'s `pretrained_sha256`, `model_config_sha256`): text embedded with other weights of the same
     architecture shares no space with the scene's prototypes, and nothing else would tell."""
-    from ccl.io.provenance import content_sha256
+    from ccl.io.hashing import weights_sha256
 
     for key, file_key, cfg_key in (
         ("pretrained_sha256", "pretrained", "pretrained"),
@@ -184,7 +184,7 @@ def check_text_weights(features_path: str | os.PathLike, model: Mapping[str, Any
         path = Path(configured).expanduser()
         if not path.is_file():
             continue  # the encoder's build names a missing file, with its config key
-        got = content_sha256(path)
+        got = weights_sha256(path)
         if got != want:
             raise ValueError(
                 f"{path} (features.{cfg_key}): sha256 {got[:12]}…, but {features_path} was made with "

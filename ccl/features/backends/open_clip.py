@@ -208,13 +208,14 @@ class OpenClipEncoder:
         from importlib.metadata import version
 
         from ccl.io import file_sha256
+        from ccl.io.hashing import weights_sha256
 
         info = {
             "backend": "open_clip",
             "simulated": False,
             "model_name": self.cfg.model_name,
             "pretrained": str(self.path.absolute()),
-            "pretrained_sha256": file_sha256(self.path),
+            "pretrained_sha256": weights_sha256(self.path),
             "open_clip_version": version("open_clip_torch"),
             "dim": self.dim,
             "dtype": compute_dtype(self.device, self.cfg.precision),  # features.precision; float32 on a CPU

@@ -339,7 +339,7 @@ class SamBackend:
         load_image: Callable[[Any], np.ndarray],
         builders: Mapping[str, Callable[[], Any]] | None = None,
     ) -> SamBackend:
-        from ccl.io.hashing import file_sha256
+        from ccl.io.hashing import weights_sha256
 
         builders = SAM_BUILDERS if builders is None else builders
         path = check_checkpoint(cfg, builders)  # before anything heavy
@@ -352,7 +352,7 @@ class SamBackend:
             "backend": "sam",
             "model": f"sam_{cfg.sam_model_type}",
             "checkpoint": str(path.absolute()),
-            "checkpoint_sha256": file_sha256(path),
+            "checkpoint_sha256": weights_sha256(path),
             "device": device,
             # what the image encoder computed in: masks.precision on CUDA, float32 on a CPU
             "encoder_dtype": compute_dtype(device, cfg.precision),

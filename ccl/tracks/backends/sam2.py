@@ -219,7 +219,7 @@ class Sam2Propagator:
     def model_info(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        from ccl.io import file_sha256
+        from ccl.io.hashing import weights_sha256
 
         ckpt = Path(self.cfg.sam2_checkpoint).expanduser().absolute()
         return {
@@ -228,7 +228,7 @@ class Sam2Propagator:
             "config": self.cfg.sam2_config,
             "overrides": list(self.cfg.sam2_overrides),
             "checkpoint": str(ckpt),
-            "checkpoint_sha256": file_sha256(ckpt),
+            "checkpoint_sha256": weights_sha256(ckpt),
             "sam2_version": version("sam2"),
             "dtype": compute_dtype(self.device, self.cfg.precision),  # tracks.precision; float32 on a CPU
             "device": str(self.device),  # what it computed on
