@@ -1,12 +1,13 @@
 # CCL-LGS workflow: a table of contents. Each stage is one file under workflow/rules/;
 # all logic lives in the `ccl` package. See README.md and docs/contracts.md.
+import os
 import sys
 import time
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from ccl.config import validate_config
+from ccl.config import CONFIG_SOURCE_ENV, validate_config
 from ccl.preflight import PreflightError, check_device, check_run
 from ccl.run_summary import closing_message
 from ccl.targets import (
@@ -41,6 +42,7 @@ if not workflow.overwrite_configfiles:
 # fills only the top level's); it also reads nested `--config` values, which Snakemake leaves as
 # strings, as YAML. Snakemake's validate then checks the result.
 CONFIG_SOURCE = " ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml"
+os.environ[CONFIG_SOURCE_ENV] = CONFIG_SOURCE  # the jobs' messages name it too (ccl.config.config_where)
 try:
     _validated = validate_config(config, source=CONFIG_SOURCE)
 except ValueError as e:

@@ -24,6 +24,21 @@ DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
 DEFAULT_SEED = 0  # a config with neither `seed` nor `seeds`
 
 
+# The config file(s) the run was given (the Snakefile's CONFIG_SOURCE: the --configfile names, or
+# config.yaml), for messages that name the file to edit; set by the Snakefile for its jobs.
+CONFIG_SOURCE_ENV = "CCL_CONFIG_SOURCE"
+
+
+def config_source() -> str:
+    """The config file(s) this run was given, as messages name them (config.yaml outside a run)."""
+    return os.environ.get(CONFIG_SOURCE_ENV) or "config.yaml"
+
+
+def config_where(key: str) -> str:
+    """`section`'s `where` for config key `key` of this run: "configs/lerf_ovs.yaml: masks"."""
+    return f"{config_source()}: {key}"
+
+
 def section(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str = "config") -> T:
     """Build the frozen dataclass `cls` from one config section; unknown keys raise ValueError."""
     mapping = dict(mapping or {})

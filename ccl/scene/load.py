@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccl.config import config_source, config_where
 from ccl.scene import ops
 from ccl.scene.colmap import read_model
 from ccl.scene.config import SceneLoadConfig
@@ -59,12 +60,12 @@ def load_scene(
     """
     if source not in SOURCES:
         raise ValueError(
-            f"scene source must be one of {SOURCES}, got {source!r} (key `source` in config.yaml)"
+            f"scene source must be one of {SOURCES}, got {source!r} (key `source` in {config_source()})"
         )
     path = Path(path).expanduser().absolute()
     if not path.exists():
         raise FileNotFoundError(
-            f"{path}: scene folder not found; check the scene's `path` in config.yaml "
+            f"{path}: scene folder not found; check the scene's `path` in {config_source()} "
             "(relative paths are taken from the directory snakemake runs in)"
         )
     if source == "colmap":
@@ -429,7 +430,7 @@ def _build_cameras(views: list[_View], *, cfg: SceneLoadConfig) -> list[Camera]:
             sw, sh = crop[2], crop[3]
         if sw // f < 1 or sh // f < 1:
             raise ValueError(
-                f"config.yaml: scene_load.downscale = {f} shrinks {v.image_path} ({sw}x{sh}) to nothing; "
+                f"{config_where('scene_load')}.downscale = {f} shrinks {v.image_path} ({sw}x{sh}) to nothing; "
                 "use a smaller factor"
             )
         width, height = ops.working_size((sw, sh), downscale=f, max_side=cfg.max_image_side)

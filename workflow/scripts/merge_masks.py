@@ -2,10 +2,10 @@
 from ccl.runlog import script_logging
 
 with script_logging(snakemake):  # the job's log, threads and progress
-    from ccl.config import section
+    from ccl.config import config_where, section
     from ccl.masks import MasksConfig, merge_masks
 
-    cfg = section(MasksConfig, snakemake.params.masks, where="config.yaml: masks")
+    cfg = section(MasksConfig, snakemake.params.masks, where=config_where("masks"))
     merge_masks(
         snakemake.input.raw,
         scale=snakemake.wildcards.scale,

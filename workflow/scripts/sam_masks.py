@@ -4,13 +4,13 @@ from ccl.runlog import script_logging
 with script_logging(snakemake) as log:  # the job's log, threads and progress
     import functools
 
-    from ccl.config import section
+    from ccl.config import config_where, section
     from ccl.io.provenance import file_record
     from ccl.masks import MasksConfig, generate_masks
     from ccl.scene import SceneLoadConfig, load_image, load_scene_from_manifest
 
-    cfg = section(MasksConfig, snakemake.params.masks, where="config.yaml: masks")
-    scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")
+    cfg = section(MasksConfig, snakemake.params.masks, where=config_where("masks"))
+    scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where=config_where("scene_load"))
     scene = load_scene_from_manifest(snakemake.input.manifest, cfg=scene_cfg)
     if cfg.backend != "sim":  # the model's estimated peak, in the log before any of it is built (ccl.memory)
         from ccl.memory import job_memory_line

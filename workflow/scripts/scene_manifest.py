@@ -2,10 +2,10 @@
 from ccl.runlog import script_logging
 
 with script_logging(snakemake):  # the job's log, threads and progress
-    from ccl.config import section
+    from ccl.config import config_where, section
     from ccl.scene import SceneLoadConfig, write_manifest
 
-    cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")
+    cfg = section(SceneLoadConfig, snakemake.params.scene_load, where=config_where("scene_load"))
     write_manifest(
         snakemake.output.manifest,
         name=snakemake.wildcards.scene,

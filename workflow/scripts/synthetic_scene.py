@@ -2,8 +2,8 @@
 from ccl.runlog import script_logging
 
 with script_logging(snakemake):  # the job's log, threads and progress
-    from ccl.config import section
+    from ccl.config import config_where, section
     from ccl.synthetic import SyntheticConfig, make_scene
 
-    cfg = section(SyntheticConfig, snakemake.params.synthetic, where="config.yaml: synthetic")
+    cfg = section(SyntheticConfig, snakemake.params.synthetic, where=config_where("synthetic"))
     make_scene(snakemake.output.scene_dir, cfg=cfg, seed=snakemake.params.seed)

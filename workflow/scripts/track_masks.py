@@ -4,12 +4,12 @@ from ccl.runlog import script_logging
 with script_logging(snakemake) as log:  # the job's log, threads and progress
     import functools
 
-    from ccl.config import section
+    from ccl.config import config_where, section
     from ccl.scene import SceneLoadConfig, load_image, load_scene_from_manifest
     from ccl.tracks import TracksConfig, track_masks
 
-    cfg = section(TracksConfig, snakemake.params.tracks, where="config.yaml: tracks")
-    scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where="config.yaml: scene_load")
+    cfg = section(TracksConfig, snakemake.params.tracks, where=config_where("tracks"))
+    scene_cfg = section(SceneLoadConfig, snakemake.params.scene_load, where=config_where("scene_load"))
     scene = load_scene_from_manifest(snakemake.input.manifest, cfg=scene_cfg)
     if cfg.backend != "sim":  # the model's estimated peak, in the log before any of it is built (ccl.memory)
         from ccl.memory import job_memory_line

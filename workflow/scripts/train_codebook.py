@@ -4,9 +4,9 @@ from ccl.runlog import script_logging
 
 with script_logging(snakemake):  # the job's log, threads and progress
     from ccl.codebook import CodebookConfig, fit_codebook
-    from ccl.config import section
+    from ccl.config import config_where, section
 
-    cfg = section(CodebookConfig, snakemake.params.codebook, where="config.yaml: codebook")
+    cfg = section(CodebookConfig, snakemake.params.codebook, where=config_where("codebook"))
     fit_codebook(
         snakemake.input.features,
         snakemake.input.tracks,

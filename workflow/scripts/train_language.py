@@ -3,7 +3,7 @@
 from ccl.runlog import script_logging
 
 with script_logging(snakemake):  # the job's log, threads and progress
-    from ccl.config import section
+    from ccl.config import config_where, section
     from ccl.scene import SceneLoadConfig
     from ccl.splat import LanguageConfig, RgbConfig, train_language
 
@@ -12,12 +12,12 @@ with script_logging(snakemake):  # the job's log, threads and progress
     train_language(
         snakemake.output.field,
         manifest=inputs.manifest,
-        scene_load=section(SceneLoadConfig, params.scene_load, where="config.yaml: scene_load"),
+        scene_load=section(SceneLoadConfig, params.scene_load, where=config_where("scene_load")),
         masks_path=inputs.masks,
         codebook_path=inputs.codebook,
         rgb_path=inputs.rgb or None,
-        cfg=section(LanguageConfig, params.language, where="config.yaml: language"),
-        rgb_cfg=section(RgbConfig, params.rgb, where="config.yaml: rgb"),
+        cfg=section(LanguageConfig, params.language, where=config_where("language")),
+        rgb_cfg=section(RgbConfig, params.rgb, where=config_where("rgb")),
         seed=params.seed,
         device=params.device,
         scale=snakemake.wildcards.scale,
