@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     cam = pick_camera(load_scene_cameras(manifest, cfg=cfgs["scene_cfg"]).cameras, args.frame)
     made_by = {"command": "ccl render", "scene": m.name, "frame": cam.name, "what": args.what}
     if args.what == "rgb":
+        from ccl.io.provenance import check_scene_of
         from ccl.splat.checkpoint import load_rgb_field
         from ccl.splat.render import render_rgb
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             run.run_dir / "gaussians" / "rgb.safetensors", "train_rgb", "the colour field"
         )
         gaussians, header = load_rgb_field(path, scene=m.name)
+        check_scene_of(path, header.get("inputs"), manifest)  # drawn from this manifest's cameras
         # the background the field was trained and evaluated against (its header's config)
         background = header.get("config", {}).get("background", config["rgb"]["background"])
         image = colour_to_uint8(render_rgb(gaussians.to(device), cam, background=tuple(background)))

@@ -256,6 +256,7 @@ def open_session(
     colour field, and, when it has language fields of `variant`, every field with its codebook (shapes,
     provenance: ccl.query.fields) and the text encoder (`text_encoder()` -> features config, called only
     then). A folder without language fields opens colour-only."""
+    from ccl.io.provenance import check_made_from, check_scene_of, remake
     from ccl.query.fields import scene_fields
     from ccl.query.view import language_source
     from ccl.results_tree import as_run
@@ -272,6 +273,7 @@ def open_session(
             "workflow up to it"
         )
     colour, header = load_rgb_field(rgb_path, scene=m.name)
+    check_scene_of(rgb_path, header.get("inputs"), manifest)  # the cameras drawn are this manifest's
     background = tuple(float(v) for v in (header.get("config") or {}).get("background", (0.0, 0.0, 0.0)))
     cameras = load_scene_cameras(manifest, cfg=scene_cfg).cameras
     gdir = run.run_dir / "gaussians" / variant
@@ -294,6 +296,13 @@ def open_session(
         for s in scales:
             if s not in checked:
                 sources[s].language_field(s)
+        for s in scales:  # drawn over this colour field: the one each field was trained against
+            source = sources[SCALE_CHOICE_AUTO] if s in checked else sources[s]
+            recorded = (source.language_field(s).header.get("inputs") or {}).get("rgb")
+            check_made_from(
+                fields[s], recorded, rgb_path, role="colour field", fix="its selections would be drawn "
+                f"over another run's Gaussians; open the run it was trained with, or {remake(fields[s])}",
+            )  # fmt: skip
         features_cfg = text_encoder() if text_encoder is not None else None
     else:
         log.info("%s: no language field of variant %r; the view shows the colour field only", gdir, variant)

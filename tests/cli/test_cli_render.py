@@ -144,3 +144,32 @@ def test_a_missing_codebook_names_the_rule_that_makes_it(render_results, tmp_pat
     (d / "seed0" / "codebook" / "full" / "wp.h5").unlink()
     assert main(["render", str(d), "--frame", "0", "--what", "classes", "-o", str(tmp_path / "x.png")]) == 2
     assert re.search(r"codebook/full/wp\.h5: not found.*train_codebook", capsys.readouterr().err)
+
+
+def test_a_colour_field_of_another_scene_manifest_is_refused_naming_both_and_the_remake(
+    render_results, tmp_path, capsys
+):
+    # the colour field records another version of the scene (its images changed since): its Gaussians
+    # would be drawn from cameras they were not trained on
+    import json
+
+    from ccl.io.provenance import file_record
+    from ccl.splat.checkpoint import load_rgb_field, save_rgb_field
+
+    d = tmp_path / "tiny"
+    shutil.copytree(render_results["scene_dir"], d)
+    other = tmp_path / "before" / "scene.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps({**json.loads((d / "scene.json").read_text()), "name": "before"}))
+    rgb = d / "seed0" / "gaussians" / "rgb.safetensors"
+    g, header = load_rgb_field(rgb)
+    save_rgb_field(rgb, g, header={**header, "inputs": {"manifest": file_record(other)}})
+    out = tmp_path / "x.png"
+    assert main(["render", str(d), "--frame", "0", "--what", "rgb", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rgb} was made from another scene manifest ({other})" in err, err
+    assert f"not from {d / 'scene.json'}" in err and f"`snakemake {rgb} --force`" in err, err
+    assert not out.exists()
+
+    save_rgb_field(rgb, g, header={**header, "inputs": {"manifest": file_record(d / "scene.json")}})
+    assert main(["render", str(d), "--frame", "0", "--what", "rgb", "-o", str(out)]) == 0

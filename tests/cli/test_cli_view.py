@@ -235,3 +235,27 @@ def test_a_port_outside_1_to_65535_is_refused_naming_the_flag(tmp_path, port):
     assert r.returncode == 2
     assert "ccl view: error: argument --port:" in r.stderr and "give one of 1-65535" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_language_field_of_another_colour_field_is_refused_naming_both_and_the_remake(
+    tiny_view_results, tmp_path, capsys
+):
+    # the sp field records the colour field it was trained against; that colour field retrained since
+    from ccl.io.provenance import file_record
+    from ccl.splat.checkpoint import load_language_field, load_rgb_field, save_language_field, save_rgb_field
+
+    d = tmp_path / "tiny"
+    shutil.copytree(tiny_view_results["scene_dir"], d)
+    rgb = d / "seed0" / "gaussians" / "rgb.safetensors"
+    field_path = d / "seed0" / "gaussians" / "full" / "sp.safetensors"
+    f = load_language_field(field_path)
+    save_language_field(field_path, f, header={**f.header, "inputs": {**f.header.get("inputs", {}),
+                                                                       "rgb": file_record(rgb)}})  # fmt: skip
+    g, header = load_rgb_field(rgb)
+    save_rgb_field(rgb, g, header={**header, "iteration": int(header.get("iteration", 0)) + 1})
+    s, port = _busy_port()  # a free port, so that no server starts for long if it were not refused
+    s.close()
+    assert main(["view", str(d), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"{field_path} was made from another colour field ({rgb})" in err, err
+    assert f"not from {rgb}" in err and f"`snakemake {field_path} --force`" in err, err
