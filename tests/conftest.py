@@ -6,6 +6,22 @@ import pytest
 
 from ccl.config import load_config
 
+
+@pytest.fixture(scope="session", autouse=True)
+def hash_cache_of_the_session(tmp_path_factory):
+    """The weights' remembered hashes (ccl.io.hashing) in a folder of the test session, this process's and
+    the workflows' it starts, never the user's cache."""
+    import os
+
+    before = os.environ.get("CCL_HASH_CACHE")
+    os.environ["CCL_HASH_CACHE"] = str(tmp_path_factory.mktemp("hash_cache"))
+    yield
+    if before is None:
+        os.environ.pop("CCL_HASH_CACHE", None)
+    else:
+        os.environ["CCL_HASH_CACHE"] = before
+
+
 # Small enough that every stage runs on it in seconds; same shape as the default scene.
 TINY_SYNTHETIC = {"n_views": 8, "width": 64, "height": 48}
 
