@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from bench.stage_profile import PartTimer
+from ccl.device import compute_dtype
 from ccl.masks import ops as mask_ops
 from ccl.masks.backends.sam import points_per_batch
 
@@ -103,6 +104,9 @@ class Timing:
     lerf_units: float  # how many units a LERF scene has
     note: str = ""
     peak_gpu_gib: float | None = None  # torch's peak allocation during the stage (the 24 GB card question)
+    # what it ran in (ccl.device.compute_dtype: a model's precision on CUDA, float32 on a CPU; the fields
+    # and the rasterizer are float32 everywhere)
+    dtype: str = "float32"
 
     @property
     def projected_s(self) -> float:
@@ -334,9 +338,10 @@ def time_sam(sizes: Sizes, device: str, tiny: bool, report: dict[str, Any]) -> l
         "meets_target": fast <= SAM_TARGET_S_PER_FRAME,
         "fast_against_before": compare_levels(levels_of["fast"], levels_of["before"]),
     }
+    ran_in = compute_dtype(device, cfg.precision)  # what SAM's encoder ran in: float32 on a CPU
     what = (
         f"{sizes.sam_frames} frame(s) of {sizes.width}x{sizes.height}, {cfg.points_per_side}^2 grid, "
-        f"{cfg.crop_n_layers} crop layer, precision {cfg.precision}, points_per_batch "
+        f"{cfg.crop_n_layers} crop layer, precision {cfg.precision} (ran in {ran_in}), points_per_batch "
         f"{points_per_batch(cfg, device)}, predicted IoU > {cfg.pred_iou_thresh:.3g} (opened), mask NMS included"
     )
     stage = "masks: SAM vit_h" + (" (tiny)" if tiny else "")
@@ -344,9 +349,9 @@ def time_sam(sizes: Sizes, device: str, tiny: bool, report: dict[str, Any]) -> l
     return [
         Timing(stage, "preprocessing", elapsed_of(paths["fast"]), what + "; the fast path", "frame", fast,
                LERF_FRAMES, note=f"{kept:.0f} candidates RLE-encoded a frame; {before / fast:.2f}x the "
-               f"steps of SAM's own generator ({_fmt_s(before)} a frame); parts in the JSON's sam"),
+               f"steps of SAM's own generator ({_fmt_s(before)} a frame); parts in the JSON's sam", dtype=ran_in),
         Timing(stage + ", SAM's own steps", "", elapsed_of(paths["before"]), what + "; the path before",
-               "frame", before, LERF_FRAMES, note="shown, not summed: the path the fast one replaces"),
+               "frame", before, LERF_FRAMES, note="shown, not summed: the path the fast one replaces", dtype=ran_in),
     ]  # fmt: skip
 
 
@@ -517,8 +522,10 @@ def time_sam2(sizes: Sizes, device: str, tiny: bool, workdir: Path) -> Timing:
     return Timing(
         "tracks: SAM2 hiera_l" + (" (tiny)" if tiny else ""), "preprocessing", elapsed[0] + load[0],
         f"{n} frames of {sizes.width}x{sizes.height}, {len(seeds)} objects, precision {cfg.precision} "
+        f"(ran in {compute_dtype(device, cfg.precision)}) "
         f"(frame loading {load[0]:.1f} s)", "frame", (elapsed[0] + load[0]) / n, LERF_FRAMES * LERF_SCALES,
         note="per scale: the tracks stage runs once for sp and once for wp",
+        dtype=compute_dtype(device, cfg.precision),
     )  # fmt: skip
 
 
@@ -561,9 +568,11 @@ def time_clip(sizes: Sizes, device: str, tiny: bool, workdir: Path) -> Timing:
     return Timing(
         "features: OpenCLIP ViT-B-16" + (" (tiny)" if tiny else ""), "preprocessing", elapsed[0],
         f"{sizes.clip_crops} crops of {side} px, batch_size {cfg.batch_size}, precision {cfg.precision} "
+        f"(ran in {compute_dtype(device, cfg.precision)}) "
         "(crop making not included)", "crop", elapsed[0] / sizes.clip_crops,
         LERF_FRAMES * LERF_SCALES * LERF_MASKS_PER_FRAME_SCALE,
         note=f"a LERF scene: {LERF_FRAMES} frames x {LERF_SCALES} scales x ~{LERF_MASKS_PER_FRAME_SCALE} masks",
+        dtype=compute_dtype(device, cfg.precision),
     )  # fmt: skip
 
 
@@ -801,18 +810,26 @@ def lerf_projection(timings: list[Timing]) -> dict[str, Any]:
 
 def table(timings: list[Timing]) -> str:
     rows = [
-        ("stage", "measured", "per unit", "projected LERF scene", "paper (Table 4, RTX 4090)", "peak GPU")
+        (
+            "stage",
+            "ran in",
+            "measured",
+            "per unit",
+            "projected LERF scene",
+            "paper (Table 4, RTX 4090)",
+            "peak GPU",
+        )
     ]
     for t in timings:
         peak = "" if t.peak_gpu_gib is None else f"{t.peak_gpu_gib:.1f} GiB"
-        rows.append((t.stage, _fmt_s(t.measured_s), f"{_fmt_s(t.per_unit_s)} / {t.unit}",
+        rows.append((t.stage, t.dtype, _fmt_s(t.measured_s), f"{_fmt_s(t.per_unit_s)} / {t.unit}",
                      f"{_fmt_s(t.projected_s)} ({t.lerf_units:,.0f} {t.unit}s)", "", peak))  # fmt: skip
     sums = {
         grp: sum(t.projected_s for t in timings if t.group == grp) for grp in ("preprocessing", "training")
     }
     sums["total"] = sums["preprocessing"] + sums["training"]
     for grp, s in sums.items():
-        rows.append((f"= {grp}", "", "", _fmt_s(s), f"{PAPER_MINUTES[grp]:.0f} min", ""))
+        rows.append((f"= {grp}", "", "", "", _fmt_s(s), f"{PAPER_MINUTES[grp]:.0f} min", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -51,6 +51,13 @@ def test_the_tiny_cpu_run_times_every_stage_and_projects_a_lerf_scene(tmp_path):
     for line in ("= preprocessing", "16 min", "= training", "74 min", "= total", "90 min"):
         assert line in report["table"] and line in r.stdout
     assert report["environment"]["device"] == "cpu" and report["sizes"]["n_gaussians"] == 2_000
+    # each row says what it ran in: on a CPU the models' bf16/fp16 precision is float32 (ccl.device)
+    assert {t["dtype"] for t in got.values()} == {"float32"}
+    assert "ran in float32" in got["masks: SAM vit_h (tiny)"]["what"]
+    header, rule, *rows = report["table"].splitlines()
+    assert header.split()[:3] == ["stage", "ran", "in"]
+    for stage in STAGES:
+        assert next(r for r in rows if r.startswith(stage + " ")).split(stage, 1)[1].split()[0] == "float32"
     projection = report["lerf_projection"]
     assert projection["total_s"] == pytest.approx(preprocessing + projection["training_s"])
     assert projection["target_s"] == 1800 and projection["meets_target"] == (projection["total_s"] <= 1800)
