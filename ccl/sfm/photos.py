@@ -21,6 +21,8 @@ PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # compare
 CONVERT_FIRST = (".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2")
 MIN_PHOTOS = 3  # two views fix a pose pair; a held-out view and the splat's training need one more
 EXIF_ORIENTATION_TAG = 0x0112
+EXIF_IFD = 0x8769  # the Exif sub-IFD, which holds the camera's pixel size:
+EXIF_PIXEL_X, EXIF_PIXEL_Y = 0xA002, 0xA003  # PixelXDimension, PixelYDimension
 KEY = "scenes.<scene>.path"  # in messages: the config key naming the folder
 
 
@@ -100,24 +102,36 @@ def check_photo_folder(folder: str | os.PathLike, *, camera_mode: str = "per_siz
             "to JPEG (e.g. `heif-convert IMG.HEIC IMG.jpg`, or export as JPEG from the phone or a RAW "
             f"developer) in the folder ({KEY}), then rerun"
         )
-    photos, unreadable = [], []
+    photos, unreadable, turned_twice = [], [], []
     for p in files:
         if p.suffix.lower() not in PHOTO_EXTENSIONS:
             continue
         try:
             with Image.open(p) as im:
                 w, h, fmt = im.width, im.height, im.format or p.suffix[1:].upper()
-                orientation = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+                exif = im.getexif()
+                orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
+                pixel_xy = tuple(exif.get_ifd(EXIF_IFD).get(t) for t in (EXIF_PIXEL_X, EXIF_PIXEL_Y))
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             unreadable.append(f"{rel[p]} ({type(e).__name__})")
             continue
         if orientation in (5, 6, 7, 8):  # a quarter turn: the viewer shows it w and h swapped
+            if w != h and pixel_xy == (h, w):  # the camera's pixels stored turned: the tag was kept after
+                turned_twice.append(f"{rel[p]} ({w}x{h}, camera's {h}x{w}, orientation {orientation})")
             w, h = h, w
         photos.append(Photo(p, rel[p], w, h, orientation, fmt))
     if unreadable:
         raise ValueError(
             f"{folder}: {len(unreadable)} file(s) named as photos cannot be read as images: {unreadable[:6]}; "
             f"replace each with the photo it should be, or move it out of the folder ({KEY})"
+        )
+    if turned_twice:  # an editor turned the pixels upright and kept the tag: SfM would turn them again
+        raise ValueError(
+            f"{folder}: {len(turned_twice)} photo(s) whose EXIF orientation disagrees with their pixel size: "
+            f"{turned_twice[:6]}; their pixels are already turned (width and height are the camera's "
+            "swapped) but the orientation tag still asks for a quarter turn, so they would be used sideways. "
+            "Reset the tag (e.g. `exiftool -Orientation=1 -n PHOTO.jpg`) or export them again from the "
+            f"editor that turned them, in the folder ({KEY})"
         )
     ignored = tuple(rel[p] for p in files if p.suffix.lower() not in PHOTO_EXTENSIONS)
     if len(photos) < MIN_PHOTOS:

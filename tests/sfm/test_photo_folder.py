@@ -8,18 +8,21 @@ from PIL import Image
 from scene.scene_testkit import make_colmap_scene
 
 from ccl.sfm import check_photo_folder, existing_colmap_model, list_photo_files
-from ccl.sfm.photos import EXIF_ORIENTATION_TAG
+from ccl.sfm.photos import EXIF_IFD, EXIF_ORIENTATION_TAG, EXIF_PIXEL_X, EXIF_PIXEL_Y
 from ccl.sfm.poses import _stage_upright
 
 
-def _photo(path, w=64, h=48, seed=0, orientation=None, fmt=None):
+def _photo(path, w=64, h=48, seed=0, orientation=None, fmt=None, camera_wh=None):
+    """A photo of w x h stored pixels; `camera_wh`: the Exif PixelX/YDimension the camera wrote."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     exif = Image.Exif()
     if orientation is not None:
         exif[EXIF_ORIENTATION_TAG] = orientation
-    img.save(path, format=fmt, exif=exif.tobytes() if orientation is not None else b"")
+    if camera_wh is not None:
+        exif.get_ifd(EXIF_IFD).update({EXIF_PIXEL_X: camera_wh[0], EXIF_PIXEL_Y: camera_wh[1]})
+    img.save(path, format=fmt, exif=exif.tobytes() if len(exif) or camera_wh else b"")
     return path
 
 
@@ -121,6 +124,20 @@ def test_exif_rotated_photos_are_staged_upright(tmp_path):
     with Image.open(staged / "IMG_9.jpg") as im:
         assert im.size == (48, 64) and im.getexif().get(EXIF_ORIENTATION_TAG, 1) == 1
     assert (staged / "IMG_0.jpg").is_symlink()  # upright photos are linked, never copied
+
+
+def test_a_photo_turned_upright_with_its_orientation_tag_kept_is_refused_with_the_fix(tmp_path):
+    _folder(tmp_path)
+    # the camera's 64 x 48 pixels with orientation 6 (a quarter turn to show), as a phone writes it: fine
+    _photo(tmp_path / "IMG_8.jpg", w=64, h=48, orientation=6, camera_wh=(64, 48))
+    assert check_photo_folder(tmp_path)
+    # an editor turned the pixels to 48 x 64 and kept the tag: a viewer or SfM would turn them again
+    _photo(tmp_path / "IMG_9.jpg", w=48, h=64, orientation=6, camera_wh=(64, 48))
+    with pytest.raises(ValueError) as e:
+        check_photo_folder(tmp_path)
+    msg = str(e.value)
+    assert "IMG_9.jpg (48x64, camera's 64x48, orientation 6)" in msg and "IMG_8.jpg" not in msg
+    assert "exiftool -Orientation=1 -n" in msg and "scenes.<scene>.path" in msg
 
 
 def test_a_folder_that_is_a_colmap_scene_is_recognised(tmp_path):
