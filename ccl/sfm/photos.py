@@ -3,7 +3,7 @@
 `check_photo_folder` reads every photo's header (size, EXIF orientation), never its pixels, and refuses
 what SfM cannot use: fewer than three photos, photos in a format to convert first (HEIC, RAW), files
 named as images that are none, two photos that would be one frame, sizes that a single camera cannot
-have. What is fine but worth saying comes back as notes: files that are not photos (ignored), EXIF-rotated
+have, an EXIF orientation that disagrees with the pixel size (pixels already turned, the tag kept). What is fine but worth saying comes back as notes: files that are not photos (ignored), EXIF-rotated
 photos (SfM sees them upright, as a photo viewer shows them), a mix of JPEG and PNG (COLMAP reads both;
 nothing downstream depends on the format).
 """
