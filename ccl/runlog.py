@@ -64,6 +64,16 @@ def warn_user(logger: logging.Logger, message: str) -> None:
         job.console.flush()
 
 
+def announce(logger: logging.Logger, message: str) -> None:
+    """What a job is about to do, at once: in the log and, inside a job, on the console (prefixed with
+    the job's name), so a long step is never silent while its first progress line is due."""
+    logger.info(message)
+    job = _job
+    if job is not None and job.console is not None:
+        job.console.write(f"{job.name}: {message}\n")
+        job.console.flush()
+
+
 _warned: set[str] = set()
 
 
@@ -216,13 +226,19 @@ def progress(
     total: int | None = None,
     unit: str = "item",
     initial: int = 0,
+    weight: Callable[[T], int] | None = None,
     **kwargs: Any,
 ) -> Iterator[T]:
     """Iterate `iterable`, showing how far it got: `unit`s done of `total`, counted from `initial`.
 
+    `weight(item)`: how many units an item is (a batch of photos counts its photos), so the rate and
+    the time left are per unit of work; `total` is then the units' sum (required).
+
     Inside a job (`script_logging(snakemake)`): a `ProgressLine` on the console and in the log. Else a
     tqdm bar (`desc`, `kwargs` go to it), throttled when not on a terminal (log files).
     """
+    if weight is not None and total is None:
+        raise ValueError("progress(weight=...) needs the total of the weights")
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     job = _job
@@ -231,16 +247,24 @@ def progress(
 
         interactive = sys.stderr.isatty()
         kwargs.setdefault("mininterval", 0.5 if interactive else 10.0)
-        yield from tqdm(
-            iterable, desc=desc, total=total, unit=unit, initial=initial, file=sys.stderr,
-            dynamic_ncols=interactive, **kwargs,
-        )  # fmt: skip
+        if weight is None:
+            yield from tqdm(
+                iterable, desc=desc, total=total, unit=unit, initial=initial, file=sys.stderr,
+                dynamic_ncols=interactive, **kwargs,
+            )  # fmt: skip
+            return
+        with tqdm(desc=desc, total=total, unit=unit, initial=initial, file=sys.stderr,
+                  dynamic_ncols=interactive, **kwargs) as bar:  # fmt: skip
+            for item in iterable:
+                yield item
+                bar.update(weight(item))
         return
     meter = ProgressLine(job.name, unit=unit, total=total, initial=initial, every_s=job.every_s)
     done = initial
     for item in iterable:
         yield item
-        done += 1  # the caller asks for the next item once it has finished with this one
+        # the caller asks for the next item once it has finished with this one
+        done += 1 if weight is None else weight(item)
         line = meter.update(done)
         if line is not None:
             job.report(line)

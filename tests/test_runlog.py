@@ -16,6 +16,7 @@ from ccl.runlog import (
     PROGRESS_EVERY_ENV,
     THREAD_ENV_VARS,
     ProgressLine,
+    announce,
     format_progress,
     job_name,
     progress,
@@ -96,6 +97,23 @@ def test_a_job_reports_progress_on_the_console_and_in_its_log(tmp_path, capsys, 
     for line in console:
         assert f"INFO ccl.progress: {line}\n" in text
     assert "it/s" not in text and "frame/s]" not in text  # no tqdm bar in the log
+
+
+def test_a_job_announces_its_step_at_once_and_counts_batches_in_their_units(tmp_path, capsys, monkeypatch):
+    """A stage says what it starts before its first item, and a batch of 3 photos counts 3 photos, so
+    the rate and the time left are per photo (SIFT's batches in ccl.sfm)."""
+    import logging
+
+    monkeypatch.setenv(PROGRESS_EVERY_ENV, "3600")
+    with script_logging(_job(tmp_path / "poses.log")):
+        announce(logging.getLogger("t"), "SIFT on 5 photos")
+        batches = [["a", "b", "c"], ["d", "e"]]
+        seen = list(progress(batches, desc="SIFT", unit="photo", total=5, weight=len))
+    assert seen == batches
+    console = capsys.readouterr().err.splitlines()
+    assert console[0] == "sam_masks ramen: SIFT on 5 photos", console
+    assert re.fullmatch(r"sam_masks ramen: 3/5 photos, .+, ~[\d.]+ s left", console[1]), console[1]
+    assert re.fullmatch(r"sam_masks ramen: 5/5 photos, .+, done in [\d.]+ s", console[2]), console[2]
 
 
 def test_outside_a_job_progress_is_a_tqdm_bar(capsys):

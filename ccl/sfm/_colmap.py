@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccl.runlog import progress
+from ccl.runlog import announce, progress
 
 log = logging.getLogger(__name__)
 
 EXTRACT_BATCH = 16  # photos per extraction call: the progress line's step
+MATCH_PART = 200  # image pairs per matching call (exhaustive): the progress line's step
 RANDOM_SEED = 0  # RANSAC's draws in verification and mapping: a rerun makes the same model
 
 
@@ -62,7 +63,10 @@ def extract(
             batches.append((g, [names[i] for i in members[start : start + EXTRACT_BATCH]]))
     scratch = database.with_name(database.name + ".unordered")
     camera_of_group: dict[int, int] = {}
-    for g, batch in progress(batches, desc="SIFT", unit="part"):  # parts of up to EXTRACT_BATCH photos
+    announce(log, f"SIFT on {len(names)} photos ({threads} thread(s))")
+    for g, batch in progress(
+        batches, desc="SIFT", unit="photo", total=len(names), weight=lambda b: len(b[1])
+    ):
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = camera_model
         if camera_params is not None:
@@ -123,10 +127,23 @@ def match(
     verify = pycolmap.TwoViewGeometryOptions()
     verify.ransac.random_seed = RANDOM_SEED  # COLMAP's default draws anew each run
     verify.min_num_inliers = min_inliers
-    if matcher == "exhaustive":
-        pycolmap.match_exhaustive(database, matching_options=opts, verification_options=verify,
-                                  device=pycolmap.Device.auto)  # fmt: skip
-    elif matcher == "sequential":
+    if matcher == "exhaustive":  # in parts of pairs, each part a progress step: the time left per pair
+        with pycolmap.Database.open(database) as db:
+            names = sorted(im.name for im in db.read_all_images())
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        parts = [pairs[k : k + MATCH_PART] for k in range(0, len(pairs), MATCH_PART)]
+        announce(log, f"matching {len(names)} photos: {len(pairs)} pairs (exhaustive)")
+        pair_list = database.with_name(database.name + ".pairs.txt")
+        for part in progress(parts, desc="matching", unit="pair", total=len(pairs), weight=len):
+            pair_list.write_text("".join(f"{a} {b}\n" for a, b in part))
+            pairing = pycolmap.ImportedPairingOptions()
+            pairing.match_list_path = str(pair_list)
+            pycolmap.match_image_pairs(database, matching_options=opts, pairing_options=pairing,
+                                       verification_options=verify, device=pycolmap.Device.auto)  # fmt: skip
+        pair_list.unlink(missing_ok=True)
+        return
+    announce(log, f"matching the photos ({matcher}; one step, no time estimate)")
+    if matcher == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = overlap
         if vocab_tree_path:  # loop closure: a walk that comes back to where it started
@@ -168,3 +185,25 @@ def image_counts(database: Path) -> dict[str, ImageCounts]:
                 partners[iid] += 1
                 matched[iid] += int(n)
     return {name: ImageCounts(keypoints[i], partners[i], matched[i]) for i, name in images.items()}
+
+
+def incremental_mapping(database: Path, image_dir: Path, output: Path, *, options, n_images: int) -> dict:
+    """pycolmap's incremental mapping with a progress line per registered image (of `n_images`); the
+    final bundle adjustment after the last image is in the stage's time but not in its estimate."""
+    import pycolmap
+
+    announce(log, f"mapping: registering up to {n_images} photos")
+    stop = False
+
+    def ticks():
+        while not stop:
+            yield None
+
+    meter = progress(ticks(), desc="mapping", unit="registered image", total=n_images)
+    next(meter)  # the first image's work begins; each callback counts one done
+    try:
+        return pycolmap.incremental_mapping(
+            database, image_dir, output, options=options, next_image_callback=lambda: next(meter)
+        )
+    finally:
+        meter.close()

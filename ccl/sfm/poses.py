@@ -24,7 +24,7 @@ from ccl.config import as_params
 from ccl.io import atomic_write_json
 from ccl.io.atomic import TEMP_MARK, atomic_directory
 from ccl.io.provenance import file_record
-from ccl.runlog import progress, warn_user
+from ccl.runlog import announce, warn_user
 from ccl.sfm import _colmap, ops
 from ccl.sfm.config import SfmConfig, check_vocab_tree
 from ccl.sfm.photos import PhotoSet, check_photo_folder
@@ -53,6 +53,7 @@ def recover_poses(
     """
     from ccl.optional_deps import import_optional
 
+    announce(log, f"poses: reading the photos in {photo_dir}, then SIFT, matching, mapping and undistortion")
     pycolmap = import_optional("pycolmap")
 
     check_vocab_tree(cfg)
@@ -77,8 +78,8 @@ def recover_poses(
         work = Path(work)
         image_dir = _stage_upright(photos, work / "input")
         database = work / "database.db"
-        steps = ["features", "matching", "mapping", "undistortion"]
-        for step in progress(steps, desc="poses", unit="step"):
+        # each stage reports its own progress (SIFT per photo, matching per pair, mapping per image)
+        for step in ("features", "matching", "mapping", "undistortion"):
             if step == "features":
                 _colmap.extract(
                     database, image_dir, names, groups, camera_model=cfg.camera_model,
@@ -86,19 +87,21 @@ def recover_poses(
                     threads=threads,
                 )  # fmt: skip
             elif step == "matching":
-                log.info("matching %d photos (%s)", len(names), matcher)
                 _colmap.match(database, matcher=matcher, threads=threads, overlap=cfg.sequential_overlap,
                               vocab_tree_path=cfg.vocab_tree_path, min_inliers=cfg.min_pair_inliers)  # fmt: skip
             elif step == "mapping":
                 options = pycolmap.IncrementalPipelineOptions()
                 options.num_threads = threads
                 options.random_seed = _colmap.RANDOM_SEED
-                models = pycolmap.incremental_mapping(database, image_dir, work / "sparse", options=options)
+                models = _colmap.incremental_mapping(
+                    database, image_dir, work / "sparse", options=options, n_images=len(names)
+                )
                 rec, sizes = _largest(models)
                 registered = set() if rec is None else {im.name for im in rec.images.values()}
                 _check_registered(photos, registered, sizes, database, cfg=cfg, matcher=matcher)
                 report = _report(photos, rec, sizes, cfg=cfg, matcher=matcher, groups=groups)
             else:
+                announce(log, f"undistorting the {report['images_registered']} registered photos")
                 with atomic_directory(model_dir) as tmp:
                     _undistort(rec, image_dir, tmp, colmap_model=colmap_model, work=work)
     report["seconds"] = time.perf_counter() - t0

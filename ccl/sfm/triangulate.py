@@ -25,7 +25,7 @@ from ccl.config import as_params
 from ccl.io import atomic_write_json
 from ccl.io.atomic import TEMP_MARK, atomic_path
 from ccl.io.provenance import file_record
-from ccl.runlog import progress, warn_user
+from ccl.runlog import announce, progress, warn_user
 from ccl.sfm import _colmap, ops
 from ccl.sfm.config import SfmConfig, check_vocab_tree
 
@@ -50,6 +50,7 @@ def triangulate_points(
     them as a PLY (x y z, red green blue; possibly empty) and the report JSON; return the report."""
     from ccl.optional_deps import import_optional
 
+    announce(log, f"triangulate_points: reading the scene at {scene_dir}, then SIFT, matching, triangulation")
     pycolmap = import_optional("pycolmap")
 
     from ccl.scene import load_image, load_scene
@@ -89,13 +90,13 @@ def triangulate_points(
             threads=threads,
             camera_params=params,
         )  # fmt: skip
-        log.info("matching %d images (%s)", len(names), matcher)
         _colmap.match(database, matcher=matcher, threads=threads, overlap=cfg.sequential_overlap,
                       vocab_tree_path=cfg.vocab_tree_path, min_inliers=cfg.min_pair_inliers)  # fmt: skip
         known = _known_model(database, dict(zip(names, cams, strict=True)), work / "known")
         options = pycolmap.IncrementalPipelineOptions()
         options.num_threads = threads
         options.random_seed = _colmap.RANDOM_SEED
+        announce(log, f"triangulating the matches of {len(names)} posed photos (one step)")
         rec = pycolmap.triangulate_points(pycolmap.Reconstruction(known), database, image_dir, work / "out",
                                           options=options)  # fmt: skip
         points = list(rec.points3D.values())
