@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from h5_testkit import rewritten_h5
 
 from ccl.codebook import (
     CodebookConfig,
@@ -177,9 +178,8 @@ def test_refuses_an_unknown_variant(tmp_path):
 
 def test_refuses_features_that_are_not_unit_vectors(tmp_path):
     f_path, t_path, _ = write_inputs(tmp_path)
-    import h5py
 
-    with h5py.File(f_path, "r+") as f:
+    with rewritten_h5(f_path) as f:
         f[FRAMES[1]]["features"][0] = np.zeros(32, np.float16)
     with pytest.raises(ValueError, match=r"not unit vectors \(first in frame 'frame_00001'"):
         fit_codebook(f_path, t_path, variant="full", cfg=CFG, out_path=tmp_path / "cb.h5", seed=0)
@@ -201,9 +201,8 @@ def test_all_unmatched_labels_warn_and_give_the_base_codebook(tmp_path, caplog):
 
 def test_refuses_files_of_different_scenes_by_inputs_attr(tmp_path):
     f_path, t_path, _ = write_inputs(tmp_path, masks_file=None)
-    import h5py
 
-    with h5py.File(t_path, "r+") as t:
+    with rewritten_h5(t_path) as t:
         t.attrs["inputs"] = json.dumps({"masks": None, "scene": "other"})
     with pytest.raises(ValueError, match=r"the 'scene' attributes differ \(features: s; tracks: other\)"):
         fit_codebook(f_path, t_path, variant="full", cfg=CFG, out_path=tmp_path / "cb.h5", seed=0)

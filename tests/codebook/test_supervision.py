@@ -7,10 +7,10 @@ import json
 import logging
 from types import SimpleNamespace
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from h5_testkit import rewritten_h5
 from test_fit import CFG, FRAMES, write_inputs
 
 from ccl.codebook import diagnostics_path, fit_codebook, read_codebook
@@ -185,7 +185,7 @@ def test_two_tracks_of_one_mask_each_leave_pull_without_pairs(tmp_path):
 def test_an_empty_first_frame_is_named_as_the_cause(tmp_path):
     # what track_masks writes when the first frame has no masks: every label -1 and a note
     f_path, t_path, _ = write_inputs(tmp_path, labels=ALL_UNMATCHED)
-    with h5py.File(t_path, "r+") as t:
+    with rewritten_h5(t_path) as t:
         t.attrs["model"] = json.dumps(
             {"backend": "sim", "simulated": True, "note": f"its first frame {FRAMES[0]} has no masks"}
         )
@@ -239,7 +239,7 @@ def test_table2_marks_the_variant_a_degenerate_fit_made(tmp_path):
 def test_evaluation_reads_codebooks_without_the_record(tmp_path):
     # before the record: terms_trained alone tells a degenerate fit (its variant's terms off)
     out, _ = _fit(tmp_path, ALL_UNMATCHED, "full")
-    with h5py.File(out, "r+") as f:
+    with rewritten_h5(out) as f:
         model = json.loads(f.attrs["model"])
         del model["supervision"]
         f.attrs["model"] = json.dumps(model)
