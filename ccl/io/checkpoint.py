@@ -37,25 +37,17 @@ def tensors_sha256(tensors: Mapping[str, Any], header_json: str) -> str:
 
 def _check_checksum(path: Path, meta: Mapping[str, str], tensors: Mapping[str, Any]) -> None:
     """Refuse a ccl checkpoint whose contents are not those it was written with."""
+    from ccl.io.hashing import check_content_checksum
+
     if HEADER_KEY not in meta:
         return  # not ccl's own file (third-party weights): nothing recorded to compare
-    want = meta.get(CHECKSUM_KEY)
-    if want is None:  # written by a ccl before checksums: nothing to tell its contents by
-        from ccl.runlog import warn_once
-
-        warn_once(
-            log, f"{path}: written by an earlier ccl without a checksum of its contents, so a damaged copy "
-            "could not be told; it is read as it is (its readers still compare the inputs it records). "
-            "Remake it to have it checked: `snakemake <this file> --force`",
-        )  # fmt: skip
-        return
-    got = tensors_sha256(tensors, meta[HEADER_KEY])
-    if got != want:
-        raise ValueError(
-            f"{path}: its contents are not those it was written with (checksum {want[:12]}… recorded, "
-            f"{got[:12]}… now): the file was damaged or edited after it was written, and is not used. Remake "
-            "it: `snakemake <this file> --force` for a file the workflow made, or restore it from a good copy"
-        )
+    check_content_checksum(
+        path,
+        meta.get(CHECKSUM_KEY),
+        lambda: tensors_sha256(tensors, meta[HEADER_KEY]),
+        error=ValueError,
+        log=log,
+    )
 
 
 def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], header: Mapping[str, Any]) -> Path:

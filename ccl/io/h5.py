@@ -173,28 +173,16 @@ def h5_content_sha256(f: Any) -> str:
 def _verify_checksum(path: Path, f: Any) -> None:
     """Refuse a file whose contents are not those its writer took the checksum of (once per file
     version and process); accept, with a warning, a file of an earlier ccl that has none."""
-    want = f.attrs.get(CHECKSUM_ATTR)
-    if want is None:
-        from ccl.runlog import warn_once
+    from ccl.io.hashing import check_content_checksum
 
-        warn_once(
-            log, f"{path}: written by an earlier ccl without a checksum of its contents, so a damaged copy "
-            "could not be told; it is read as it is (its readers still compare the inputs it records). "
-            "Remake it to have it checked: `snakemake <this file> --force`",
-        )  # fmt: skip
-        return
+    want = f.attrs.get(CHECKSUM_ATTR)
     st = path.stat()
     key = (str(path.absolute()), st.st_size, st.st_mtime_ns)
-    if _verified.get(key) == want:
+    if want is not None and _verified.get(key) == want:
         return
-    got = h5_content_sha256(f)
-    if got != want:
-        raise H5FormatError(
-            f"{path}: its contents are not those it was written with (checksum {str(want)[:12]}… recorded, "
-            f"{got[:12]}… now): the file was damaged or edited after it was written, and is not used. "
-            "Remake it: `snakemake <this file> --force` (it is replaced, never read)"
-        )
-    _verified[key] = got
+    got = check_content_checksum(path, want, lambda: h5_content_sha256(f), error=H5FormatError, log=log)
+    if got is not None:
+        _verified[key] = got
 
 
 def read_json_attr(obj: Any, name: str, default: Any = None) -> Any:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def file_sha256(path: str | os.PathLike, *, chunk_bytes: int = 1 << 22) -> str:
@@ -61,3 +63,34 @@ def weights_sha256(path: str | os.PathLike) -> str:
     except OSError:
         pass
     return digest
+
+
+def check_content_checksum(
+    path: str | os.PathLike,
+    recorded: str | None,
+    compute: Callable[[], str],
+    *,
+    error: type[Exception],
+    log: Any,
+) -> str | None:
+    """The one rule for the checksum a ccl file carries of its own contents: none recorded (a file of an
+    earlier ccl) is read, with a warning once; one that differs from `compute()` is refused with `error`.
+    Returns the checksum computed, None when none was recorded."""
+    if recorded is None:
+        from ccl.runlog import warn_once
+
+        warn_once(
+            log, f"{path}: written by an earlier ccl without a checksum of its contents, so a damaged copy "
+            "could not be told; it is read as it is (its readers still compare the inputs it records). "
+            "Remake it to have it checked: `snakemake <this file> --force`",
+        )  # fmt: skip
+        return None
+    got = compute()
+    if got != recorded:
+        raise error(
+            f"{path}: its contents are not those it was written with (checksum {str(recorded)[:12]}… recorded, "
+            f"{got[:12]}… now): the file was damaged or edited after it was written, and is not used. Remake "
+            "it: `snakemake <this file> --force` for a file the workflow made (it is replaced, never read), or "
+            "restore it from a good copy"
+        )
+    return got
