@@ -1,7 +1,7 @@
 """How honest the pose job's time-left estimates are, per stage, on the synthetic scene's photos.
 
-ccl.sfm.recover_poses reports each stage in units of its cost (SIFT per photo, exhaustive matching per
-image pair, mapping per registered image) through ccl.runlog.progress, whose estimate is elapsed / done
+ccl.sfm.recover_poses reports each stage in units of its cost (SIFT per photo, mapping per registered
+image; matching is one step: matched in parts, reruns made other models) through ccl.runlog.progress, whose estimate is elapsed / done
 x (total − done). This bench records when each unit finished (a wrapper around the progress the stages
 call) and, per stage, at the first report with at least a quarter of the units done: the predicted
 time left by that rule, the actual time left until the stage ended, and the error (predicted − actual)

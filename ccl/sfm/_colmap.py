@@ -16,7 +16,6 @@ from ccl.runlog import announce, progress
 log = logging.getLogger(__name__)
 
 EXTRACT_BATCH = 16  # photos per extraction call: the progress line's step
-MATCH_PART = 200  # image pairs per matching call (exhaustive): the progress line's step
 RANDOM_SEED = 0  # RANSAC's draws in verification and mapping: a rerun makes the same model
 
 
@@ -127,22 +126,13 @@ def match(
     verify = pycolmap.TwoViewGeometryOptions()
     verify.ransac.random_seed = RANDOM_SEED  # COLMAP's default draws anew each run
     verify.min_num_inliers = min_inliers
-    if matcher == "exhaustive":  # in parts of pairs, each part a progress step: the time left per pair
-        with pycolmap.Database.open(database) as db:
-            names = sorted(im.name for im in db.read_all_images())
-        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-        parts = [pairs[k : k + MATCH_PART] for k in range(0, len(pairs), MATCH_PART)]
-        announce(log, f"matching {len(names)} photos: {len(pairs)} pairs (exhaustive)")
-        pair_list = database.with_name(database.name + ".pairs.txt")
-        for part in progress(parts, desc="matching", unit="pair", total=len(pairs), weight=len):
-            pair_list.write_text("".join(f"{a} {b}\n" for a, b in part))
-            pairing = pycolmap.ImportedPairingOptions()
-            pairing.match_list_path = str(pair_list)
-            pycolmap.match_image_pairs(database, matching_options=opts, pairing_options=pairing,
-                                       verification_options=verify, device=pycolmap.Device.auto)  # fmt: skip
-        pair_list.unlink(missing_ok=True)
-        return
     announce(log, f"matching the photos ({matcher}; one step, no time estimate)")
+    if matcher == "exhaustive":
+        # one call: matching the pairs in parts through match_image_pairs (a progress step per part) made
+        # reruns differ (tests/sfm/test_sfm_textured_room.py), so the model would not be reproducible
+        pycolmap.match_exhaustive(database, matching_options=opts, verification_options=verify,
+                                  device=pycolmap.Device.auto)  # fmt: skip
+        return
     if matcher == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = overlap
