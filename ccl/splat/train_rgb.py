@@ -65,7 +65,8 @@ def train_rgb(
     images = [load_image(c, cfg=scene_load, cache_dir=cache_dir) for c in scene.cameras]
     out_path = Path(out_path)
     init = initialisation_record(manifest, n_points=len(scene.points_xyz), cfg=cfg)
-    log.info("initialisation: %s", init["what"])
+    log.info("initialisation: %s (%s)", init["what"], init["where"])
+    init.pop("where")  # a path on this machine: rgb.metrics.json stays the same wherever the run was made
     run_id = {
         "stage": "rgb",
         "config": as_params(cfg),
@@ -164,22 +165,23 @@ def fit_rgb(
 
 
 def initialisation_record(manifest: str | os.PathLike, *, n_points: int, cfg: RgbConfig) -> dict:
-    """Where the colour field starts from, for its log and rgb.metrics.json: {source, points, what}.
-    source: the points file the manifest names (triangulated from the poses), the scene's own sparse
-    points, or random points (`rgb.init_random_points` of them) where the scene has none."""
+    """Where the colour field starts from: {source, points, what} for rgb.metrics.json, and `where` (the
+    file or folder on this machine) for the log. source: "triangulated" (the points file the manifest
+    names, from the poses), "scene" (the scene's own sparse points), or "random" (`rgb.init_random_points`
+    of them, where the scene has none)."""
     from ccl.scene import read_manifest
 
     m = read_manifest(manifest)
     if n_points == 0:
-        source, points = "random", cfg.init_random_points
+        source, points, where = "random", cfg.init_random_points, "no points file"
         what = f"{points} random points where the cameras look (the scene has no sparse points)"
     elif m.points is not None:
-        source, points = m.points["path"], n_points
-        what = f"{points} points triangulated from the poses ({source})"
+        source, points, where = "triangulated", n_points, str(m.points["path"])
+        what = f"{points} points triangulated from the poses ({Path(where).name})"
     else:
-        source, points = "scene", n_points
-        what = f"the scene's {points} sparse points ({m.root})"
-    return {"source": source, "points": int(points), "what": what}
+        source, points, where = "scene", n_points, str(m.root)
+        what = f"the scene's {points} sparse points"
+    return {"source": source, "points": int(points), "what": what, "where": where}
 
 
 def initial_gaussians(
