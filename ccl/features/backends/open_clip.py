@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.config import config_source
 from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.features.config import FeaturesConfig
 from ccl.features.ops import l2_normalize, mask_boxes, masked_crop
@@ -139,7 +140,7 @@ def weights_path(cfg: FeaturesConfig) -> Path:
             f"features.pretrained = {cfg.pretrained!r} is an open_clip tag, which open_clip would download; "
             f"this workflow never downloads weights. Get open_clip_pytorch_model.bin (or "
             f"open_clip_model.safetensors) from {src}, put it anywhere (e.g. models/{repo.split('/')[-1] or cfg.model_name}/), "
-            f"and set `features: {{pretrained: /path/to/open_clip_pytorch_model.bin}}` in config.yaml"
+            f"and set `features: {{pretrained: /path/to/open_clip_pytorch_model.bin}}` in {config_source()}"
         )
     from ccl.weights import fetch_hint
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.config import config_source, config_where
 from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.io.masks_h5 import LEVELS, LevelMasks
 from ccl.masks.config import MasksConfig
@@ -95,7 +96,7 @@ SAM_BUILD_CONSTANTS: dict[str, int] = {
 
 def sam_architecture(model_type: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The build arguments of SAM `model_type` with `overrides` applied; refused, naming the key, if unusable."""
-    where = "config.yaml: masks.sam_overrides"
+    where = config_where("masks.sam_overrides")
     if model_type not in SAM_ARCHITECTURES:
         raise ValueError(
             f"{where} replaces build arguments of an official model type, but masks.sam_model_type is "
@@ -191,11 +192,11 @@ def build_sam_architecture(arch: Mapping[str, Any]) -> Any:
 def _download_hint(model_type: str) -> str:
     name = SAM_CHECKPOINT_FILES.get(model_type)
     if name is None:
-        return f"set masks.sam_checkpoint in config.yaml to the checkpoint of SAM model {model_type!r}"
+        return f"set masks.sam_checkpoint in {config_source()} to the checkpoint of SAM model {model_type!r}"
     fetched = f"; `make checkpoints` fetches it to checkpoints/{name}" if model_type == "vit_h" else ""
     return (
         f"download {name} (SAM {model_type}) from {SAM_DOWNLOAD_URL}{name} and set "
-        f"masks.sam_checkpoint: /path/to/{name} in config.yaml (masks.sam_model_type: {model_type}{fetched}); "
+        f"masks.sam_checkpoint: /path/to/{name} in {config_source()} (masks.sam_model_type: {model_type}{fetched}); "
         "on a synthetic scene, masks.backend: sim needs no weights"
     )
 
@@ -207,7 +208,7 @@ def check_checkpoint(cfg: MasksConfig, builders: Mapping[str, Callable[[], Any]]
         sam_architecture(cfg.sam_model_type, cfg.sam_overrides)
     elif cfg.sam_model_type not in builders:
         raise ValueError(
-            f"config.yaml: masks.sam_model_type {cfg.sam_model_type!r} is not one of {sorted(builders)}"
+            f"{config_where('masks.sam_model_type')} {cfg.sam_model_type!r} is not one of {sorted(builders)}"
         )
     hint = _download_hint(cfg.sam_model_type)
     if cfg.sam_overrides:  # not an official architecture: no official file to point to
@@ -217,12 +218,12 @@ def check_checkpoint(cfg: MasksConfig, builders: Mapping[str, Callable[[], Any]]
         )
     if cfg.sam_checkpoint is None:
         raise FileNotFoundError(
-            f"config.yaml: masks.backend is 'sam' but masks.sam_checkpoint is not set; {hint}"
+            f"{config_where('masks.backend')} is 'sam' but masks.sam_checkpoint is not set; {hint}"
         )
     path = Path(os.path.expanduser(cfg.sam_checkpoint))
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: SAM checkpoint not found (config.yaml: masks.sam_checkpoint); {hint}"
+            f"{path}: SAM checkpoint not found ({config_where('masks.sam_checkpoint')}); {hint}"
         )
     return path
 

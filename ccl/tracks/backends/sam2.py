@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.config import config_source
 from ccl.device import autocast, compute_dtype, resolve_device
 from ccl.tracks.backends import Seed
 from ccl.tracks.backends.sam2_checkpoints import OFFICIAL_CHECKPOINTS
@@ -67,7 +68,9 @@ def check(cfg: TracksConfig, scene) -> None:
             f"use one of {known}"
         )
     name, url = _official(cfg.sam2_config)
-    where = f"download {name} ({url}) and set `tracks: {{sam2_checkpoint: /path/to/{name}}}` in config.yaml"
+    where = (
+        f"download {name} ({url}) and set `tracks: {{sam2_checkpoint: /path/to/{name}}}` in {config_source()}"
+    )
     if not cfg.sam2_checkpoint:
         raise FileNotFoundError(f"tracks.sam2_checkpoint is not set (tracks.backend = 'sam2'): {where}")
     ckpt = Path(cfg.sam2_checkpoint).expanduser()
