@@ -61,7 +61,7 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tup
     assert mode in ("holes", "islands"), mode
     holes = mode == "holes"
     working = (holes ^ mask).astype(np.uint8)
-    n_labels, regions, stats, _ = cv2.connectedComponentsWithStats(working, 8)
+    n_labels, regions, stats, _ = cv2.connectedComponentsWithStats(working, connectivity=8)
     sizes = stats[:, -1][1:]
     small = [i + 1 for i, s in enumerate(sizes) if s < area_thresh]
     if not small:
