@@ -27,7 +27,7 @@ from ccl.config import as_params
 from ccl.device import out_of_memory_names
 from ccl.splat.config import LanguageConfig, RgbConfig
 from ccl.splat.diagnostics import LanguageMetrics, evaluate_language, evaluate_rgb, index_consistency
-from ccl.splat.train_rgb import RGB_LOSS_NAME, ColourRun, initial_gaussians
+from ccl.splat.train_rgb import RGB_LOSS_NAME, ColourRun, initial_gaussians, train_psnr
 from ccl.splat.trainer import finish_stage, load_views, metrics_path_of, split_views, train, view_order
 
 log = logging.getLogger(__name__)
@@ -259,13 +259,15 @@ def fit_language(
             out = run.render(cam, features=run.params["features"])
             img, feat = out.colors[0, ..., :3], out.colors[0, ..., 3:]
             gt = views.images[v].to(torch.float32) / 255.0
+            measured = {"psnr_train": train_psnr(img, gt)}
             losses = {
                 RGB_LOSS_NAME: run.colour_loss(img, gt),
-                CE_LOSS_NAME: cfg.language_weight * _ce(run.decoder, feat, targets[v]),
+                CE_LOSS_NAME: cfg.language_weight * _ce(run.decoder, feat, targets[v], measured=measured),
             }
-            return losses, out.strategy_info()
+            return losses, out.strategy_info(), measured
         out = run.render(cam)
-        return {CE_LOSS_NAME: _ce(run.decoder, out.colors[0], targets[v])}, None
+        measured = {}
+        return {CE_LOSS_NAME: _ce(run.decoder, out.colors[0], targets[v], measured=measured)}, None, measured
 
     run, start = train(
         build_run, step_fn, seed=seed, iterations=iterations, checkpoint_every=cfg.checkpoint_every,
@@ -298,11 +300,19 @@ def fit_language(
     return lf, metrics
 
 
-def _ce(decoder: Any, feat: Any, target: Any) -> Any:
+def _ce(decoder: Any, feat: Any, target: Any, *, measured: dict[str, Any] | None = None) -> Any:
+    """The cross-entropy of the decoded features against a view's index map (labelled pixels only); with
+    `measured`, its `accuracy_train` set to the pixel accuracy of the same logits (a detached tensor: what
+    the partial checkpoint records, `ccl.splat.trainer.window_progress`)."""
     import torch.nn.functional as F
 
     logits = decoder(feat.reshape(-1, feat.shape[-1]))
-    return F.cross_entropy(logits, target.reshape(-1), ignore_index=-1)
+    target = target.reshape(-1)
+    if measured is not None:
+        labelled = target >= 0
+        hits = (logits.detach().argmax(dim=-1) == target) & labelled
+        measured["accuracy_train"] = hits.sum() / labelled.sum().clamp_min(1)
+    return F.cross_entropy(logits, target, ignore_index=-1)
 
 
 class JointRun(ColourRun):

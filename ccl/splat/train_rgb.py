@@ -140,12 +140,12 @@ def fit_rgb(
             return ColourRun.create(gaussians, cfg=cfg, cameras=cameras, device=device)
         return ColourRun.create(None, cfg=cfg, cameras=cameras, device=device, state=resume)
 
-    def step_fn(run: ColourRun, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    def step_fn(run: ColourRun, step: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         v = train_idx[view_order(step, len(train_idx), seed)]
         out = run.render(views.cameras[v])
         gt = views.images[v].to(torch.float32) / 255.0
         losses = {RGB_LOSS_NAME: run.colour_loss(out.colors[0], gt)}
-        return losses, out.strategy_info()
+        return losses, out.strategy_info(), {"psnr_train": train_psnr(out.colors[0], gt)}
 
     run, start = train(
         build_run, step_fn, seed=seed, iterations=cfg.iterations, checkpoint_every=cfg.checkpoint_every,
@@ -162,6 +162,15 @@ def fit_rgb(
         }
     )
     return gaussians, metrics
+
+
+def train_psnr(img: Any, gt: Any) -> Any:
+    """The PSNR (dB) of a step's render of its training view, a tensor (no wait on a GPU): the partial
+    checkpoint records its mean since the last one (`ccl.splat.trainer.window_progress`)."""
+    import torch
+
+    mse = (img.detach().clamp(0, 1) - gt).square().mean()
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
 def initialisation_record(manifest: str | os.PathLike, *, n_points: int, cfg: RgbConfig) -> dict:

@@ -23,8 +23,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # one step's losses by name (each a scalar tensor, summed for backward) and the rasterizer's
-# `strategy_info()` for the densification hooks (None: the run does not densify)
-StepResult = tuple[dict[str, Any], dict[str, Any] | None]
+# `strategy_info()` for the densification hooks (None: the run does not densify); optionally a third
+# item, the step's measures by name (scalar tensors, e.g. the training view's PSNR): their mean since
+# the last checkpoint goes into the partial checkpoint's header (`progress`), which `ccl view` shows
+StepResult = (
+    tuple[dict[str, Any], dict[str, Any] | None]
+    | tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,9 +162,10 @@ def optimise(
 ) -> None:
     """Steps `start`..`iterations` − 1 of a run.
 
-    Per step: set learning rates, `step_fn(step)` → (named losses, strategy info), stop if a loss is not
-    finite, backward, stop if a gradient is not finite, Adam step, densification hook, and every
-    `checkpoint_every` steps a resumable checkpoint at `state_path`.
+    Per step: set learning rates, `step_fn(step)` → (named losses, strategy info[, measures]), stop if a
+    loss is not finite, backward, stop if a gradient is not finite, Adam step, densification hook, and
+    every `checkpoint_every` steps a resumable checkpoint at `state_path`, its header's `progress` the
+    mean loss and measures of the steps since the last one (`window_progress`).
     """
     import torch
 
@@ -169,13 +175,16 @@ def optimise(
 
     last_saved: int | None = start if start > 0 else None
     recent: list[float] = []
+    measured: dict[str, Any] = {}  # name -> sum since the last checkpoint, a tensor (no wait on a GPU)
     for step in progress(range(start, iterations), desc=desc, total=iterations, initial=start, unit="step"):
         lrs = run.learning_rates(step)
         for name, opt in run.optimizers.items():
             if name in lrs:
                 for group in opt.param_groups:
                     group["lr"] = lrs[name]
-        losses, info = step_fn(step)
+        losses, info, *more = step_fn(step)
+        for name, value in (more[0] if more else {}).items():
+            measured[name] = measured.get(name, 0.0) + value.detach()
         for name, value in losses.items():
             if not torch.isfinite(value):
                 _diverged(desc, step, f"loss {name!r} is {float(value.detach())}", state_path, last_saved)
@@ -197,6 +206,7 @@ def optimise(
             )  # fmt: skip
         done = step + 1
         if done % checkpoint_every == 0 or done == iterations:
+            so_far = window_progress(recent, measured)
             log.info(
                 "%s: step %d/%d, loss %.4f (mean of the last %d steps), %d Gaussians",
                 desc,
@@ -207,6 +217,7 @@ def optimise(
                 len(next(iter(run.params.values()))),
             )
             recent.clear()
+            measured.clear()
         if state_path is not None and done % checkpoint_every == 0 and done < iterations:
             save_train_state(
                 state_path,
@@ -215,11 +226,20 @@ def optimise(
                 optimizers=run.optimizers,
                 strategy_state=run.strategy_state,
                 extra=run.state_extra(),
-                header=header,
+                header={**header, "progress": so_far},
             )
             last_saved = done
         if callback is not None:
             callback(step)
+
+
+def window_progress(losses: Sequence[float], measured: dict[str, Any]) -> dict[str, float]:
+    """How training stands over the steps of one checkpoint window: the mean total loss and the mean of
+    each measure (a step's own, e.g. `psnr_train`: the PSNR of the view it trained on), and the steps."""
+    n = max(len(losses), 1)
+    out = {"steps": len(losses), "loss": float(np.mean(losses)) if losses else float("nan")}
+    out.update({name: float(total) / n for name, total in measured.items()})
+    return out
 
 
 def _named_trainables(run: Run) -> Iterator[tuple[str, Any]]:

@@ -4,6 +4,11 @@ Each browser gets its own render thread: a camera move or a new answer marks it 
 renders the latest state (older requests are dropped, never queued) on the CPU rasterizer or gsplat and
 sends the image as the page's background. Queries are answered on one thread, newest first. A browser
 that goes away mid-render ends only its own thread; the server keeps serving the others.
+
+A colour field still training (a partial checkpoint, ccl.latest_fields) is followed: every `POLL_S` a
+watcher thread asks the session whether a newer checkpoint (or the final field) has landed, one stat
+when none has; a new one is read on that thread, swapped in between renders, and every browser's view
+drawn again, with the page's training line ("training: step S of N, PSNR x dB", then "trained: ...").
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 HIGHLIGHT_RGB = (255, 0, 255)  # the selected Gaussians' points in 3D (not a turbo colour)
 MOVING_S = 0.3  # a camera update this soon after the last frame: the camera is moving
 MOVING_CLASS_STRIDE = 2  # while it moves, classes decoded on every 2nd pixel (4x fewer); refined when still
+POLL_S = 1.0  # how often the page looks for a newer checkpoint of a field still training
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -133,11 +139,13 @@ class ViewServer:
         self._clients: dict[int, _LatestOnly] = {}
         self._colour: dict[int, np.ndarray] = {}  # client -> the colour field alone of its last frame
         self._asks = _LatestOnly()
+        self._stop_watch = threading.Event()
         self._build_page(start_frame)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
         if session.can_query:
             threading.Thread(target=self._answer_loop, name="ccl-view-ask", daemon=True).start()
+        threading.Thread(target=self._watch_loop, name="ccl-view-watch", daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -156,7 +164,8 @@ class ViewServer:
             self.server.initial_camera.look_at = tuple(ic["look_at"])
             self.server.initial_camera.up = tuple(ic["up"])
             self.server.initial_camera.fov = ic["fov"]
-        gui.add_markdown(f"**{s.scene}** · {len(s.colour)} Gaussians · variant `{s.variant}`")
+        self.heading = gui.add_markdown(self._heading())
+        self.training = gui.add_markdown(self._training_text())  # how far the colour field had come
         self.status = gui.add_markdown("")
         self.overlay = gui.add_markdown("")  # the query whose relevance the image shows, or "rendering"
         if not s.can_query:
@@ -174,6 +183,29 @@ class ViewServer:
         for handle in (self.text, self.scale, self.threshold):
             handle.on_update(lambda _event: self._asks.put(self._request()))
         self.export_button.on_click(self._export)
+
+    def _heading(self) -> str:
+        s = self.session
+        return f"**{s.scene}** · {len(s.colour)} Gaussians · variant `{s.variant}`"
+
+    def _training_text(self) -> str:
+        line = self.session.training_line()
+        return f"Colour field {line}" if line else ""
+
+    def _watch_loop(self) -> None:
+        """Every POLL_S: a newer checkpoint of the colour field swapped in, the page's lines updated and
+        every browser's view drawn again (the renders in flight finish with the field they began with)."""
+        while not self._stop_watch.wait(POLL_S):
+            try:
+                if not self.session.refresh():
+                    continue
+            except Exception:  # the page keeps showing the field it has
+                log.exception("ccl view: reading the colour field's newer checkpoint failed")
+                continue
+            self.heading.content = self._heading()
+            self.training.content = self._training_text()
+            for slot in list(self._clients.values()):
+                slot.put()
 
     def _request(self) -> tuple[str, str, float]:
         return self.text.value, self.scale.value, float(self.threshold.value)
@@ -312,6 +344,7 @@ class ViewServer:
             self.close()
 
     def close(self) -> None:
+        self._stop_watch.set()
         self._asks.close()
         for slot in list(self._clients.values()):
             slot.close()

@@ -5,6 +5,10 @@ The query logic is ccl.query.view's: `language_source` picks the fields of a `--
 `view_relevance` gives each query's relevance in the view (read at its own scale under `auto`) and
 `choose_gaussians` the Gaussians appendix D selects, which `write_chosen_gaussians` exports as a 3DGS
 PLY. This module only renders the colour field with the relevance over it, from the browser's camera.
+
+A colour field still training is shown from its latest partial checkpoint (ccl.latest_fields):
+`ViewSession.refresh` swaps in the checkpoint training wrote since, and `training_line` says how far it
+has come. Training never waits on the view: it is only read, after a stat says it changed.
 """
 
 from __future__ import annotations
@@ -112,7 +116,9 @@ class ViewSession:
     query_cfg: QueryConfig = field(default_factory=QueryConfig)
     features_cfg: Any = None  # the scene's own text encoder (ccl.query.fields.scene_text_encoder)
     device: str = "cpu"
-    _shared: dict[int, bool] = field(default_factory=dict, repr=False)
+    latest: Any = None  # ccl.latest_fields.LatestField the colour field was read from (None: given as is)
+    _shared: dict[int, tuple[Any, bool]] = field(default_factory=dict, repr=False)
+    _stamp: Any = field(default=None, repr=False)  # ccl.latest_fields.field_stamp of what `latest` read
 
     @property
     def can_query(self) -> bool:
@@ -122,13 +128,62 @@ class ViewSession:
     def scale_choices(self) -> tuple[str, ...]:
         return tuple(self.sources)
 
+    # --- a colour field still training ---------------------------------------------------------------
+
+    @property
+    def training(self) -> bool:
+        """Whether the colour field shown is a partial checkpoint (its training still runs)."""
+        return self.latest is not None and self.latest.partial
+
+    def refresh(self) -> bool:
+        """Swap in the colour field as it stands now, if its file changed since it was read (a new partial
+        checkpoint, or the final field): True when it did. Cheap when nothing changed (`field_stamp`: a
+        stat). A render in flight keeps drawing the field it started with; a file being replaced as it
+        is read is left for the next call."""
+        from ccl.io.provenance import check_scene_of
+        from ccl.latest_fields import field_stamp, latest_rgb, rgb_path
+
+        if self.latest is None:
+            return False
+        stamp = field_stamp(rgb_path(self.run_dir))
+        if stamp is None or stamp == self._stamp:
+            return False
+        try:
+            latest = latest_rgb(self.run_dir, scene=self.scene)
+            if not latest.partial:
+                check_scene_of(latest.path, latest.header.get("inputs"), self.run_dir.parent / "scene.json")
+        except (FileNotFoundError, ValueError) as e:  # replaced or removed as it was read: next call
+            log.debug("ccl view: %s not read this time (%s)", stamp[0], e)
+            return False
+        self.colour, self.latest, self._stamp = latest.field.to(self.device), latest, stamp
+        return True
+
+    def training_line(self) -> str:
+        """How far the colour field shown had come: 'training: step S of N, PSNR x dB' for a partial
+        checkpoint (the mean over the training views of the steps since the one before), 'trained: …'
+        for the final field (its held-out PSNR)."""
+        lf = self.latest
+        if lf is None:
+            return ""
+        got = lf.progress
+        if lf.partial:
+            line = f"training: step {lf.step} of {lf.iterations}"
+            if got.get("psnr_train") is not None:
+                line += f", PSNR {got['psnr_train']:.2f} dB (training views)"
+            return line
+        line = f"trained: {lf.iterations} steps"
+        for key, which in (("psnr_heldout", "held-out views"), ("psnr_train", "training views")):
+            if got.get(key) is not None:
+                return line + f", PSNR {got[key]:.2f} dB ({which})"
+        return line
+
     # --- rendering ------------------------------------------------------------------------------------
 
-    def _shares_geometry(self, lf: Any) -> bool:
-        key = id(lf)
-        if key not in self._shared:
-            self._shared[key] = _same_geometry(self.colour, lf.gaussians)
-        return self._shared[key]
+    def _shares_geometry(self, colour: Any, lf: Any) -> bool:
+        seen = self._shared.get(id(lf))
+        if seen is None or seen[0] is not colour:  # (a new colour field was swapped in since)
+            seen = self._shared[id(lf)] = (colour, _same_geometry(colour, lf.gaussians))
+        return seen[1]
 
     def render(self, camera: Any, answer: Answer | None = None, *, class_stride: int = 1) -> Frame:
         """The colour field seen by `camera`; with an answer, each query's relevance (view_relevance)
@@ -142,12 +197,13 @@ class ViewSession:
 
         from ccl.splat.render import render_channels, render_class_map
 
+        colour = self.colour  # this render's, whatever `refresh` swaps in meanwhile
         source = self.sources.get(answer.scale_choice) if answer is not None and answer.chosen else None
         fields = {s: source.language_field(s) for s in source.scales} if source is not None else {}
-        fused = [s for s, lf in fields.items() if self._shares_geometry(lf)]
+        fused = [s for s, lf in fields.items() if self._shares_geometry(colour, lf)]
         with torch.no_grad():
             feats = torch.cat([fields[s].features for s in fused], dim=1) if fused else None
-            out = render_channels(self.colour, camera, features=feats, background=self.background)
+            out = render_channels(colour, camera, features=feats, background=self.background)
             pixels = out.colors[0]  # [H, W, 3 + F * len(fused)]
             image = np.rint(pixels[..., :3].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
             if source is None:
@@ -257,23 +313,23 @@ def open_session(
     provenance: ccl.query.fields) and the text encoder (`text_encoder()` -> features config, called only
     then). A folder without language fields opens colour-only."""
     from ccl.io.provenance import check_made_from, check_scene_of, remake
+    from ccl.latest_fields import field_stamp, latest_rgb
+    from ccl.latest_fields import rgb_path as rgb_path_of
     from ccl.query.fields import scene_fields
     from ccl.query.view import language_source
     from ccl.results_tree import as_run
     from ccl.scene import load_scene_cameras, read_manifest
-    from ccl.splat.checkpoint import load_rgb_field
 
     run = as_run(run)  # refuses a folder without scene.json or without a run, naming what to give
     manifest = run.scene_dir / "scene.json"
     m = read_manifest(manifest)
-    rgb_path = run.run_dir / "gaussians" / "rgb.safetensors"
-    if not rgb_path.is_file():
-        raise FileNotFoundError(
-            f"{rgb_path}: not found; the colour field is made by the workflow's rule train_rgb: run the "
-            "workflow up to it"
-        )
-    colour, header = load_rgb_field(rgb_path, scene=m.name)
-    check_scene_of(rgb_path, header.get("inputs"), manifest)  # the cameras drawn are this manifest's
+    rgb_path = rgb_path_of(run.run_dir)
+    # the final field, else the latest partial checkpoint of its training (ViewSession.refresh follows it);
+    # refuses a folder with neither, naming the rule that makes it
+    stamp = field_stamp(rgb_path)
+    latest = latest_rgb(run.run_dir, scene=m.name)
+    colour, header = latest.field, latest.header
+    check_scene_of(latest.path, header.get("inputs"), manifest)  # the cameras drawn are this manifest's
     background = tuple(float(v) for v in (header.get("config") or {}).get("background", (0.0, 0.0, 0.0)))
     cameras = load_scene_cameras(manifest, cfg=scene_cfg).cameras
     gdir = run.run_dir / "gaussians" / variant
@@ -309,5 +365,5 @@ def open_session(
     return ViewSession(
         run_dir=run.run_dir, scene=m.name, colour=colour.to(device), background=background,  # type: ignore[arg-type]
         cameras=tuple(cameras), variant=variant, sources=sources, query_cfg=query_cfg,
-        features_cfg=features_cfg, device=device,
+        features_cfg=features_cfg, device=device, latest=latest, _stamp=stamp,
     )  # fmt: skip

@@ -183,7 +183,8 @@ def _codebook_of_another_run(tiny_view_results, tmp_path):
         ("not_results", "not a results folder \\(no scene.json\\)"),
         (
             "no_colour",
-            "rgb.safetensors: not found; the colour field is made by the workflow's rule train_rgb",
+            "rgb.safetensors: not found, nor a partial checkpoint of it; the colour field is made by the "
+            "workflow's rule train_rgb",
         ),
         ("codebook", "was made from another codebook"),
         ("port", "is in use .*give a free one with --port"),

@@ -38,6 +38,24 @@ def chromium():
     return str(CHROMIUM)
 
 
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """Debian's chromium, headless, driven by playwright: one for a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str):
+    """A new page of `browser` at `url`, in the tests' window size."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    return page
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -116,9 +134,8 @@ def _mask_in_canvas(mask: np.ndarray, cam, size_hw: tuple[int, int]) -> np.ndarr
     return out
 
 
-def test_view_in_chromium(chromium, tiny_view_results, tmp_path):
+def test_view_in_chromium(browser, tiny_view_results, tmp_path):
     import h5py
-    from playwright.sync_api import sync_playwright
     from test_cli_view import widened
 
     from ccl.io.gaussians_ply import read_gaussians_ply
@@ -134,66 +151,59 @@ def test_view_in_chromium(chromium, tiny_view_results, tmp_path):
     cam = max(cameras, key=lambda c: masks[c.name].sum())
     proc, url = _start_view(scene_dir, tmp_path, cam.name)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(url)
-            page.get_by_text("Type a query.").wait_for(timeout=30_000)
-            plain = _settled_shot(page)
+        page = open_page(browser, url)
+        page.get_by_text("Type a query.").wait_for(timeout=30_000)
+        plain = _settled_shot(page)
 
-            _input(page, "Query").fill("red mug")
-            page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
-            asked = _settled_shot(page, unlike=plain)
-            shot = tmp_path / "view_red_mug.png"
-            page.screenshot(path=str(shot))
-            assert shot.stat().st_size > 0
+        _input(page, "Query").fill("red mug")
+        page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
+        asked = _settled_shot(page, unlike=plain)
+        shot = tmp_path / "view_red_mug.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 0
 
-            # the page dims the view to 30 % and paints turbo (and the selected Gaussians' points) where
-            # the relevance passes the threshold: those pixels depart from 0.3 x the plain view, and
-            # from the plain view itself (which the page's own widgets, drawn over the canvas, do not)
-            lit = (np.abs(asked - 0.3 * plain).max(axis=2) > 60) & (np.abs(asked - plain).max(axis=2) > 30)
-            mug = _mask_in_canvas(masks[cam.name], cam, lit.shape)
-            assert lit.sum() > 0.3 * mug.sum() > 0, (lit.sum(), mug.sum())
-            near_mug = widened(mug, 0.08)  # isotropic blobs reach past the outline (test_cli_view.py)
-            assert (lit & near_mug).sum() / lit.sum() > 0.8
+        # the page dims the view to 30 % and paints turbo (and the selected Gaussians' points) where
+        # the relevance passes the threshold: those pixels depart from 0.3 x the plain view, and
+        # from the plain view itself (which the page's own widgets, drawn over the canvas, do not)
+        lit = (np.abs(asked - 0.3 * plain).max(axis=2) > 60) & (np.abs(asked - plain).max(axis=2) > 30)
+        mug = _mask_in_canvas(masks[cam.name], cam, lit.shape)
+        assert lit.sum() > 0.3 * mug.sum() > 0, (lit.sum(), mug.sum())
+        near_mug = widened(mug, 0.08)  # isotropic blobs reach past the outline (test_cli_view.py)
+        assert (lit & near_mug).sum() / lit.sum() > 0.8
 
-            with page.expect_download(timeout=30_000):
-                page.get_by_role("button", name="Export selection (3DGS PLY)").click()
-            page.get_by_text("Exported").wait_for(timeout=30_000)
-            exported = read_gaussians_ply(tmp_path / "tiny_red_mug.ply")
-            assert len(exported) == int((classes == k + 1).sum())
+        with page.expect_download(timeout=30_000):
+            page.get_by_role("button", name="Export selection (3DGS PLY)").click()
+        page.get_by_text("Exported").wait_for(timeout=30_000)
+        exported = read_gaussians_ply(tmp_path / "tiny_red_mug.ply")
+        assert len(exported) == int((classes == k + 1).sum())
 
-            # a threshold nothing passes: the page says so
-            threshold = _input(page, "Threshold")
-            threshold.fill("1")
-            threshold.press("Enter")
-            page.get_by_text("no match for 'red mug'").wait_for(timeout=30_000)
-            threshold.fill("0.5")
-            threshold.press("Enter")
-            page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
+        # a threshold nothing passes: the page says so
+        threshold = _input(page, "Threshold")
+        threshold.fill("1")
+        threshold.press("Enter")
+        page.get_by_text("no match for 'red mug'").wait_for(timeout=30_000)
+        threshold.fill("0.5")
+        threshold.press("Enter")
+        page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
 
-            # a browser that leaves while its first frame renders; the next one is still served
-            gone = browser.new_page(viewport=VIEWPORT)
-            gone.goto(url)
-            gone.close()
-            again = browser.new_page(viewport=VIEWPORT)
-            again.goto(url)
-            again.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)  # the page's state
-            assert _settled_shot(again).std() > 5
-            assert proc.poll() is None
-            browser.close()
+        # a browser that leaves while its first frame renders; the next one is still served
+        open_page(browser, url).close()
+        again = open_page(browser, url)
+        again.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)  # the page's state
+        assert _settled_shot(again).std() > 5
+        assert proc.poll() is None
+        page.close()
+        again.close()
     finally:
         log = _stop(proc)
     assert "Traceback" not in log, log
 
 
-def test_overlay_line_names_the_query_the_image_shows(chromium, tiny_view_results, tmp_path):
+def test_overlay_line_names_the_query_the_image_shows(browser, tiny_view_results, tmp_path):
     """A second query while the first one's overlay is shown: once the page names the new answer, the
     overlay line never names the old query (the old overlay is taken off at once, 'rendering …' until
     the new one is drawn); the time from typing the query to its overlay is printed (pytest -s)."""
     import re
-
-    from playwright.sync_api import sync_playwright
 
     from ccl.scene import SceneLoadConfig, load_scene_from_manifest
 
@@ -201,24 +211,21 @@ def test_overlay_line_names_the_query_the_image_shows(chromium, tiny_view_result
     cam = load_scene_from_manifest(scene_dir / "scene.json", cfg=SceneLoadConfig()).cameras[0]
     proc, url = _start_view(scene_dir, tmp_path, cam.name)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(url)
-            page.get_by_text("Type a query.").wait_for(timeout=30_000)
-            query = _input(page, "Query")
-            query.fill("red mug")
-            page.get_by_text("Overlay: 'red mug'").wait_for(timeout=30_000)
-            seen, t0 = [], time.monotonic()
-            query.fill("teddy bear")
-            while time.monotonic() - t0 < 30:
-                text = page.locator("body").inner_text()
-                m = re.search(r"Overlay: ([^\n]*)", text)
-                seen.append((time.monotonic() - t0, "selected for 'teddy bear'" in text, m and m.group(1)))
-                if seen[-1][2] == "'teddy bear'":
-                    break
-                page.wait_for_timeout(20)
-            browser.close()
+        page = open_page(browser, url)
+        page.get_by_text("Type a query.").wait_for(timeout=30_000)
+        query = _input(page, "Query")
+        query.fill("red mug")
+        page.get_by_text("Overlay: 'red mug'").wait_for(timeout=30_000)
+        seen, t0 = [], time.monotonic()
+        query.fill("teddy bear")
+        while time.monotonic() - t0 < 30:
+            text = page.locator("body").inner_text()
+            m = re.search(r"Overlay: ([^\n]*)", text)
+            seen.append((time.monotonic() - t0, "selected for 'teddy bear'" in text, m and m.group(1)))
+            if seen[-1][2] == "'teddy bear'":
+                break
+            page.wait_for_timeout(20)
+        page.close()
     finally:
         log = _stop(proc)
     assert "Traceback" not in log, log

@@ -1,0 +1,197 @@
+"""`ccl view` on a results folder whose colour field is still training: the page shows the latest partial
+checkpoint, swaps in each newer one and then the final field, with the step and the PSNR so far; the
+partial checkpoints record that PSNR (ccl.splat.trainer.window_progress) and training never waits on
+the view.
+
+The browser test needs /usr/bin/chromium as tests/cli/test_cli_view_browser.py does (skipped only where
+it is absent, never on CI).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cli_view_browser import _settled_shot, _start_view, _stop, browser, chromium, open_page  # noqa: F401
+
+ITERATIONS, EVERY = 120, 20  # a tiny training: a partial checkpoint every 20 steps
+
+
+def _results_folder(tiny_scene_dir, root: Path) -> tuple[Path, Path, Path]:
+    """(results/tiny, its scene.json, seed0's colour field path): a folder the workflow has just begun."""
+    from ccl.scene import SceneLoadConfig, write_manifest
+
+    scene_dir = root / "results" / "tiny"
+    manifest = write_manifest(
+        scene_dir / "scene.json", name="tiny", entry={"source": "synthetic"}, source_dir=tiny_scene_dir,
+        cfg=SceneLoadConfig(),
+    )  # fmt: skip
+    return scene_dir, manifest, scene_dir / "seed0" / "gaussians" / "rgb.safetensors"
+
+
+def _tiny_rgb_config():
+    from ccl.splat.config import RgbConfig
+
+    return RgbConfig(iterations=ITERATIONS, checkpoint_every=EVERY, holdout_every=4)
+
+
+def _with_callback(callback):
+    """ccl.splat.train_rgb's `train` calling `callback(step)` after every step (as fit_rgb's own
+    `callback` does; the stage entry train_rgb has none)."""
+    stage = importlib.import_module("ccl.splat.train_rgb")  # the module, not the function
+    train = stage.train
+
+    def train_with_callback(*args, **kw):
+        return train(*args, **{**kw, "callback": callback})
+
+    return stage, train_with_callback
+
+
+def test_partial_checkpoints_record_psnr_and_the_session_follows_them(
+    tiny_scene_dir, tmp_path, monkeypatch, one_torch_thread
+):
+    """train_rgb (the stage entry) with a session opened on its first partial checkpoint: each newer one
+    is swapped in by `refresh` (False while none is newer), its step and the training views' PSNR so far
+    in the training line, the render changes, and the final field ends it as 'trained'."""
+    import numpy as np
+
+    from ccl.query.config import QueryConfig
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest
+    from ccl.splat.checkpoint import partial_path
+    from ccl.view.session import open_session
+
+    scene_dir, manifest, out = _results_folder(tiny_scene_dir, tmp_path)
+    camera = load_scene_from_manifest(manifest, cfg=SceneLoadConfig()).cameras[0]
+    seen: list[tuple[int, float, str, np.ndarray]] = []
+    session = None
+
+    def look(step: int) -> None:
+        nonlocal session
+        if (step + 1) % EVERY or step + 1 == ITERATIONS:
+            if session is not None:
+                assert not session.refresh()  # nothing newer: not read again
+            return
+        if session is None:
+            session = open_session(scene_dir, query_cfg=QueryConfig(), scene_cfg=SceneLoadConfig())
+        else:
+            assert session.refresh()
+        assert session.training and session.latest.path == partial_path(out)
+        image = session.render(camera).image
+        seen.append(
+            (session.latest.step, session.latest.progress["psnr_train"], session.training_line(), image)
+        )
+
+    stage, train_with_callback = _with_callback(look)
+    monkeypatch.setattr(stage, "train", train_with_callback)
+    metrics = stage.train_rgb(
+        out, manifest=manifest, scene_load=SceneLoadConfig(), cfg=_tiny_rgb_config(), seed=0
+    )
+
+    assert [s for s, *_ in seen] == list(range(EVERY, ITERATIONS, EVERY))
+    for step, psnr, line, _image in seen:
+        assert math.isfinite(psnr) and 5 < psnr < 60, psnr
+        assert line == f"training: step {step} of {ITERATIONS}, PSNR {psnr:.2f} dB (training views)"
+    assert seen[-1][1] > seen[0][1] + 1.0, [p for _s, p, *_ in seen]  # the PSNR so far rises
+    assert np.abs(seen[-1][3].astype(int) - seen[0][3]).max() > 30  # the newer field is drawn
+    assert session.refresh() and not session.training and session.latest.path == out
+    assert (
+        session.training_line()
+        == f"trained: {ITERATIONS} steps, PSNR {metrics.psnr_heldout:.2f} dB (held-out views)"
+    )
+    assert not session.refresh()
+
+
+# The tiny training of the browser test, in a process of its own as the workflow's job would be: paced
+# (a sleep per step) so that its checkpoints land about a second apart, and held after the first one
+# until the test has the page open (a file `go`), so that the test needs no longer training than that.
+TRAIN = """
+import importlib, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from test_cli_view_live import _tiny_rgb_config, _with_callback
+from ccl.scene import SceneLoadConfig
+
+out, manifest, go = sys.argv[1:4]
+
+def paced(step):
+    if step + 1 == {every}:
+        deadline = time.monotonic() + 120
+        while not Path(go).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    time.sleep({pace})
+
+stage, train_with_callback = _with_callback(paced)
+stage.train = train_with_callback
+stage.train_rgb(out, manifest=manifest, scene_load=SceneLoadConfig(), cfg=_tiny_rgb_config(), seed=0)
+"""
+PACE_S = 0.05  # per step: with the steps' own time, a checkpoint every 20 steps lands every 1-2 s
+
+
+def _wait_for(what, predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: the training ended first:\n{proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.mark.browser
+def test_live_view_follows_a_training_in_chromium(browser, tiny_scene_dir, tmp_path):  # noqa: F811
+    """A tiny training in the background, `ccl view` opened on its first partial checkpoint: the page's
+    step counter advances at least twice with the PSNR so far, then the page says 'trained' and draws
+    the final field; the training ends as it would without the page."""
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest
+    from ccl.splat.checkpoint import partial_path
+
+    scene_dir, manifest, out = _results_folder(tiny_scene_dir, tmp_path)
+    go = tmp_path / "go"
+    script = TRAIN.format(tests=str(Path(__file__).parent), every=EVERY, pace=PACE_S)
+    train = subprocess.Popen(
+        [sys.executable, "-c", script, str(out), str(manifest), str(go)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    view = None
+    try:
+        _wait_for("the first partial checkpoint", partial_path(out).is_file, 60, train)
+        cam = load_scene_from_manifest(manifest, cfg=SceneLoadConfig()).cameras[0]
+        view, url = _start_view(scene_dir, tmp_path, cam.name)
+        page = open_page(browser, url)
+        page.get_by_text(f"training: step {EVERY} of {ITERATIONS}").wait_for(timeout=30_000)
+        first = _settled_shot(page)
+        go.touch()  # training goes on
+        steps, t0 = [EVERY], time.monotonic()
+        text = ""
+        while time.monotonic() - t0 < 60:
+            text = page.locator("body").inner_text()
+            if f"trained: {ITERATIONS} steps" in text:
+                break
+            m = re.search(rf"training: step (\d+) of {ITERATIONS}, PSNR (\S+) dB", text)
+            if m and int(m.group(1)) != steps[-1]:
+                assert int(m.group(1)) > steps[-1], (m.group(0), steps)  # the counter only advances
+                assert math.isfinite(float(m.group(2))), m.group(0)
+                steps.append(int(m.group(1)))
+            page.wait_for_timeout(100)
+        assert re.search(rf"trained: {ITERATIONS} steps, PSNR \d+\.\d\d dB \(held-out views\)", text), text
+        assert len(steps) >= 3, steps  # step 20 and at least two newer checkpoints shown
+        final = _settled_shot(page, unlike=first)  # the final field drawn, not the first checkpoint
+        assert final.std() > 5
+        page.close()
+        assert train.wait(60) == 0
+    finally:
+        go.touch()
+        if train.poll() is None:
+            train.kill()
+        log = _stop(view) if view is not None else ""
+    assert "Traceback" not in log, log
+    assert out.is_file() and not partial_path(out).exists()
+    print(f"steps shown: {steps}")
