@@ -178,22 +178,49 @@ def image_counts(database: Path) -> dict[str, ImageCounts]:
 
 
 def incremental_mapping(database: Path, image_dir: Path, output: Path, *, options, n_images: int) -> dict:
-    """pycolmap's incremental mapping with a progress line per registered image (of `n_images`); the
-    final bundle adjustment after the last image is in the stage's time but not in its estimate."""
+    """pycolmap's incremental mapping with a progress line per registered image (of `n_images`).
+
+    The count starts at the initial pair (its two images), and so does the clock of the time-left
+    estimate: finding and registering the pair (two-view geometries tried, a first bundle adjustment) is
+    a one-off cost, not a per-image one, and counted in the rate it made the first estimates run 2-3x
+    long (bench.sfm_progress). A second model (photos the first one could not take) counts its pair the
+    same way. The final bundle adjustment after the last image is in the stage's time, not in its units."""
     import pycolmap
 
-    announce(log, f"mapping: registering up to {n_images} photos")
-    stop = False
+    announce(log, f"mapping: choosing an initial pair, then registering up to {n_images} photos")
+    done_now = [0]  # images registered since the meter last counted (what the next step counts)
+    state: dict = {"meter": None, "stop": False}
 
     def ticks():
-        while not stop:
-            yield None
+        while not state["stop"]:
+            yield done_now
 
-    meter = progress(ticks(), desc="mapping", unit="registered image", total=n_images)
-    next(meter)  # the first image's work begins; each callback counts one done
+    def count(images: int) -> None:
+        done_now[0] = images
+        next(state["meter"], None)
+        done_now[0] = 0
+
+    def initial_pair() -> None:
+        if state["meter"] is None:  # its clock starts now; the pair's 2 images took none of its time
+            state["meter"] = progress(ticks(), desc="mapping", unit="registered image", total=n_images,
+                                      initial=2, weight=lambda d: d[0])  # fmt: skip
+            next(state["meter"])
+        else:  # another model's pair
+            count(2)
+
+    def next_image() -> None:
+        if state["meter"] is not None:
+            count(1)
+
     try:
-        return pycolmap.incremental_mapping(
-            database, image_dir, output, options=options, next_image_callback=lambda: next(meter)
-        )
+        models = pycolmap.incremental_mapping(
+            database, image_dir, output, options=options, initial_image_pair_callback=initial_pair,
+            next_image_callback=next_image,
+        )  # fmt: skip
+        if state["meter"] is not None:  # the last line: how many, and the stage's time
+            state["stop"] = True
+            next(state["meter"], None)
+        return models
     finally:
-        meter.close()
+        if state["meter"] is not None:
+            state["meter"].close()
