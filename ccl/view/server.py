@@ -143,8 +143,6 @@ class ViewServer:
         self._build_page(start_frame)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
-        if session.can_query:
-            threading.Thread(target=self._answer_loop, name="ccl-view-ask", daemon=True).start()
         threading.Thread(target=self._watch_loop, name="ccl-view-watch", daemon=True).start()
 
     @property
@@ -171,10 +169,14 @@ class ViewServer:
         if not s.can_query:
             self.status.content = "Colour field only: this folder has no language field, so no queries."
             return
+        self._add_query_widgets()
+
+    def _add_query_widgets(self) -> None:
+        """The query box, scale, threshold and export button (once the folder has a language field)."""
+        s, gui = self.session, self.server.gui
         self.text = gui.add_text("Query", initial_value="", hint="text; several separated by ';'")
-        self.scale = gui.add_dropdown(
-            "Scale", options=list(s.scale_choices), initial_value=self._initial_scale
-        )
+        scale = self._initial_scale if self._initial_scale in s.scale_choices else SCALE_CHOICE_AUTO
+        self.scale = gui.add_dropdown("Scale", options=list(s.scale_choices), initial_value=scale)
         self.threshold = gui.add_slider(
             "Threshold", min=0.0, max=1.0, step=0.01, initial_value=float(s.query_cfg.threshold)
         )
@@ -183,27 +185,34 @@ class ViewServer:
         for handle in (self.text, self.scale, self.threshold):
             handle.on_update(lambda _event: self._asks.put(self._request()))
         self.export_button.on_click(self._export)
+        threading.Thread(target=self._answer_loop, name="ccl-view-ask", daemon=True).start()
 
     def _heading(self) -> str:
         s = self.session
         return f"**{s.scene}** · {len(s.colour)} Gaussians · variant `{s.variant}`"
 
     def _training_text(self) -> str:
-        line = self.session.training_line()
-        return f"Colour field {line}" if line else ""
+        return "  \n".join(self.session.training_lines())  # a markdown line break between fields
 
     def _watch_loop(self) -> None:
-        """Every POLL_S: a newer checkpoint of the colour field swapped in, the page's lines updated and
-        every browser's view drawn again (the renders in flight finish with the field they began with)."""
+        """Every POLL_S: newer checkpoints of the fields swapped in, the page's lines updated and every
+        browser's view drawn again (the renders in flight finish with the fields they began with); after a
+        language field's, the query on the page is answered again on it."""
         while not self._stop_watch.wait(POLL_S):
             try:
-                if not self.session.refresh():
+                swapped = self.session.refresh()
+                if not swapped:
                     continue
-            except Exception:  # the page keeps showing the field it has
-                log.exception("ccl view: reading the colour field's newer checkpoint failed")
+                self.heading.content = self._heading()
+                self.training.content = self._training_text()
+                if "language" in swapped and self.session.can_query:
+                    if not hasattr(self, "text"):  # the first language field has appeared
+                        self._add_query_widgets()
+                    self.scale.options = list(self.session.scale_choices)
+                    self._asks.put(self._request())
+            except Exception:  # the page keeps showing the fields it has
+                log.exception("ccl view: reading a field's newer checkpoint failed")
                 continue
-            self.heading.content = self._heading()
-            self.training.content = self._training_text()
             for slot in list(self._clients.values()):
                 slot.put()
 

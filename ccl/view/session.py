@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ccl.query.config import QueryConfig
+from ccl.query.fields import LanguageFieldSource
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,24 @@ def camera_from_view(
     return Camera(name="browser", image_path=Path(""), width=w, height=h, K=K, world_to_camera=w2c)
 
 
+def _progress_line(lf: Any, what: str, keys: tuple[str, str]) -> str:
+    """'training: step S of N, {what} x' (a partial checkpoint: the mean of `keys[0]` over the training
+    views since the checkpoint before) or 'trained: N steps, {what} x' (a final field: `keys[1]` over the
+    held-out views, else `keys[0]`); PSNR in dB."""
+    got, unit = lf.progress, " dB" if what == "PSNR" else ""
+    if lf.partial:
+        line, figures = f"training: step {lf.step} of {lf.iterations}", ((keys[0], "training views"),)
+    else:
+        line, figures = (
+            f"trained: {lf.iterations} steps",
+            ((keys[1], "held-out views"), (keys[0], "training views")),
+        )
+    for key, which in figures:
+        if got.get(key) is not None:
+            return f"{line}, {what} {got[key]:.2f}{unit} ({which})"
+    return line
+
+
 def _same_geometry(a: Any, b: Any) -> bool:
     import torch
 
@@ -117,8 +136,10 @@ class ViewSession:
     features_cfg: Any = None  # the scene's own text encoder (ccl.query.fields.scene_text_encoder)
     device: str = "cpu"
     latest: Any = None  # ccl.latest_fields.LatestField the colour field was read from (None: given as is)
+    text_encoder: Any = None  # () -> features config, called when the first language field appears
     _shared: dict[int, tuple[Any, bool]] = field(default_factory=dict, repr=False)
     _stamp: Any = field(default=None, repr=False)  # ccl.latest_fields.field_stamp of what `latest` read
+    _language_stamps: dict[str, Any] = field(default_factory=dict, repr=False)  # scale -> field_stamp
 
     @property
     def can_query(self) -> bool:
@@ -135,47 +156,52 @@ class ViewSession:
         """Whether the colour field shown is a partial checkpoint (its training still runs)."""
         return self.latest is not None and self.latest.partial
 
-    def refresh(self) -> bool:
-        """Swap in the colour field as it stands now, if its file changed since it was read (a new partial
-        checkpoint, or the final field): True when it did. Cheap when nothing changed (`field_stamp`: a
-        stat). A render in flight keeps drawing the field it started with; a file being replaced as it
-        is read is left for the next call."""
+    def refresh(self) -> frozenset[str]:
+        """Swap in the fields as they stand now where their files changed since they were read (a new
+        partial checkpoint, or the final field): which were swapped, "colour" and/or "language" (empty:
+        none). Cheap when nothing changed (`field_stamp`: a stat a field). A render or query in flight
+        keeps the fields it started with; a file being replaced as it is read is left for the next call."""
         from ccl.io.provenance import check_scene_of
         from ccl.latest_fields import field_stamp, latest_rgb, rgb_path
 
         if self.latest is None:
-            return False
+            return frozenset()
+        swapped = set()
         stamp = field_stamp(rgb_path(self.run_dir))
-        if stamp is None or stamp == self._stamp:
-            return False
+        stamps = language_stamps(self.run_dir, self.variant)
         try:
-            latest = latest_rgb(self.run_dir, scene=self.scene)
-            if not latest.partial:
-                check_scene_of(latest.path, latest.header.get("inputs"), self.run_dir.parent / "scene.json")
+            if stamp is not None and stamp != self._stamp:
+                latest = latest_rgb(self.run_dir, scene=self.scene)
+                if not latest.partial:
+                    check_scene_of(
+                        latest.path, latest.header.get("inputs"), self.run_dir.parent / "scene.json"
+                    )
+                self.colour, self.latest, self._stamp = latest.field.to(self.device), latest, stamp
+                swapped.add("colour")
+            if stamps != self._language_stamps or (swapped and self.sources):
+                sources = open_language(self.run_dir, self.variant, scene=self.scene, device=self.device,
+                                        colour=self.colour, rgb_path=self.latest.path)  # fmt: skip
+                if sources and self.features_cfg is None and self.text_encoder is not None:
+                    self.features_cfg = self.text_encoder()
+                self.sources, self._language_stamps = sources, stamps
+                swapped.add("language")
         except (FileNotFoundError, ValueError) as e:  # replaced or removed as it was read: next call
-            log.debug("ccl view: %s not read this time (%s)", stamp[0], e)
-            return False
-        self.colour, self.latest, self._stamp = latest.field.to(self.device), latest, stamp
-        return True
+            log.debug("ccl view: a field not read this time (%s)", e)
+        return frozenset(swapped)
 
-    def training_line(self) -> str:
-        """How far the colour field shown had come: 'training: step S of N, PSNR x dB' for a partial
-        checkpoint (the mean over the training views of the steps since the one before), 'trained: …'
-        for the final field (its held-out PSNR)."""
-        lf = self.latest
-        if lf is None:
-            return ""
-        got = lf.progress
-        if lf.partial:
-            line = f"training: step {lf.step} of {lf.iterations}"
-            if got.get("psnr_train") is not None:
-                line += f", PSNR {got['psnr_train']:.2f} dB (training views)"
-            return line
-        line = f"trained: {lf.iterations} steps"
-        for key, which in (("psnr_heldout", "held-out views"), ("psnr_train", "training views")):
-            if got.get(key) is not None:
-                return line + f", PSNR {got[key]:.2f} dB ({which})"
-        return line
+    def training_lines(self) -> list[str]:
+        """How far each field shown had come: 'Colour field training: step S of N, PSNR x dB' for a partial
+        checkpoint (the mean over the training views of the steps since the one before; a language field:
+        its pixel accuracy), '… trained: N steps, …' for a final field (its held-out figure)."""
+        if self.latest is None:
+            return []
+        lines = [f"Colour field {_progress_line(self.latest, 'PSNR', ('psnr_train', 'psnr_heldout'))}"]
+        loaded = self.sources[SCALE_CHOICE_AUTO].loaded if self.sources else {}
+        for scale in self.scale_choices[1:]:
+            if scale in loaded:
+                got = _progress_line(loaded[scale], "accuracy", ("accuracy_train", "accuracy_heldout"))
+                lines.append(f"Language field {scale} {got}")
+        return lines
 
     # --- rendering ------------------------------------------------------------------------------------
 
@@ -312,11 +338,9 @@ def open_session(
     colour field, and, when it has language fields of `variant`, every field with its codebook (shapes,
     provenance: ccl.query.fields) and the text encoder (`text_encoder()` -> features config, called only
     then). A folder without language fields opens colour-only."""
-    from ccl.io.provenance import check_made_from, check_scene_of, remake
+    from ccl.io.provenance import check_scene_of
     from ccl.latest_fields import field_stamp, latest_rgb
     from ccl.latest_fields import rgb_path as rgb_path_of
-    from ccl.query.fields import scene_fields
-    from ccl.query.view import language_source
     from ccl.results_tree import as_run
     from ccl.scene import load_scene_cameras, read_manifest
 
@@ -332,38 +356,104 @@ def open_session(
     check_scene_of(latest.path, header.get("inputs"), manifest)  # the cameras drawn are this manifest's
     background = tuple(float(v) for v in (header.get("config") or {}).get("background", (0.0, 0.0, 0.0)))
     cameras = load_scene_cameras(manifest, cfg=scene_cfg).cameras
-    gdir = run.run_dir / "gaussians" / variant
-    has_fields = any(not p.name.endswith(".partial.safetensors") for p in gdir.glob("*.safetensors"))
-    sources: dict[str, Any] = {}
-    features_cfg = None
-    if has_fields:
-        fields, _ = scene_fields(run, variant)  # refuses a field without its codebook
-        scales = [s for s in ("sp", "wp", "all") if s in fields] + sorted(
-            s for s in fields if s not in ("sp", "wp", "all")
+    colour = colour.to(device)
+    stamps = language_stamps(run.run_dir, variant)
+    sources = open_language(run, variant, scene=m.name, device=device, colour=colour, rgb_path=latest.path)
+    features_cfg = text_encoder() if sources and text_encoder is not None else None
+    if not sources:
+        log.info(
+            "%s: no language field of variant %r; the view shows the colour field only", run.run_dir, variant
         )
-        for choice in (SCALE_CHOICE_AUTO, *scales):
-            sources[choice] = language_source(run, variant, scale=choice, scene=m.name, device=device)
-        # every field loaded now, so that a bad one (shapes, another run's codebook: ccl.query.fields)
-        # is refused before the server starts; a single-scale choice whose field `auto` already holds
-        # loads its own copy only when first picked
-        checked = set(sources[SCALE_CHOICE_AUTO].scales)
-        for s in checked:
-            sources[SCALE_CHOICE_AUTO].language_field(s)
-        for s in scales:
-            if s not in checked:
-                sources[s].language_field(s)
-        for s in scales:  # drawn over this colour field: the one each field was trained against
-            source = sources[SCALE_CHOICE_AUTO] if s in checked else sources[s]
-            recorded = (source.language_field(s).header.get("inputs") or {}).get("rgb")
-            check_made_from(
-                fields[s], recorded, rgb_path, role="colour field", fix="its selections would be drawn "
-                f"over another run's Gaussians; open the run it was trained with, or {remake(fields[s])}",
-            )  # fmt: skip
-        features_cfg = text_encoder() if text_encoder is not None else None
-    else:
-        log.info("%s: no language field of variant %r; the view shows the colour field only", gdir, variant)
     return ViewSession(
-        run_dir=run.run_dir, scene=m.name, colour=colour.to(device), background=background,  # type: ignore[arg-type]
+        run_dir=run.run_dir, scene=m.name, colour=colour, background=background,  # type: ignore[arg-type]
         cameras=tuple(cameras), variant=variant, sources=sources, query_cfg=query_cfg,
-        features_cfg=features_cfg, device=device, latest=latest, _stamp=stamp,
+        features_cfg=features_cfg, device=device, latest=latest, text_encoder=text_encoder,
+        _stamp=stamp, _language_stamps=stamps,
     )  # fmt: skip
+
+
+def language_stamps(run_dir: Path, variant: str) -> dict[str, Any]:
+    """scale -> `field_stamp` of each language field a reader takes now (final or partial): one listing
+    of the folder and a stat a field."""
+    from ccl.latest_fields import field_stamp, language_paths
+
+    return {
+        s: field_stamp(p.with_name(f"{s}.safetensors")) for s, p in language_paths(run_dir, variant).items()
+    }
+
+
+@dataclass(eq=False)
+class LatestLanguageSource(LanguageFieldSource):
+    """A LanguageFieldSource over the fields as they stand (ccl.latest_fields): each a final field, or the
+    latest partial checkpoint of one still training (a frozen run's on `colour`, the colour field's
+    geometry). The sources of one session share `loaded` (scale -> LatestField): a field is read once."""
+
+    colour: Any = None
+    loaded: dict[str, Any] = field(default_factory=dict)
+
+    def language_field(self, scale: str) -> Any:
+        if scale not in self._fields:
+            if scale not in self.loaded:
+                self.loaded[scale] = self._read(scale)
+            self._fields[scale] = self.loaded[scale].field
+        return self._fields[scale]
+
+    def _read(self, scale: str) -> Any:
+        """The field's LatestField, checked against its codebook as LanguageFieldSource checks a final."""
+        from ccl.io.provenance import check_made_from
+        from ccl.latest_fields import LatestField, latest_language
+        from ccl.query.fields import _to_device
+
+        path = Path(self.fields[scale])
+        if not path.name.endswith(".partial.safetensors"):
+            f = super().language_field(scale)  # its codebook and classes checked there
+            n = int(f.header.get("iteration", 0))
+            return LatestField(path, f, n, n, f.header)
+        latest = latest_language(path, colour=self.colour, scene=self.scene)
+        codebook, n = self.codebooks[scale], self.prototypes(scale).shape[0]
+        fix = "its training began on another codebook; rerun the workflow"
+        check_made_from(
+            path, (latest.header.get("inputs") or {}).get("codebook"), codebook, role="codebook", fix=fix
+        )
+        if latest.field.n_classes != n:
+            raise ValueError(
+                f"{path} decodes into {latest.field.n_classes} classes but {codebook} has {n}; {fix}"
+            )
+        return dataclasses.replace(latest, field=_to_device(latest.field, self.device))
+
+
+def open_language(
+    run: Any, variant: str, *, scene: str, device: str, colour: Any, rgb_path: Path
+) -> dict[str, Any]:
+    """scale choice -> LatestLanguageSource of a run's language fields of `variant` (final ones, or the
+    latest partial checkpoints of those still training); {} where it has none. Every field is read
+    and checked now (shapes, its codebook, the colour field it was trained against), so that a bad one is
+    refused before a server starts, and a newer checkpoint is read before it is shown."""
+    from ccl.io.provenance import check_made_from, remake
+    from ccl.latest_fields import language_paths
+    from ccl.query.fields import SCALE_ORDER, scene_fields
+    from ccl.results_tree import as_run
+
+    run = as_run(run)
+    paths = language_paths(run.run_dir, variant)
+    if not paths:
+        return {}
+    if any(not p.name.endswith(".partial.safetensors") for p in paths.values()):
+        scene_fields(run, variant)  # refuses a final field without its codebook
+    cdir = run.run_dir / "codebook" / variant
+    scales = sorted(paths, key=lambda s: (SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s))
+    auto = tuple(s for s in scales if s != "all") or tuple(scales)  # ccl.query.view.language_source's
+    loaded: dict[str, Any] = {}
+    sources = {
+        choice: LatestLanguageSource({s: paths[s] for s in picked}, {s: cdir / f"{s}.h5" for s in picked},
+                                     scene=scene, device=device, colour=colour, loaded=loaded)
+        for choice, picked in ((SCALE_CHOICE_AUTO, auto), *((s, (s,)) for s in scales))
+    }  # fmt: skip
+    for s in scales:  # drawn over this colour field: the one each field was trained against
+        f = sources[s].language_field(s)
+        check_made_from(
+            paths[s], (f.header.get("inputs") or {}).get("rgb"), rgb_path, role="colour field",
+            fix=f"its selections would be drawn over another run's Gaussians; open the run it was trained "
+            f"with, or {remake(paths[s])}",
+        )  # fmt: skip
+    return sources

@@ -84,7 +84,7 @@ def test_partial_checkpoints_record_psnr_and_the_session_follows_them(
         assert session.training and session.latest.path == partial_path(out)
         image = session.render(camera).image
         seen.append(
-            (session.latest.step, session.latest.progress["psnr_train"], session.training_line(), image)
+            (session.latest.step, session.latest.progress["psnr_train"], session.training_lines(), image)
         )
 
     stage, train_with_callback = _with_callback(look)
@@ -94,17 +94,81 @@ def test_partial_checkpoints_record_psnr_and_the_session_follows_them(
     )
 
     assert [s for s, *_ in seen] == list(range(EVERY, ITERATIONS, EVERY))
-    for step, psnr, line, _image in seen:
+    for step, psnr, lines, _image in seen:
         assert math.isfinite(psnr) and 5 < psnr < 60, psnr
-        assert line == f"training: step {step} of {ITERATIONS}, PSNR {psnr:.2f} dB (training views)"
+        assert lines == [
+            f"Colour field training: step {step} of {ITERATIONS}, PSNR {psnr:.2f} dB (training views)"
+        ]
     assert seen[-1][1] > seen[0][1] + 1.0, [p for _s, p, *_ in seen]  # the PSNR so far rises
     assert np.abs(seen[-1][3].astype(int) - seen[0][3]).max() > 30  # the newer field is drawn
     assert session.refresh() and not session.training and session.latest.path == out
-    assert (
-        session.training_line()
-        == f"trained: {ITERATIONS} steps, PSNR {metrics.psnr_heldout:.2f} dB (held-out views)"
-    )
+    trained = f"Colour field trained: {ITERATIONS} steps, PSNR {metrics.psnr_heldout:.2f} dB (held-out views)"
+    assert session.training_lines() == [trained]
     assert not session.refresh()
+
+
+def _write_language_partial(final: Path, field, *, step: int, accuracy: float) -> None:
+    """A frozen language run's partial checkpoint of `final` at `step` of 100 (its features and decoder,
+    the header train_language writes, the accuracy so far), as ccl.splat.trainer.optimise saves it."""
+    from ccl.splat.checkpoint import partial_path, save_train_state
+    from ccl.splat.decoder import decoder_tensors
+
+    header = {
+        **field.header,
+        "config": {"iterations": 100},
+        "progress": {"steps": 10, "accuracy_train": accuracy},
+    }
+    save_train_state(
+        partial_path(final), iteration=step, params={"features": field.features}, optimizers={},
+        strategy_state={}, extra=decoder_tensors(field.decoder), header=header,
+    )  # fmt: skip
+
+
+def test_a_language_field_still_training_is_queried_and_followed(tiny_view_results, tmp_path):
+    """sp's language field only as a partial checkpoint (wp trained): the session answers queries on it,
+    says its step and accuracy so far, swaps in a newer checkpoint, and then the final field."""
+    import shutil
+
+    from ccl.query.config import QueryConfig
+    from ccl.query.fields import scene_text_encoder
+    from ccl.scene import SceneLoadConfig
+    from ccl.splat.checkpoint import load_language_field, save_language_field
+    from ccl.view.session import open_session
+
+    scene_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_view_results["scene_dir"], scene_dir)
+    final = scene_dir / "seed0" / "gaussians" / "full" / "sp.safetensors"
+    field = load_language_field(final)
+    _write_language_partial(final, field, step=50, accuracy=0.61)
+    final.unlink()
+
+    session = open_session(scene_dir, query_cfg=QueryConfig(), scene_cfg=SceneLoadConfig(),
+                           text_encoder=lambda: scene_text_encoder(scene_dir))  # fmt: skip
+    assert session.scale_choices == ("auto", "sp", "wp")
+    lines = session.training_lines()
+    assert lines[1] == "Language field sp training: step 50 of 100, accuracy 0.61 (training views)", lines
+    assert lines[2].startswith("Language field wp trained: "), lines
+    answer = session.ask("red mug", scale="sp")
+    assert answer.has_selection, answer.message
+    assert not session.refresh()
+
+    _write_language_partial(final, field, step=60, accuracy=0.72)
+    assert session.refresh() == {"language"}
+    assert (
+        session.training_lines()[1]
+        == "Language field sp training: step 60 of 100, accuracy 0.72 (training views)"
+    )
+    assert session.ask("red mug", scale="sp").has_selection
+
+    metrics = {"accuracy_all": 0.9, "accuracy_heldout": 0.85}
+    save_language_field(final, field, header={**field.header, "iteration": 100, "metrics": metrics})
+    partial = final.with_name("sp.partial.safetensors")
+    partial.unlink()
+    assert session.refresh() == {"language"}
+    assert (
+        session.training_lines()[1] == "Language field sp trained: 100 steps, accuracy 0.85 (held-out views)"
+    )
+    assert session.sources["sp"].fields["sp"] == final
 
 
 # The tiny training of the browser test, in a process of its own as the workflow's job would be: paced
