@@ -107,6 +107,44 @@ def test_partial_checkpoints_record_psnr_and_the_session_follows_them(
     assert not session.refresh()
 
 
+def test_a_language_runs_partial_checkpoints_record_its_accuracy(
+    tiny_view_results, tmp_path, one_torch_thread
+):
+    """A frozen language run on the tiny scene's ground-truth categories: each partial checkpoint's header
+    records the pixel accuracy of the steps since the one before (in [0, 1], rising as it trains)."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from ccl.io.checkpoint import read_header
+    from ccl.scene import SceneLoadConfig, load_scene_from_manifest, read_manifest
+    from ccl.splat.checkpoint import load_rgb_field, partial_path
+    from ccl.splat.config import LanguageConfig
+    from ccl.splat.train_language import fit_language
+
+    scene_dir = tiny_view_results["scene_dir"]
+    manifest = scene_dir / "scene.json"
+    cameras = load_scene_from_manifest(manifest, cfg=SceneLoadConfig()).cameras
+    with h5py.File(read_manifest(manifest).root / "gt.h5", "r") as f:
+        n_classes = len(json.loads(f.attrs["categories"]))
+        maps = [f[c.name]["category_id"][()].astype(np.int64) for c in cameras]
+    colour, _ = load_rgb_field(scene_dir / "seed0" / "gaussians" / "rgb.safetensors")
+    state = partial_path(tmp_path / "sp.safetensors")
+    seen = []
+
+    def look(step: int) -> None:
+        if (step + 1) % 10 == 0 and step + 1 < 60:
+            seen.append(read_header(state)["progress"])
+
+    cfg = LanguageConfig(iterations=60, checkpoint_every=10, holdout_every=4, lr=1e-2)
+    fit_language(cameras, maps, n_classes=n_classes, gaussians=colour, cfg=cfg, seed=0, state_path=state,
+                 callback=look)  # fmt: skip
+    accuracy = [p["accuracy_train"] for p in seen]
+    assert len(seen) == 5 and all(p["steps"] == 10 and math.isfinite(p["loss"]) for p in seen), seen
+    assert all(0 <= a <= 1 for a in accuracy) and accuracy[-1] > accuracy[0] + 0.05, accuracy
+
+
 def _write_language_partial(final: Path, field, *, step: int, accuracy: float) -> None:
     """A frozen language run's partial checkpoint of `final` at `step` of 100 (its features and decoder,
     the header train_language writes, the accuracy so far), as ccl.splat.trainer.optimise saves it."""
