@@ -1,5 +1,6 @@
 """`ccl view RESULTS/SCENE [--port 8080]`: a browser page on one results folder: the colour field from
-any camera, text queries, selections exported."""
+any camera, text queries, selections exported; fields still training shown from their latest partial
+checkpoint (said so) and followed as training goes on."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         start_frame=start, scale=args.scale,
     )  # fmt: skip
     what = "colour field and text queries" if session.can_query else "colour field only (no language field)"
+    for name, field in session.fields_read():
+        if field.partial:
+            print(f"note: {name} {field.describe()}; the page follows its training", flush=True)
     print(f"ccl view: {session.scene} ({what}) at {page.url}  (Ctrl-C stops)", flush=True)
     page.serve_forever()
     return 0

@@ -189,18 +189,23 @@ class ViewSession:
             log.debug("ccl view: a field not read this time (%s)", e)
         return frozenset(swapped)
 
+    def fields_read(self) -> list[tuple[str, Any]]:
+        """(name, ccl.latest_fields.LatestField) of each field shown: 'colour field', 'language field sp', …"""
+        loaded = self.sources[SCALE_CHOICE_AUTO].loaded if self.sources else {}
+        language = [(f"language field {s}", loaded[s]) for s in self.scale_choices[1:] if s in loaded]
+        return ([("colour field", self.latest)] if self.latest is not None else []) + language
+
     def training_lines(self) -> list[str]:
         """How far each field shown had come: 'Colour field training: step S of N, PSNR x dB' for a partial
         checkpoint (the mean over the training views of the steps since the one before; a language field:
         its pixel accuracy), '… trained: N steps, …' for a final field (its held-out figure)."""
-        if self.latest is None:
-            return []
-        lines = [f"Colour field {_progress_line(self.latest, 'PSNR', ('psnr_train', 'psnr_heldout'))}"]
-        loaded = self.sources[SCALE_CHOICE_AUTO].loaded if self.sources else {}
-        for scale in self.scale_choices[1:]:
-            if scale in loaded:
-                got = _progress_line(loaded[scale], "accuracy", ("accuracy_train", "accuracy_heldout"))
-                lines.append(f"Language field {scale} {got}")
+        lines = []
+        for name, lf in self.fields_read():
+            if name == "colour field":
+                got = _progress_line(lf, "PSNR", ("psnr_train", "psnr_heldout"))
+            else:
+                got = _progress_line(lf, "accuracy", ("accuracy_train", "accuracy_heldout"))
+            lines.append(f"{name[0].upper()}{name[1:]} {got}")
         return lines
 
     # --- rendering ------------------------------------------------------------------------------------

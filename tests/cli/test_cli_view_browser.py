@@ -63,6 +63,8 @@ def _free_port() -> int:
 
 
 def _start_view(scene_dir: Path, export_dir: Path, frame: str) -> tuple[subprocess.Popen, str]:
+    """`ccl view` started on `scene_dir`: (the process, its URL); what it printed up to the URL is the
+    process's `printed`."""
     port = _free_port()
     cmd = [sys.executable, "-c", "import sys; from ccl.cli import main; sys.exit(main())", "view",
            str(scene_dir), "--port", str(port), "--frame", frame, "--export-dir", str(export_dir)]  # fmt: skip
@@ -76,6 +78,7 @@ def _start_view(scene_dir: Path, export_dir: Path, frame: str) -> tuple[subproce
             break
         lines.append(line)
         if line.startswith("ccl view:") and " at http://" in line:
+            proc.printed = "".join(lines)
             return proc, line.split(" at ")[1].split()[0]
     proc.kill()
     raise AssertionError("ccl view did not print its URL:\n" + "".join(lines))

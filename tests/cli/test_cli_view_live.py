@@ -267,6 +267,8 @@ def test_live_view_follows_a_training_in_chromium(browser, tiny_scene_dir, tmp_p
         _wait_for("the first partial checkpoint", partial_path(out).is_file, 60, train)
         cam = load_scene_from_manifest(manifest, cfg=SceneLoadConfig()).cameras[0]
         view, url = _start_view(scene_dir, tmp_path, cam.name)
+        note = f"note: colour field still training: the partial checkpoint at step {EVERY} of {ITERATIONS}"
+        assert note in view.printed, view.printed  # the console says so too
         page = open_page(browser, url)
         page.get_by_text(f"training: step {EVERY} of {ITERATIONS}").wait_for(timeout=30_000)
         first = _settled_shot(page)
