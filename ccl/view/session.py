@@ -179,8 +179,11 @@ class ViewSession:
                 self.colour, self.latest, self._stamp = latest.field.to(self.device), latest, stamp
                 swapped.add("colour")
             if stamps != self._language_stamps or (swapped and self.sources):
+                # a field whose file is the one read (and the colour field too) is not read again
+                before = self.sources[SCALE_CHOICE_AUTO].loaded if self.sources and not swapped else {}
+                keep = {s: lf for s, lf in before.items() if stamps.get(s) == self._language_stamps.get(s)}
                 sources = open_language(self.run_dir, self.variant, scene=self.scene, device=self.device,
-                                        colour=self.colour, rgb_path=self.latest.path)  # fmt: skip
+                                        colour=self.colour, rgb_path=self.latest.path, loaded=keep)  # fmt: skip
                 if sources and self.features_cfg is None and self.text_encoder is not None:
                     self.features_cfg = self.text_encoder()
                 self.sources, self._language_stamps = sources, stamps
@@ -428,12 +431,14 @@ class LatestLanguageSource(LanguageFieldSource):
 
 
 def open_language(
-    run: Any, variant: str, *, scene: str, device: str, colour: Any, rgb_path: Path
-) -> dict[str, Any]:
+    run: Any, variant: str, *, scene: str, device: str, colour: Any, rgb_path: Path,
+    loaded: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """scale choice -> LatestLanguageSource of a run's language fields of `variant` (final ones, or the
     latest partial checkpoints of those still training); {} where it has none. Every field is read
     and checked now (shapes, its codebook, the colour field it was trained against), so that a bad one is
-    refused before a server starts, and a newer checkpoint is read before it is shown."""
+    refused before a server starts, and a newer checkpoint is read before it is shown; `loaded` (scale ->
+    LatestField) holds those already read, taken as they are."""
     from ccl.io.provenance import check_made_from, remake
     from ccl.latest_fields import language_paths
     from ccl.query.fields import SCALE_ORDER, scene_fields
@@ -448,7 +453,7 @@ def open_language(
     cdir = run.run_dir / "codebook" / variant
     scales = sorted(paths, key=lambda s: (SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s))
     auto = tuple(s for s in scales if s != "all") or tuple(scales)  # ccl.query.view.language_source's
-    loaded: dict[str, Any] = {}
+    loaded = {s: lf for s, lf in (loaded or {}).items() if s in paths}
     sources = {
         choice: LatestLanguageSource({s: paths[s] for s in picked}, {s: cdir / f"{s}.h5" for s in picked},
                                      scene=scene, device=device, colour=colour, loaded=loaded)

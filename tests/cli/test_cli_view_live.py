@@ -190,8 +190,10 @@ def test_a_language_field_still_training_is_queried_and_followed(tiny_view_resul
     assert answer.has_selection, answer.message
     assert not session.refresh()
 
+    wp = session.sources["wp"].language_field("wp")
     _write_language_partial(final, field, step=60, accuracy=0.72)
     assert session.refresh() == {"language"}
+    assert session.sources["wp"].language_field("wp") is wp  # unchanged: not read again
     assert (
         session.training_lines()[1]
         == "Language field sp training: step 60 of 100, accuracy 0.72 (training views)"
