@@ -211,6 +211,41 @@ def test_a_language_field_still_training_is_queried_and_followed(tiny_view_resul
     assert session.sources["sp"].fields["sp"] == final
 
 
+def test_the_page_grows_its_query_box_when_the_first_language_field_lands(
+    tiny_view_results, tmp_path, monkeypatch
+):
+    """A page opened on a colour field alone (its language fields not trained yet): once they land, its
+    watcher swaps them in, adds the query box with their scales, and says how far each has come."""
+    import shutil
+
+    from test_cli_view_browser import _free_port
+
+    from ccl.query.config import QueryConfig
+    from ccl.query.fields import scene_text_encoder
+    from ccl.scene import SceneLoadConfig
+    from ccl.view import server as view_server
+    from ccl.view.session import open_session
+
+    scene_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_view_results["scene_dir"], scene_dir)
+    language = scene_dir / "seed0" / "gaussians" / "full"
+    language.rename(tmp_path / "full")
+    session = open_session(scene_dir, query_cfg=QueryConfig(), scene_cfg=SceneLoadConfig(),
+                           text_encoder=lambda: scene_text_encoder(scene_dir))  # fmt: skip
+    assert not session.can_query
+    monkeypatch.setattr(view_server, "POLL_S", 0.1)
+    page = view_server.ViewServer(session, port=_free_port())
+    try:
+        assert not hasattr(page, "text") and page.training.content.startswith("Colour field trained: ")
+        (tmp_path / "full").rename(language)
+        _wait_for("the query box", lambda: hasattr(page, "text") and hasattr(page, "export_button"), 30)
+        assert list(page.scale.options) == ["auto", "sp", "wp"]
+        _wait_for("the language lines", lambda: "Language field wp trained: " in page.training.content, 10)
+        assert page.status.content == "Type a query."
+    finally:
+        page.close()
+
+
 # The tiny training of the browser test, in a process of its own as the workflow's job would be: paced
 # (a sleep per step) so that its checkpoints land about a second apart, and held after the first one
 # until the test has the page open (a file `go`), so that the test needs no longer training than that.
