@@ -25,6 +25,20 @@ REAL_BACKENDS = {  # the preflight refuses simulators on real scenes: checkpoint
 }
 
 
+FIRST_LINE_S = 20  # a long job's first line comes within this many seconds of its start (issue 24.5)
+
+
+def _first_line(repo, job: str) -> tuple[float, str]:
+    """(seconds from the start of `job` ("rule/wildcards") to its log's first line, that line). The start
+    is the log's last line ("done in", as the job ends) less the job's wall time in Snakemake's benchmark."""
+    from datetime import datetime
+
+    lines = [line for line in (repo / "logs" / f"{job}.log").read_text().splitlines() if line[:4].isdigit()]
+    first, last = (datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in (lines[0], lines[-1]))
+    wall_s = float((repo / "benchmarks" / f"{job}.tsv").read_text().splitlines()[1].split("\t")[0])
+    return (first - last).total_seconds() + wall_s, lines[0]
+
+
 def _run_config(repo, scenes, **extra):
     config = {
         "data_root": "data",
@@ -83,6 +97,10 @@ def test_a_photo_folder_and_a_colmap_model_without_points_run_through_sfm_to_the
     report = json.loads((repo / "results/photos/sfm/poses.json").read_text())
     assert report["images_registered"] == report["images_total"] == 10, report
     assert "poses: 10 of 10 photos registered" in (repo / "logs/poses/photos.log").read_text()
+    for job, first in (("poses/photos", "poses: reading the photos"),
+                       ("triangulate_points/posed", "triangulate_points: reading the scene")):  # fmt: skip
+        after_s, line = _first_line(repo, job)  # said at once, before the work (issue 24.5)
+        assert first in line and after_s <= FIRST_LINE_S, (job, after_s, line)
     manifest = json.loads((repo / "results/photos/scene.json").read_text())
     assert manifest["source"] == "colmap" and manifest["sfm_from"].endswith("data/room_photos")
     assert [f["name"] for f in manifest["frames"]] == [f"IMG_{i:04d}" for i in range(10)]
