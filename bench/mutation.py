@@ -66,8 +66,8 @@ TEST_SUBSET: dict[str, list[str]] = {
     "ccl/masks/backends/sam.py": ["tests/masks"],
 }
 # Always passed to pytest: slow tests are left to `make test-all` (one of them per mutant would make a
-# module take hours); no .pytest_cache in the copy.
-PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider"]
+# module take hours); no .pytest_cache in the copy; this module as a plugin (`pytest_configure` below).
+PYTEST_ARGS = ["-m", "not slow", "-p", "no:cacheprovider", "-p", "bench.mutation"]
 # What the tests read besides ccl/ and tests/ (configs, the workflow, the bench's own scenes).
 ALSO_COPY = [
     "config.yaml",
@@ -80,6 +80,23 @@ ALSO_COPY = [
     "Makefile",
     "README.md",
 ]
+
+
+def pytest_configure(config) -> None:
+    """In each forked mutant run: a new lock for tqdm (ccl.runlog.progress's bar). mutmut forks every
+    mutant's pytest run from one process, and tqdm's class-wide lock (a multiprocessing semaphore, shared
+    by the forks) stays taken when a run holding it is killed at the time limit, or was taken by the
+    parent's monitor thread at the fork: every later run that draws a bar then waits on it until its own
+    time limit (eval/run.py: 20 time-outs in a row, each 15 s, the child asleep on a futex)."""
+    import threading
+
+    from tqdm.std import tqdm
+
+    def classes(cls):  # tqdm.auto's class keeps a lock of its own once one of its bars was drawn
+        return [cls, *(c for sub in cls.__subclasses__() for c in classes(sub))]
+
+    for cls in classes(tqdm):
+        cls.set_lock(threading.RLock())
 
 
 def private_copy(ref: str) -> Path:
