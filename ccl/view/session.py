@@ -180,7 +180,7 @@ class ViewSession:
                 swapped.add("colour")
             if stamps != self._language_stamps or (swapped and self.sources):
                 # a field whose file is the one read (and the colour field too) is not read again
-                before = self.sources[SCALE_CHOICE_AUTO].loaded if self.sources and not swapped else {}
+                before = {} if swapped else getattr(self.sources.get(SCALE_CHOICE_AUTO), "loaded", {})
                 keep = {s: lf for s, lf in before.items() if stamps.get(s) == self._language_stamps.get(s)}
                 sources = open_language(self.run_dir, self.variant, scene=self.scene, device=self.device,
                                         colour=self.colour, rgb_path=self.latest.path, loaded=keep)  # fmt: skip
@@ -194,7 +194,7 @@ class ViewSession:
 
     def fields_read(self) -> list[tuple[str, Any]]:
         """(name, ccl.latest_fields.LatestField) of each field shown: 'colour field', 'language field sp', …"""
-        loaded = self.sources[SCALE_CHOICE_AUTO].loaded if self.sources else {}
+        loaded = getattr(self.sources.get(SCALE_CHOICE_AUTO), "loaded", {})  # (a LatestLanguageSource)
         language = [(f"language field {s}", loaded[s]) for s in self.scale_choices[1:] if s in loaded]
         return ([("colour field", self.latest)] if self.latest is not None else []) + language
 
