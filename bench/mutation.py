@@ -57,7 +57,11 @@ TEST_SUBSET: dict[str, list[str]] = {
     # run.py and lerf_ovs.py: the eval tests that call them. With all of tests/eval, run.py took about
     # 7 s a mutant and 5 of its first 27 ran into the time limit (test_table_names builds every table
     # through the workflow's rule): over 40 minutes for its 363 mutants.
-    "ccl/eval/run.py": ["tests/eval/test_eval_run.py", "tests/eval/test_eval_tables.py"],
+    "ccl/eval/run.py": [
+        "tests/eval/test_eval_run.py",
+        "tests/eval/test_eval_run_rows.py",
+        "tests/eval/test_eval_tables.py",
+    ],
     "ccl/eval/lerf_ovs.py": [
         "tests/eval/test_eval_lerf_ovs.py",
         "tests/eval/test_lerf_ovs_edges.py",
