@@ -143,6 +143,9 @@ def _render_path(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() in IMAGE_SUFFIXES:
         raise ValueError(f"-o {args.out}: --path writes a video (.mp4, .gif) or a folder of PNG frames")
     run, session = common.view_session(args)
+    for name, field in session.fields_read():
+        if field.partial:  # as ccl view and ccl export say: the frames show the field as it stands now
+            print(f"note: {name} {field.describe()}; the frames show it as it stands now", flush=True)
     answer = None
     if args.text is not None:
         if not session.can_query:

@@ -336,3 +336,26 @@ def test_live_view_follows_a_training_in_chromium(browser, tiny_scene_dir, tmp_p
     assert "Traceback" not in log, log
     assert out.is_file() and not partial_path(out).exists()
     print(f"steps shown: {steps}")
+
+
+def test_a_path_rendered_from_a_field_still_training_says_so(tiny_view_results, tmp_path, capsys):
+    """`ccl render --path` on a results folder whose sp field has only its partial checkpoint: the video
+    is drawn from it, and the command says which step it shows (as ccl view and ccl export do)."""
+    import shutil
+
+    from ccl.cli import main
+    from ccl.splat.checkpoint import load_language_field
+
+    scene_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_view_results["scene_dir"], scene_dir)
+    final = scene_dir / "seed0" / "gaussians" / "full" / "sp.safetensors"
+    _write_language_partial(final, load_language_field(final), step=50, accuracy=0.61)
+    final.unlink()
+    out = tmp_path / "frames"
+    args = ["render", str(scene_dir), "--path", "orbit", "--what", "relevance", "--text", "red mug",
+            "--scale", "sp", "--frames", "2", "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "still training: the partial checkpoint at step 50 of 100" in printed, printed
+    assert "the frames show it as it stands now" in printed
+    assert len(list(out.glob("*.png"))) == 2
