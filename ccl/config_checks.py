@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ccl.config import config_source
+
 # (key, test of its value, the allowed values in words): ("lr", lambda v: v > 0, "> 0")
 Check = tuple[str, Callable[[Any], bool], str]
 
@@ -28,7 +30,7 @@ def check_section(section: str, cfg: object, checks: Iterable[Check]) -> None:
             good = False
         if not good:
             raise ValueError(
-                f"{section}.{key} = {value!r}: expected {allowed}; fix the `{section}` section of config.yaml"
+                f"{section}.{key} = {value!r}: expected {allowed}; fix the `{section}` section of {config_source()}"
             )
 
 

@@ -6,6 +6,8 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
+from ccl.config import config_source
+
 
 def resolve_device(device: str) -> str:
     """`auto` → "cuda" when torch sees a CUDA device, else "cpu"; "cpu", "cuda" and "cuda:N" are
@@ -17,12 +19,12 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ValueError(
-            f"config.yaml: device must be one of auto, cpu, cuda; got {device!r}; "
+            f"{config_source()}: device must be one of auto, cpu, cuda; got {device!r}; "
             "set `device: auto` (CUDA when present, else CPU)"
         )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
-            f"config.yaml: device is {device!r} but torch sees no CUDA device; "
+            f"{config_source()}: device is {device!r} but torch sees no CUDA device; "
             "set `device: auto` or `device: cpu`"
         )
     return device
@@ -72,6 +74,6 @@ def out_of_memory_names(stage: str, keys: str) -> Iterator[None]:
         except (RuntimeError, AssertionError):  # no CUDA context to ask
             pass
         raise StageOutOfMemoryError(
-            f"{stage}: the GPU ran out of memory{used}; lower {keys} in config.yaml and rerun "
+            f"{stage}: the GPU ran out of memory{used}; lower {keys} in {config_source()} and rerun "
             f"(finished work is kept). torch: {str(e).splitlines()[0] if str(e) else 'out of memory'}"
         ) from e

@@ -15,7 +15,7 @@ from ccl.codebook.data import CodebookInputs, load_inputs
 from ccl.codebook.diagnostics import assignment_stats, plot_loss_curve, track_cosine_stats
 from ccl.codebook.supervision import degenerate_message, supervision_of, supervision_record, tracks_origin
 from ccl.codebook.train import LOSS_COLUMNS, LossTerms, TrainResult, train_prototypes
-from ccl.config import as_params
+from ccl.config import as_params, config_source
 from ccl.device import resolve_device
 from ccl.io.atomic import atomic_write_json
 from ccl.io.provenance import file_record
@@ -72,7 +72,7 @@ def fit_codebook(
     if data.n_masks < cfg.n_prototypes:
         raise ValueError(
             f"{features_path}: {data.n_masks} masks in {len(data.frame_names)} frames, fewer than the "
-            f"{cfg.n_prototypes} prototypes asked for: lower codebook.n_prototypes in config.yaml to at "
+            f"{cfg.n_prototypes} prototypes asked for: lower codebook.n_prototypes in {config_source()} to at "
             f"most {data.n_masks} (or give the scene more views or masks)"
         )
     device = resolve_device(device)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ccl.config import as_params
+from ccl.config import as_params, config_source
 from ccl.eval.config import EvalConfig
 from ccl.eval.figures import frame_figure, resize_image
 from ccl.eval.labels import read_lerf_label_dir
@@ -95,7 +95,7 @@ def evaluate_scene(
     if m.labels is None:
         raise ValueError(
             f"{m.path}: scene {m.name!r} has protocol {m.protocol} but no labels folder; set `labels:` in its "
-            "config.yaml entry"
+            f"entry of {config_source()}"
         )
     scene = load_scene_from_manifest(manifest, cfg=scene_cfg)
     if any((Path(manifest).parent / "features").glob("*.h5")):  # a workflow results folder: check by them

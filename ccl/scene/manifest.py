@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ccl.config import config_source
 from ccl.io import atomic_write_json
 from ccl.io.provenance import content_sha256, file_record, recorded_sha256
 from ccl.scene.config import SceneLoadConfig
@@ -163,7 +164,7 @@ def _labels_dir(name: str, entry: Mapping[str, Any], source_dir: Path) -> Path |
     path = Path(labels).expanduser().absolute()
     if not path.is_dir():
         raise FileNotFoundError(
-            f"{path}: labels folder not found (scene {name!r}, key `labels` in config.yaml); fix the path, "
+            f"{path}: labels folder not found (scene {name!r}, key `labels` in {config_source()}); fix the path, "
             "or remove the key if the scene has no LERF-OVS labels (set `protocol: none` to skip evaluation)"
         )
     return path

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccl.config import config_source
 from ccl.config_checks import check_section, is_int
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
@@ -77,11 +78,11 @@ def check_vocab_tree(cfg: SfmConfig) -> None:
         raise ValueError(
             "sfm.matcher = 'vocab_tree' needs sfm.vocab_tree_path, a COLMAP vocabulary-tree file (ccl "
             "downloads nothing); set the path, or use `matcher: sequential` (photos in capture order) "
-            "or `exhaustive`; fix the `sfm` section of config.yaml"
+            f"or `exhaustive`; fix the `sfm` section of {config_source()}"
         )
     if cfg.vocab_tree_path and not Path(cfg.vocab_tree_path).expanduser().is_file():
         raise FileNotFoundError(
             f"{Path(cfg.vocab_tree_path).expanduser().absolute()}: sfm.vocab_tree_path names no file; point "
             'it at a COLMAP vocabulary tree (.bin), or set it to "" and use `matcher: sequential` or '
-            "`exhaustive`; fix the `sfm` section of config.yaml"
+            f"`exhaustive`; fix the `sfm` section of {config_source()}"
         )

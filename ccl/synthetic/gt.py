@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ccl.config import config_source
+
 GT_KIND = "gt"
 LEVEL_LAYERS = ("subpart_id", "part_id", "whole_id")  # mask level 0, 1, 2 → the layer it is judged on
 WHOLE_LEVEL = 2
@@ -29,7 +31,7 @@ def require_gt(scene, stage: str, *, fix: str | None = None) -> Path:
     when the scene is not synthetic."""
     path = gt_path(scene)
     if not path.is_file():
-        fix = fix or f"Use the real backend for real scenes ({stage}.backend in config.yaml)"
+        fix = fix or f"Use the real backend for real scenes ({stage}.backend in {config_source()})"
         raise ValueError(
             f"{stage}.backend = 'sim' simulates models from a synthetic scene's ground truth, but scene "
             f"{scene.name!r} has no {path}: it is not a synthetic scene. {fix}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccl.config import as_params
+from ccl.config import as_params, config_source
 from ccl.io.atomic import atomic_directory
 from ccl.synthetic import cameras as cam_ops
 from ccl.synthetic import ops
@@ -120,7 +120,7 @@ def plan_scene(cfg: SyntheticConfig, seed: int) -> ScenePlan:
     """Objects, occluders, cameras and blur of the scene `cfg` and `seed` describe."""
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise ValueError(
-            f"seed = {seed!r}: expected a non-negative integer (top-level `seed` in config.yaml)"
+            f"seed = {seed!r}: expected a non-negative integer (top-level `seed` in {config_source()})"
         )
     seed = int(seed)
     objects = place_objects(cfg.n_objects, _rng(seed, STREAM_LAYOUT))

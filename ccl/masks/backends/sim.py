@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.config import config_source
 from ccl.io.masks_h5 import LEVELS, LevelMasks
 from ccl.masks.config import MasksConfig
 from ccl.masks.ops import filter_candidates
@@ -31,16 +32,17 @@ def _rng(seed: int, frame_index: int, level_index: int) -> np.random.Generator:
     )
 
 
-# What require_gt tells the user of a scene without ground truth.
-_REAL_SCENE_FIX = (
-    "The sim backend runs on synthetic scenes only: for this scene set masks.backend: sam "
-    "and masks.sam_checkpoint in config.yaml"
-)
+def _real_scene_fix() -> str:
+    """What require_gt tells the user of a scene without ground truth."""
+    return (
+        "The sim backend runs on synthetic scenes only: for this scene set masks.backend: sam "
+        f"and masks.sam_checkpoint in {config_source()}"
+    )
 
 
 def check(cfg: MasksConfig, scene: Any, *, builders: Any = None) -> None:
     """The scene is synthetic: its gt.h5 is what the masks are simulated from."""
-    require_gt(scene, "masks", fix=_REAL_SCENE_FIX)
+    require_gt(scene, "masks", fix=_real_scene_fix())
 
 
 def build(
@@ -55,7 +57,7 @@ class SimBackend:
     def __init__(self, scene: Any, *, cfg: MasksConfig, seed: int):
         from ccl.io.hashing import file_sha256
 
-        gt_path = require_gt(scene, "masks", fix=_REAL_SCENE_FIX)
+        gt_path = require_gt(scene, "masks", fix=_real_scene_fix())
         self._gt = GroundTruth(gt_path, scene.frame_names)
         self.cfg, self.seed = cfg, int(seed)
         self.model_info = {
