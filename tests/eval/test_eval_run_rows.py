@@ -208,11 +208,13 @@ def test_summary_counts_the_scales_and_averages_the_rows():
     assert ovs["sp+wp"]["loc_acc"] is None  # 3D-OVS has no boxes
 
 
-def test_query_warnings_are_label_warnings_pointing_at_the_caller():
+def test_query_warnings_are_label_warnings_pointing_past_the_evaluator():
     with pytest.warns(LabelWarning) as rec:
         resolve_queries(["cup", "table"], ["cup", "mug"], where="labels/")
     assert [r.category for r in rec] == [LabelWarning, LabelWarning]
-    assert {r.filename for r in rec} == {__file__}
+    # stacklevel: the warning names the line that asked (here this file; under mutmut its trampoline),
+    # never a line of ccl/eval/run.py itself
+    assert not any(r.filename.endswith("run.py") for r in rec)
     assert "(eval.queries lists the queries; leave it empty to evaluate every label category)" in str(
         rec[0].message
     )
