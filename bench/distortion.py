@@ -25,9 +25,14 @@ saying anything about the undistortion. The figure of merit is therefore `truth_
 K shifted) and scored against the same reference, the pinhole render cropped to the valid rectangle and
 downscaled as load_image does: the same views, the same pixels, the same truth. Per lens: the paired
 difference (lens − pinhole, same seed) over seeds, mean ± sample std, and `meets_target` = |mean| <=
-0.3 dB (the issue's target). Also the pinhole scene's own held-out PSNR over seeds (the training's
-run-to-run spread), and how closely the undistorted working images reproduce the reference (PSNR over
-all views: the resampling's loss before any training).
+0.3 dB (the issue's target). For a lens that crops, a control scene `<lens>_crop` (the pinhole renders
+cut to the same valid rectangle, K shifted, no resampling: the very pixels the lens scene keeps) splits
+that difference in two: `crop_alone_db` (control − pinhole: what the border the crop drops costs) and
+`undistortion_alone_db` (lens − control: what the lens's resampling and its undoing cost). Also the
+pinhole scene's own held-out PSNR over seeds (the training's run-to-run spread), and how closely the
+undistorted working images reproduce the reference (PSNR over all views: the resampling's loss before
+any training). The distorted photos are made by resampling a pinhole render (bilinear), not rendered
+through the lens, so a distorted scene carries two resamplings where a real photo carries one.
 Writes bench/out/distortion.json. Run: python -m bench.distortion
 """
 
@@ -229,6 +234,28 @@ def main(argv: list[str] | None = None) -> dict:
                 )
             out["scenes"][name] = row
             regions[name] = (str(d), {cams[i].name: refs[cams[i].name] for i in test_idx})
+        # a control per lens that crops: the pinhole renders cut to its valid rectangle (K shifted, no
+        # resampling), which sees the same pixels as the lens scene: what the crop alone costs
+        controls = {}
+        for name in lenses:
+            x0, y0, w, h = out["scenes"][name]["valid_rectangle"]["xywh"]
+            if (w, h) == (args.width, args.height):
+                continue
+            d = controls[name] = tmp / f"{name}_crop"
+            (d / "images").mkdir(parents=True)
+            for fr in meta["frames"]:
+                Image.fromarray(full[Path(fr["file_path"]).stem][y0 : y0 + h, x0 : x0 + w]).save(
+                    d / fr["file_path"]
+                )
+            (d / "transforms.json").write_text(
+                json.dumps(meta | {"w": w, "h": h, "cx": meta["cx"] - x0, "cy": meta["cy"] - y0})
+            )
+            assert all(  # the same cameras as the lens scene's
+                np.allclose(a.K, b.K) and (a.width, a.height) == (b.width, b.height)
+                for a, b in zip(load_scene(d, source="nerf", cfg=cfg).cameras,
+                                load_scene(dirs[name], source="nerf", cfg=cfg).cameras, strict=True)
+            )  # fmt: skip
+        dirs |= {f"{name}_crop": d for name, d in controls.items()}
         print(json.dumps(out["scenes"]), flush=True)
 
         runs: dict = {name: {} for name in dirs}
@@ -247,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         truth = [runs[name][s]["truth_heldout"][name] for s in seeds]
         base = [runs["pinhole"][s]["truth_heldout"][name] for s in seeds]
         diff = _spread([a - b for a, b in zip(truth, base, strict=True)])
-        out["results"][name] = {
+        row = out["results"][name] = {
             "region": out["scenes"][name]["valid_rectangle"],
             "pinhole_truth_heldout": _spread(base),
             "lens_truth_heldout": _spread(truth),
@@ -255,9 +282,14 @@ def main(argv: list[str] | None = None) -> dict:
             "lens_own_heldout": _spread([runs[name][s]["own_heldout"] for s in seeds]),
             "own_minus_truth_db": _spread(
                 [runs[name][s]["own_heldout"] - runs[name][s]["truth_heldout"][name] for s in seeds]
-            ),  # fmt: skip
+            ),
             "meets_target": abs(diff["mean"]) <= TARGET_DB,
         }
+        if f"{name}_crop" in runs:  # the difference in two: the crop's fewer pixels, then the resampling
+            crop = [runs[f"{name}_crop"][s]["truth_heldout"][name] for s in seeds]
+            row["crop_control_truth_heldout"] = _spread(crop)
+            row["crop_alone_db"] = _spread([a - b for a, b in zip(crop, base, strict=True)])
+            row["undistortion_alone_db"] = _spread([a - b for a, b in zip(truth, crop, strict=True)])
     out["same_heldout_views"] = (
         len({json.dumps(r["heldout_views"]) for v in runs.values() for r in v.values()}) == 1
     )
