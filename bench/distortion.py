@@ -33,7 +33,8 @@ pinhole scene's own held-out PSNR over seeds (the training's run-to-run spread),
 undistorted working images reproduce the reference (PSNR over all views: the resampling's loss before
 any training). The distorted photos are made by resampling a pinhole render (bilinear), not rendered
 through the lens, so a distorted scene carries two resamplings where a real photo carries one.
-Writes bench/out/distortion.json. Run: python -m bench.distortion
+Writes bench/out/distortion.json; the figures and their reading: docs/distortion.md.
+Run: python -m bench.distortion
 """
 
 from __future__ import annotations
