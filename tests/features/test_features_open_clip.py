@@ -161,7 +161,12 @@ def test_crop_size_must_be_the_models_input_size(tiny_clip, tiny_scene, part_mas
         encode_text(["x"], cfg=dataclasses.replace(cfg, model_name="ViT-Q-99"))
 
 
-def test_a_query_longer_than_the_text_context_is_said_to_be_cut(tiny_clip, caplog):
+def test_a_query_longer_than_the_text_context_is_said_to_be_cut(tiny_clip, caplog, monkeypatch):
+    import ccl.runlog
+
+    # warn_once says a message once per process: forget what an earlier run of this test in the same
+    # process said (mutmut runs the suite twice in one process before it forks the mutants' runs)
+    monkeypatch.setattr(ccl.runlog, "_warned", set())
     enc = encoder(tiny_clip)
     long = "a " + "very " * 90 + "small red mug"
     with caplog.at_level(logging.WARNING):
