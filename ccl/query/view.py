@@ -108,15 +108,18 @@ def view_relevance(
     query_cfg: QueryConfig,
     features_cfg: Any,
     device: str = "cpu",
+    emb: Any = None,
 ) -> ViewRelevance:
     """Each query's relevance map in `camera`'s view, per scale, and the scale each is read at.
 
     The decoded class map of every scale with each prototype's relevance painted on it; in paper mode
     the softmax runs over the queries and the negatives (`query.negatives`), so a pixel that matches
     none of the queries is not forced onto one of them. `ccl query` and `ccl render` draw these.
+    `emb`: the queries' TextEmbeddings when the caller has them (ccl view's answer), else encoded here.
     """
     queries = tuple(validate_queries(queries, where="query text"))
-    emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
+    if emb is None or (emb.queries, emb.negative_phrases) != (queries, tuple(query_cfg.negatives)):
+        emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
     maps = np.stack(
         [
             relevance_maps(
@@ -351,6 +354,7 @@ def choose_gaussians(
     min_opacity: float = 0.0,
     rule: str = DEFAULT_SELECTION_RULE,
     cameras: Sequence[Any] | None = None,
+    classes: Any = None,
 ) -> ChosenGaussians:
     """The Gaussians whose class is relevant to the embedded text (`emb`), at the scale of `source`
     whose Gaussians reach the highest relevance; those below `min_opacity` left out.
@@ -358,6 +362,8 @@ def choose_gaussians(
     `rule` (SELECTION_RULES): "views" reads each Gaussian's class from the training views `cameras`
     (gaussian_class_votes: a Gaussian drawn in no view is not selected); "own" decodes its own feature.
     bench/selection_quality.py measures both against the synthetic scene's ground truth.
+    `classes` (rule "own"): a function of a field giving its decode_gaussian_classes, for a caller that
+    keeps them (ccl view asks many queries of the same fields); by default each field is decoded here.
     """
     check_selection_rule(rule)
     if rule == "views" and not cameras:
@@ -369,7 +375,8 @@ def choose_gaussians(
             votes = gaussian_class_votes(f, cameras)  # type: ignore[arg-type]
             sel = select_gaussians_voted(votes, source.prototypes(s), emb, cfg=query_cfg)
         else:
-            sel = select_gaussians(decode_gaussian_classes(f), source.prototypes(s), emb, cfg=query_cfg)
+            own = classes(f) if classes is not None else decode_gaussian_classes(f)
+            sel = select_gaussians(own, source.prototypes(s), emb, cfg=query_cfg)
         peak = float(sel.relevance.max()) if sel.relevance.size else 0.0
         if best is None or peak > best[2]:
             best = (s, f, peak, sel)

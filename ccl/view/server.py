@@ -33,6 +33,7 @@ HIGHLIGHT_RGB = (255, 0, 255)  # the selected Gaussians' points in 3D (not a tur
 MOVING_S = 0.3  # a camera update this soon after the last frame: the camera is moving
 MOVING_CLASS_STRIDE = 2  # while it moves, classes decoded on every 2nd pixel (4x fewer); refined when still
 POLL_S = 1.0  # how often the page looks for a newer checkpoint of a field still training
+CAMERA_MOVED = "camera"  # what a camera update puts in its browser's slot (a query puts True)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -80,6 +81,11 @@ class _LatestOnly:
         with self._cond:
             self.closed = True
             self._cond.notify()
+
+    def waiting(self) -> Any:
+        """What is put and not yet taken (None: nothing)."""
+        with self._cond:
+            return self._value if self._pending else None
 
     def take(self, timeout: float | None = None) -> tuple[bool, Any]:
         """(open, value) once something is put or the slot closes; (open, None) after `timeout`."""
@@ -220,6 +226,10 @@ class ViewServer:
         return self.text.value, self.scale.value, float(self.threshold.value)
 
     def _answer_loop(self) -> None:
+        try:
+            self.session.warm()  # each field's Gaussians decoded before the first query, not by it
+        except Exception:  # the query decodes them then, and says what fails
+            log.exception("ccl view: decoding the language fields' Gaussians ahead failed")
         while True:
             ok, request = self._asks.take()
             if not ok:
@@ -297,7 +307,7 @@ class ViewServer:
     def _connect(self, client: Any) -> None:
         slot = _LatestOnly()
         self._clients[client.client_id] = slot
-        client.camera.on_update(lambda _camera: slot.put())
+        client.camera.on_update(lambda _camera: slot.put(CAMERA_MOVED))
         threading.Thread(target=self._render_loop, args=(client, slot), daemon=True).start()
         slot.put()
 
@@ -325,9 +335,13 @@ class ViewServer:
                                         max_size=self.max_size)  # fmt: skip
                 stride = MOVING_CLASS_STRIDE if moving else 1
                 answer = self.answer
+                # a still view of a folder with language fields: their features drawn with the colour and
+                # decoded once it is sent, so that the query typed next only paints its relevance
+                scale = getattr(self, "scale", None)  # (the query widgets come with the first field)
+                prepare = scale.value if scale is not None and self.session.can_query and not moving else None
                 with self._render_lock:
-                    frame = self.session.render(view, answer, class_stride=stride)
-                coarse, last = stride > 1 and frame.heat is not None, time.monotonic()
+                    frame = self.session.render(view, answer, class_stride=stride, prepare=prepare)
+                coarse, last = frame.coarse, time.monotonic()
                 if slot.closed:
                     return  # gone while rendering: nothing to send
                 with self._send_lock:
@@ -337,10 +351,19 @@ class ViewServer:
                     client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)
                     if answer is not None:
                         self.overlay.content = f"Overlay: {_names(answer)}"
+                if prepare is not None and answer is None:
+                    with self._render_lock:  # stopped when this camera moves or another browser waits
+                        self.session.prepare_classes(view, prepare, cancelled=lambda: self._busy(slot))
             except Exception:
                 if slot.closed or client.client_id not in self._clients:
                     return  # the browser disconnected mid-render: only this thread ends
                 log.exception("ccl view: rendering for browser %s failed", client.client_id)
+
+    def _busy(self, slot: _LatestOnly) -> bool:
+        """Whether work decoding ahead for `slot`'s browser stops: its camera moved, or it went, or another
+        browser waits for a frame (a query on this one waits for the same class maps: not a reason)."""
+        return (slot.closed or slot.waiting() == CAMERA_MOVED
+                or any(s is not slot and s.waiting() is not None for s in list(self._clients.values())))  # fmt: skip
 
     def serve_forever(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class Answer:
     threshold: float
     chosen: Any  # ccl.query.view.ChosenGaussians, None when the text was refused
     message: str  # what the page says about it
+    emb: Any = None  # ccl.query.relevance.TextEmbeddings of the queries (drawn with them, not encoded again)
 
     @property
     def has_selection(self) -> bool:
@@ -51,6 +53,59 @@ class Frame:
     image: np.ndarray  # [H, W, 3] uint8: the colour field, with the relevance over it when asked
     heat: np.ndarray | None  # [H, W] float32, highest relevance of any query (None: no query)
     colour: np.ndarray | None = None  # [H, W, 3] uint8: the colour field alone, under the relevance
+    coarse: bool = False  # classes decoded on a coarse grid only (class_stride > 1): refine when still
+
+
+CLASS_CHUNK = 1 << 14  # pixels decoded at a time (and between two looks at whether to stop)
+KEPT_VIEWS = 4  # cameras whose render a session keeps for the next query (about one per browser)
+
+
+@dataclass(eq=False)
+class _ViewPixels:
+    """One camera's render kept for the queries that follow it (ViewSession.render): the colour, the
+    features of the language fields drawn in the same pass (or added by a pass of their own), and each
+    field's class map once decoded. A new query on an unchanged camera then only paints its relevance."""
+
+    key: bytes  # the camera (size, intrinsics, pose) and background
+    colour: Any  # the colour field drawn (a field swapped in since is another render)
+    image: np.ndarray  # [H, W, 3] uint8
+    fields: list[Any]  # language fields whose features were drawn
+    features: list[Any]  # each one's torch [H, W, F], None once its class map is decoded
+    classes: dict[int, np.ndarray] = field(default_factory=dict)  # index in fields -> [H, W] class map
+
+    def has(self, lf: Any) -> bool:
+        return any(f is lf for f in self.fields)
+
+    def index(self, lf: Any) -> int:
+        return next(i for i, f in enumerate(self.fields) if f is lf)
+
+    def decode(self, lf: Any, stride: int = 1, cancelled: Any = None) -> np.ndarray | None:
+        """Field `lf`'s class of every `stride`-th pixel of each row and column, repeated over its block
+        ([H, W]); the full map is kept and read again (its every s-th pixel is the coarse map's). None when
+        `cancelled()` turns true between two chunks."""
+        import torch
+
+        i = self.index(lf)
+        h, w = self.image.shape[:2]
+        if i not in self.classes:
+            grid = self.features[i][::stride, ::stride]
+            parts = []
+            with torch.no_grad():
+                for c in grid.reshape(-1, grid.shape[-1]).split(CLASS_CHUNK):
+                    if cancelled is not None and cancelled():
+                        return None
+                    parts.append(lf.decoder(c).argmax(dim=-1))
+            cls = torch.cat(parts).reshape(grid.shape[:2]).cpu().numpy()
+            if stride > 1:
+                return np.repeat(np.repeat(cls, stride, axis=0), stride, axis=1)[:h, :w]
+            self.classes[i], self.features[i] = cls, None  # (the features are not read again)
+        return self.classes[i]
+
+
+def _view_key(camera: Any, background: Any) -> bytes:
+    parts = (np.asarray([camera.width, camera.height], np.float64), np.asarray(camera.K, np.float64),
+             np.asarray(camera.world_to_camera, np.float64), np.asarray(background, np.float64))  # fmt: skip
+    return b"".join(a.tobytes() for a in parts)
 
 
 def camera_from_view(
@@ -140,6 +195,14 @@ class ViewSession:
     _shared: dict[int, tuple[Any, bool]] = field(default_factory=dict, repr=False)
     _stamp: Any = field(default=None, repr=False)  # ccl.latest_fields.field_stamp of what `latest` read
     _language_stamps: dict[str, Any] = field(default_factory=dict, repr=False)  # scale -> field_stamp
+    # what the next query on the same view reuses (`keep_views` False: every frame rendered anew, the
+    # reference the tests compare with): the latest cameras' renders, each field's decoded Gaussians,
+    # each text's embeddings
+    keep_views: bool = True
+    _views: list[_ViewPixels] = field(default_factory=list, repr=False)
+    _gaussian_classes: dict[int, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False)
+    _embeddings: dict[tuple, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
 
     @property
     def can_query(self) -> bool:
@@ -219,46 +282,96 @@ class ViewSession:
             seen = self._shared[id(lf)] = (colour, _same_geometry(colour, lf.gaussians))
         return seen[1]
 
-    def render(self, camera: Any, answer: Answer | None = None, *, class_stride: int = 1) -> Frame:
+    def render(
+        self, camera: Any, answer: Answer | None = None, *, class_stride: int = 1, prepare: str | None = None
+    ) -> Frame:
         """The colour field seen by `camera`; with an answer, each query's relevance (view_relevance)
         drawn over it as ccl query draws it: turbo where above the threshold, the rest dimmed.
 
         A language field with the colour field's geometry (the frozen language stage writes them so) is
         rendered in the same pass as the colour, its features as extra channels; another one alone.
         `class_stride` s > 1 decodes the class of every s-th pixel of each row and column only, repeated
-        over its s x s block (the page's frames while the camera moves: decoding is most of a frame)."""
-        import torch
+        over its s x s block (the page's frames while the camera moves: decoding is most of a frame).
+        `prepare` (a scale choice): its fields' features drawn in the pass even without an answer, so
+        that the first query on this view is not drawn again (`prepare_classes` decodes them ahead).
 
-        from ccl.splat.render import render_channels, render_class_map
+        The latest cameras' renders are kept (`keep_views`): a frame of an unchanged camera reuses the
+        colour and the class maps decoded for it and paints only the new answer's relevance, the same
+        pixels as a render from scratch (tests/view/test_view_cache.py)."""
+        from ccl.splat.render import render_class_map
 
         colour = self.colour  # this render's, whatever `refresh` swaps in meanwhile
         source = self.sources.get(answer.scale_choice) if answer is not None and answer.chosen else None
         fields = {s: source.language_field(s) for s in source.scales} if source is not None else {}
-        fused = [s for s, lf in fields.items() if self._shares_geometry(colour, lf)]
+        fused = [fields[s] for s in fields if self._shares_geometry(colour, fields[s])]
+        if source is None and prepare in self.sources:
+            extra = self.sources[prepare]
+            fused = [f for f in map(extra.language_field, extra.scales) if self._shares_geometry(colour, f)]
+        view = self._view_pixels(camera, colour, fused)
+        if source is None:
+            return Frame(view.image, None, view.image)
+        step = max(1, int(class_stride))
+        maps, coarse = {}, False
+        for s, lf in fields.items():
+            if view.has(lf):
+                full = view.index(lf) in view.classes
+                maps[s] = view.decode(lf, 1 if full else step)
+                coarse = coarse or (step > 1 and not full)
+            else:
+                maps[s] = render_class_map(lf, camera)
+        frame = self._draw_relevance(view.image, _ViewClassMaps(source, maps), camera, answer)
+        return dataclasses.replace(frame, coarse=coarse)
+
+    def _view_pixels(self, camera: Any, colour: Any, fused: list[Any]) -> _ViewPixels:
+        """The render of `camera` kept with the features of `fused`: a kept one (the features it lacks
+        drawn in a pass of their own and added), or a new one (colour and features in one pass)."""
+        import torch
+
+        from ccl.splat.render import render_channels
+
+        key = _view_key(camera, self.background)
+        with self._lock:
+            view = next((v for v in self._views if v.key == key and v.colour is colour), None)
+            if view is not None:
+                self._views.remove(view)
+                self._views.append(view)  # the latest used last
+        if view is not None and self.keep_views:
+            missing = [f for f in fused if not view.has(f)]
+            if missing:
+                with torch.no_grad():
+                    feats = torch.cat([f.features for f in missing], dim=1)
+                    pixels = render_channels(colour, camera, rgb=False, features=feats).colors[0]
+                view.fields.extend(missing)
+                view.features.extend(pixels.split([f.features.shape[1] for f in missing], dim=-1))
+            return view
         with torch.no_grad():
-            feats = torch.cat([fields[s].features for s in fused], dim=1) if fused else None
+            feats = torch.cat([f.features for f in fused], dim=1) if fused else None
             out = render_channels(colour, camera, features=feats, background=self.background)
             pixels = out.colors[0]  # [H, W, 3 + F * len(fused)]
             image = np.rint(pixels[..., :3].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
-            if source is None:
-                return Frame(image, None, image)
-            maps, offset, step = {}, 3, max(1, int(class_stride))
-            h, w = pixels.shape[:2]
-            for s in fused:
-                lf = fields[s]
-                width = lf.features.shape[1]
-                grid = pixels[::step, ::step, offset : offset + width]
-                flat = grid.reshape(-1, width)
-                classes = torch.cat([lf.decoder(c).argmax(dim=-1) for c in flat.split(1 << 14)])
-                cls = classes.reshape(grid.shape[:2]).cpu().numpy()
-                if step > 1:
-                    cls = np.repeat(np.repeat(cls, step, axis=0), step, axis=1)[:h, :w]
-                maps[s] = cls
-                offset += width
-        for s in fields:
-            if s not in maps:
-                maps[s] = render_class_map(fields[s], camera)
-        return self._draw_relevance(image, _ViewClassMaps(source, maps), camera, answer)
+        split = pixels[..., 3:].split([f.features.shape[1] for f in fused], dim=-1) if fused else ()
+        view = _ViewPixels(key, colour, image, list(fused), list(split))
+        if self.keep_views:
+            with self._lock:
+                self._views = [v for v in self._views if v.key != key][-(KEPT_VIEWS - 1) :] + [view]
+        return view
+
+    def prepare_classes(self, camera: Any, scale_choice: str, *, cancelled: Any = None) -> bool:
+        """Decode the class maps of `scale_choice`'s fields on `camera`'s kept render (drawn with
+        `prepare`), chunk by chunk, so that the next query on this view only paints its relevance. False
+        when there is none to decode or `cancelled()` turned true (what was decoded whole is kept)."""
+        source = self.sources.get(scale_choice)
+        if source is None or not self.keep_views:
+            return False
+        key = _view_key(camera, self.background)
+        with self._lock:
+            view = next((v for v in reversed(self._views) if v.key == key and v.colour is self.colour), None)
+        if view is None:
+            return False
+        for lf in map(source.language_field, source.scales):
+            if view.has(lf) and view.decode(lf, 1, cancelled) is None:
+                return False
+        return True
 
     def _draw_relevance(self, image: np.ndarray, maps: Any, camera: Any, answer: Answer) -> Frame:
         from ccl.query.figures import overlay
@@ -266,7 +379,7 @@ class ViewSession:
 
         cfg = dataclasses.replace(self.query_cfg, threshold=answer.threshold)
         rel = view_relevance(maps, camera, answer.queries, query_cfg=cfg, features_cfg=self.features_cfg,
-                             device=self.device)  # fmt: skip
+                             device=self.device, emb=answer.emb)  # fmt: skip
         heat = np.max(np.stack([rel.heat(k) for k in range(len(rel.queries))]), axis=0)
         return Frame(overlay(image, heat, mask=heat > answer.threshold), heat, image)
 
@@ -276,7 +389,6 @@ class ViewSession:
         """Answer a query typed on the page (several separated by ';'): the Gaussians appendix D selects
         (ccl.query.view.choose_gaussians). Bad text and no match are answers too, with their message."""
         from ccl.query.ops import validate_queries
-        from ccl.query.relevance import text_embeddings
         from ccl.query.view import choose_gaussians
 
         threshold = self.query_cfg.threshold if threshold is None else float(threshold)
@@ -291,8 +403,11 @@ class ViewSession:
             cfg = dataclasses.replace(self.query_cfg, threshold=threshold)
         except ValueError as e:
             return Answer((), scale, threshold, None, str(e))
-        emb = text_embeddings(queries, cfg=cfg, features_cfg=self.features_cfg, device=self.device)
-        chosen = choose_gaussians(self.sources[scale], emb, query_cfg=cfg, cameras=self.cameras)
+        emb = self._text_embeddings(queries, cfg)
+        classes = self._gaussian_classes_of if self.keep_views else None
+        chosen = choose_gaussians(
+            self.sources[scale], emb, query_cfg=cfg, cameras=self.cameras, classes=classes
+        )
         n, total = chosen.n_chosen, len(chosen.chosen)
         if n == 0:
             message = (
@@ -305,7 +420,46 @@ class ViewSession:
                 f"{n} of {total} Gaussians selected for {', '.join(map(repr, queries))} (scale "
                 f"{chosen.scale}, highest relevance {chosen.max_relevance:.3f}, threshold {threshold:.2f})"
             )
-        return Answer(queries, scale, threshold, chosen, message)
+        return Answer(queries, scale, threshold, chosen, message, emb)
+
+    def warm(self) -> None:
+        """What every query needs, done ahead: each language field's Gaussians decoded (kept), the
+        overlay's colour map loaded."""
+        from matplotlib import colormaps
+
+        colormaps["turbo"]
+        if self.keep_views:
+            for source in list(self.sources.values()):
+                for s in source.scales:
+                    self._gaussian_classes_of(source.language_field(s))
+
+    def _text_embeddings(self, queries: list[str], cfg: QueryConfig) -> Any:
+        """The queries' and negatives' embeddings, encoded once per text (a threshold moved asks again)."""
+        from ccl.query.relevance import text_embeddings
+
+        key = (tuple(queries), tuple(cfg.negatives))
+        got = self._embeddings.get(key)
+        if got is None or got[0] is not self.features_cfg or not self.keep_views:
+            emb = text_embeddings(queries, cfg=cfg, features_cfg=self.features_cfg, device=self.device)
+            got = (self.features_cfg, emb)
+            with self._lock:
+                while len(self._embeddings) >= 64:
+                    self._embeddings.pop(next(iter(self._embeddings)))
+                self._embeddings[key] = got
+        return got[1]
+
+    def _gaussian_classes_of(self, lf: Any) -> np.ndarray:
+        """decode_gaussian_classes of a language field, once per field (a newer checkpoint is another)."""
+        from ccl.query.view import decode_gaussian_classes
+
+        got = self._gaussian_classes.get(id(lf))
+        if got is None or got[0] is not lf:
+            got = (lf, decode_gaussian_classes(lf))
+            with self._lock:
+                while len(self._gaussian_classes) >= 8:  # (a field still training: each checkpoint's)
+                    self._gaussian_classes.pop(next(iter(self._gaussian_classes)))
+                self._gaussian_classes[id(lf)] = got
+        return got[1]
 
     def selected_points(self, answer: Answer) -> np.ndarray:
         """[S, 3] float32 centres of the selected Gaussians (what the page highlights in 3D)."""
