@@ -82,3 +82,30 @@ def test_a_kept_file_with_another_mask_count_is_named_and_not_used(
     [n] = want_rows
     assert f"frame_00002.h5 cannot be used: holds features ({n + 1}, " in text
     assert f"expected ({n}, " in text
+
+
+def test_no_seed_is_recorded_as_none(tiny_scene, part_masks, tmp_path):
+    out = extract_features(
+        tiny_scene, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5", seed=None
+    )
+    assert read_features(out).params["seed"] is None
+
+
+@pytest.mark.parametrize("where", ["build", "encode_frame"])
+def test_running_out_of_gpu_memory_names_the_stage_and_the_key_to_lower(
+    tiny_scene, part_masks, tmp_path, monkeypatch, where
+):
+    import torch
+
+    from ccl.device import StageOutOfMemoryError
+    from ccl.features.backends import sim
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(sim if where == "build" else SimEncoder, where, out_of_memory)
+    stage = "features" if where == "build" else f"features of frame {tiny_scene.frame_names[0]}"
+    with pytest.raises(StageOutOfMemoryError) as e:
+        extract_features(tiny_scene, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
+    assert str(e.value).startswith(f"{stage}: the GPU ran out of memory")
+    assert "lower features.batch_size (crops per forward pass, e.g. 32) in " in str(e.value)
