@@ -1,17 +1,18 @@
 """How honest the pose job's time-left estimates are, per stage, on the synthetic scene's photos.
 
 ccl.sfm.recover_poses reports each stage in units of its cost through ccl.runlog.progress: SIFT per
-photo; mapping per registered image, counted from the initial pair (its 2 images, the meter's `initial`)
-with the clock started there, so the pair's one-off search is not in the rate (ccl.sfm._colmap.
-incremental_mapping); matching is one step without an estimate (matched in parts, reruns made other
-models). The estimate is runlog.format_progress's: elapsed / (done − initial) x (total − done). This
-bench records when each unit finished (a wrapper around the progress the stages call) and, per stage,
-at the first report with at least a quarter of the units done: the predicted time left by that rule,
-the actual time left until the stage ended, and the error (predicted − actual) / actual. Mapping's end
-includes the final bundle adjustment, which no unit carries. The scene is made once and recover_poses
-run --repeats times on its photos: mapping takes a few seconds here, so one run's error is mostly the
-machine's noise (other jobs on its cores); the figure is the median over the runs, with every run's.
-`stage_seconds` runs from the meter's start (mapping: from the initial pair) to the stage's end.
+photo; mapping per registered image, the clock started at the first image after the initial pair (the
+pair's 2 images and it are the meter's `initial`), so the pair's search and that image's one-off cost
+are not in the rate (ccl.sfm._colmap.incremental_mapping); matching is one step without an estimate
+(matched in parts, reruns made other models). The estimate is runlog.format_progress's: elapsed /
+(done − initial) x (total − done). This bench records when each unit finished (a wrapper around the
+progress the stages call) and, per stage, at the first report with at least a quarter of the units
+done: the predicted time left by that rule, the actual time left until the stage ended, and the error
+(predicted − actual) / actual. Mapping's end includes the final bundle adjustment, which no unit
+carries. The scene is made once and recover_poses run --repeats times on its photos: mapping takes
+about a second here, so one run's error is mostly the machine's noise (other jobs on its cores); the
+figure is the median over the runs, with every run's. `stage_seconds` runs from the meter's start
+(mapping: from the first image after the pair) to the stage's end.
 The issue's target: within ±50 %. Writes bench/out/sfm_progress.json. Run: python -m bench.sfm_progress
 """
 

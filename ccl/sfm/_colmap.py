@@ -180,41 +180,41 @@ def image_counts(database: Path) -> dict[str, ImageCounts]:
 def incremental_mapping(database: Path, image_dir: Path, output: Path, *, options, n_images: int) -> dict:
     """pycolmap's incremental mapping with a progress line per registered image (of `n_images`).
 
-    The count starts at the initial pair (its two images), and so does the clock of the time-left
-    estimate: finding and registering the pair (two-view geometries tried, a first bundle adjustment) is
-    a one-off cost, not a per-image one, and counted in the rate it made the first estimates run 2-3x
-    long (bench.sfm_progress). A second model (photos the first one could not take) counts its pair the
-    same way. The final bundle adjustment after the last image is in the stage's time, not in its units."""
+    The clock of the time-left estimate starts at the first image registered after the initial pair
+    (the pair's 2 images and that one are the meter's `initial`): finding and registering the pair (two-
+    view geometries tried, a first bundle adjustment) and that first image (3-4x the next ones') are
+    one-off costs, and counted in the per-image rate they made the estimate after a quarter of the images
+    2-3x too long (bench.sfm_progress). Another model's pair (photos the first could not take) counts its
+    2 images. The final bundle adjustment after the last image is in the stage's time, not its units."""
     import pycolmap
 
     announce(log, f"mapping: choosing an initial pair, then registering up to {n_images} photos")
     done_now = [0]  # images registered since the meter last counted (what the next step counts)
-    state: dict = {"meter": None, "stop": False}
+    state: dict = {"meter": None, "registered": 0, "stop": False}
 
     def ticks():
         while not state["stop"]:
             yield done_now
 
     def count(images: int) -> None:
+        if state["meter"] is None:  # not started: the images are its initial ones
+            state["registered"] += images
+            return
         done_now[0] = images
         next(state["meter"], None)
         done_now[0] = 0
 
-    def initial_pair() -> None:
-        if state["meter"] is None:  # its clock starts now; the pair's 2 images took none of its time
-            state["meter"] = progress(ticks(), desc="mapping", unit="registered image", total=n_images,
-                                      initial=2, weight=lambda d: d[0])  # fmt: skip
-            next(state["meter"])
-        else:  # another model's pair
-            count(2)
-
     def next_image() -> None:
-        if state["meter"] is not None:
+        if state["meter"] is None:  # the first image after the pair: the clock starts now
+            state["meter"] = progress(ticks(), desc="mapping", unit="registered image", total=n_images,
+                                      initial=state["registered"] + 1, weight=lambda d: d[0])  # fmt: skip
+            next(state["meter"])
+        else:
             count(1)
 
     try:
         models = pycolmap.incremental_mapping(
-            database, image_dir, output, options=options, initial_image_pair_callback=initial_pair,
+            database, image_dir, output, options=options, initial_image_pair_callback=lambda: count(2),
             next_image_callback=next_image,
         )  # fmt: skip
         if state["meter"] is not None:  # the last line: how many, and the stage's time
