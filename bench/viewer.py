@@ -1,21 +1,33 @@
-"""`ccl view` on the CPU: frames per second at 640 x 480 and the time to answer a query, 100k Gaussians.
+"""`ccl view` on the CPU at 640 x 480 with 100k Gaussians: frames per second, and the time from a typed
+query to its overlay, in-process and through the real page in chromium.
 
 The field: bench.rasterizer's "surfaces" scene (100k Gaussians flattened on a wall, a floor and five
 spheres, mostly opaque, like a trained scene) with SH degree 3 colours, and two language fields (sp, wp)
 on the same geometry, as the frozen language stage writes them: 8-dim features, the default decoder
 (8 -> 64 -> 128 classes, untrained), a codebook whose prototypes are `sim` text embeddings of 128
-phrases. The session is ccl.view's own (ViewSession), so the figures are the page's render and answer,
-less the JPEG and the websocket.
+phrases. The session is ccl.view's own (ViewSession).
 
-- frames: `ViewSession.render` from a camera orbiting the scene, colour alone and with the relevance
-  of a query drawn over it (colour and both scales' features in one pass, view_relevance): still
-  (every pixel's class decoded) and moving (every 2nd pixel's, as the page does while the camera
-  moves), median of `repeats` frames after one warm-up, wall clock;
-- query: `ViewSession.ask` (text embedding, each scale's Gaussians decoded and thresholded) and that
-  plus the first frame showing it, median of `repeats`.
+In-process (`runs`, torch's default thread count and one thread; median of `repeats`, wall clock and
+process CPU seconds):
+- frames from cameras not seen before (none kept, as while the camera moves): colour alone; a still
+  frame (the language features drawn with the colour for the next query) and the decoding of its class
+  maps ahead (`prepare_classes`, after the frame is sent); with a query's relevance drawn over it, every
+  pixel's class decoded and every 2nd pixel's (as the page does while the camera moves);
+- `ask` (text embedding, each scale's Gaussians thresholded on their kept classes);
+- a query typed on a still view: `ask` and the frame drawing it on the kept view, against the reference
+  session that renders every frame anew and decodes per query (`keep_views=False`, the path before);
+- `stages_s`: each step of a query's first frame alone (text embedding, a scale's Gaussians decoded, the
+  rasterizer with colour alone and with both scales' features, a scale's pixels decoded, the relevance
+  painted, the overlay drawn, the JPEG the page sends).
 
-Run with torch's default thread count and with one thread. Writes bench/out/viewer.json.
-Run: python -m bench.viewer [--quick]
+Through the page (`page`): the bench's field served by `ccl view`'s server in a process of its own,
+Debian's chromium headless (playwright) with a 640 x 480 canvas; the time in the browser from the query
+box's input event to the overlay line naming the query (sent after its image), median over the queries,
+typed with the view at rest and half a second after a drag turned the camera; with `--baseline REV`, the
+same page served by ccl as of REV, queried in turn with this one. The machine's load average before and
+after each part is written beside the figures.
+
+Writes bench/out/viewer.json. Run: python -m bench.viewer [--quick] [--baseline REV] [--page-only]
 """
 
 from __future__ import annotations
@@ -253,7 +265,7 @@ def measure(session, queries: list[str], repeats: int) -> dict:
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-PANEL_PX = 320  # viser's docked panel ("medium" controls) beside the canvas
+PANEL_PX = 324  # viser's docked panel ("medium" controls) beside the canvas: a 640 x 480 canvas
 # what the page does in the browser from the query box's input event to the overlay line naming the query
 # (set after its image is sent, on the same websocket): the status line's time too
 _WATCH_JS = """(q) => {
@@ -283,61 +295,116 @@ def serve(port: int) -> None:
         page.serve_forever()
 
 
-def page(queries: list[str], *, settle_s: float = 3.0) -> dict:
-    """Typed query -> its overlay through the real page: `ccl view`'s server on the bench's field in a
-    process of its own (torch's default threads), Debian's chromium headless (playwright) with a canvas
-    of 640 x 480; each query typed into the box (playwright's fill) once the view rests (`settle_s` after
-    the previous overlay, as a person reads it), the time in the browser from the box's input event to
-    the overlay line naming the query (and to the status line). Median over the queries."""
+def _typed(tab, field, q: str) -> dict:
+    """Type `q` into the page's query box: seconds from its input event to the status and overlay lines."""
+    tab.evaluate(_WATCH_JS, q)
+    field.fill(q)
+    tab.wait_for_function("() => window.__t.overlay", timeout=60_000, polling=50)
+    t = tab.evaluate("() => window.__t")
+    return {"query": q, "status_s": round((t["status"] - t["input"]) / 1000, 3),
+            "overlay_s": round((t["overlay"] - t["input"]) / 1000, 3)}  # fmt: skip
+
+
+def _drag(tab, box, dx: float) -> None:
+    """Turn the page's camera: a left drag of `dx` pixels across the canvas."""
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    tab.mouse.move(x, y)
+    tab.mouse.down()
+    tab.mouse.move(x + dx, y, steps=6)
+    tab.mouse.up()
+
+
+def _start_page(root: Path):
+    """The bench's page served from the checkout at `root` (its ccl/ and bench/): (process, URL)."""
     import socket
     import subprocess
     import sys
-
-    from playwright.sync_api import sync_playwright
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "bench.viewer", "--serve", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
-    try:
-        line = ""
-        while "serving http" not in line:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the bench's page did not start")
-        url = line.split()[-1]
-        load0 = os.getloadavg()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            tab = browser.new_page(viewport={"width": WIDTH + PANEL_PX, "height": HEIGHT})
-            tab.goto(url)
-            tab.get_by_text("Type a query.").wait_for(timeout=120_000)
-            box = tab.locator("canvas").first.bounding_box()
-            tab.wait_for_timeout(settle_s * 1000)
-            row = "//label[text()='Query']/ancestor::div[contains(@class,'mantine-Flex-root')][1]"
-            field = tab.locator(f"xpath={row}//input[not(@type='hidden')]")
-            runs = []
-            for q in queries:
-                tab.evaluate(_WATCH_JS, q)
-                field.fill(q)
-                tab.wait_for_function("() => window.__t.overlay", timeout=60_000, polling=50)
-                t = tab.evaluate("() => window.__t")
-                runs.append({"query": q, "status_s": round((t["status"] - t["input"]) / 1000, 3),
-                             "overlay_s": round((t["overlay"] - t["input"]) / 1000, 3)})  # fmt: skip
-                print(json.dumps(runs[-1]), flush=True)
-                tab.wait_for_timeout(settle_s * 1000)
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root)
+    line = ""
+    while "serving http" not in line:
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            raise RuntimeError(f"the bench's page from {root} did not start")
+    return proc, line.split()[-1]
+
+
+def _checkout(rev: str, into: Path) -> Path:
+    """ccl/ as of `rev` with this bench/ beside it (the page's code then, the same field and page)."""
+    import shutil
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    repo = here.parent
+    archive = subprocess.run(["git", "archive", rev, "ccl"], cwd=repo, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    shutil.copytree(here, into / "bench", ignore=shutil.ignore_patterns("out", "__pycache__"))
+    return into
+
+
+def page(
+    queries: list[str], *, settle_s: float = 3.0, rest_s: float = 0.5, baseline: str | None = None
+) -> dict:
+    """Typed query -> its overlay through the real page: `ccl view`'s server on the bench's field in a
+    process of its own (torch's default threads), Debian's chromium headless (playwright) with a canvas
+    of 640 x 480; the time in the browser from the query box's input event (playwright's fill) to the
+    overlay line naming the query (set after its image is sent, on the same websocket), and to the status
+    line. Two cases, median over the queries: `still`, each query typed `settle_s` after the previous
+    overlay (a person reading it); `after_move`, typed `rest_s` after a drag turned the camera. With
+    `baseline` (a git revision) its ccl serves a second page, queried in turn with this one."""
+    from playwright.sync_api import sync_playwright
+
+    roots = {"current": Path(__file__).resolve().parent.parent}
+    with tempfile.TemporaryDirectory(prefix="ccl_bench_viewer_base_") as tmp:
+        if baseline:
+            roots[f"baseline {baseline}"] = _checkout(baseline, Path(tmp))
+        procs, load0 = {}, os.getloadavg()
+        try:
+            for name, root in roots.items():
+                procs[name] = _start_page(root)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                tabs, runs = {}, {name: {"still": [], "after_move": []} for name in roots}
+                for name, (_proc, url) in procs.items():
+                    tab = browser.new_page(viewport={"width": WIDTH + PANEL_PX, "height": HEIGHT})
+                    tab.goto(url)
+                    tab.get_by_text("Type a query.").wait_for(timeout=120_000)
+                    row = "//label[text()='Query']/ancestor::div[contains(@class,'mantine-Flex-root')][1]"
+                    tabs[name] = (tab, tab.locator(f"xpath={row}//input[not(@type='hidden')]"))
+                    box = tab.locator("canvas").first.bounding_box()
+                tabs[next(iter(tabs))][0].wait_for_timeout(settle_s * 1000)
+                moved = queries[1:] + queries[:1]  # (each differs from the text in the box before it)
+                for case, texts in (("still", queries), ("after_move", moved)):
+                    for k, q in enumerate(texts):
+                        for name, (tab, field) in tabs.items():
+                            if case == "after_move":
+                                _drag(tab, box, 40 if k % 2 else -40)
+                                tab.wait_for_timeout(rest_s * 1000)
+                            runs[name][case].append(_typed(tab, field, q))
+                            print(name, case, json.dumps(runs[name][case][-1]), flush=True)
+                            tab.wait_for_timeout(settle_s * 1000)
+                browser.close()
+        finally:
+            for proc, _url in procs.values():
+                proc.terminate()
+                proc.wait(30)
+
+    def summary(got: list[dict]) -> dict:
+        return {"query_to_overlay_median_s": round(statistics.median(r["overlay_s"] for r in got), 3),
+                "query_to_overlay_max_s": max(r["overlay_s"] for r in got),
+                "query_to_status_median_s": round(statistics.median(r["status_s"] for r in got), 3),
+                "queries": got}  # fmt: skip
+
     return {
         "canvas_wh": [round(box["width"]), round(box["height"])],
         "settle_s": settle_s,
-        "queries": runs,
-        "query_to_overlay_median_s": round(statistics.median(r["overlay_s"] for r in runs), 3),
-        "query_to_status_median_s": round(statistics.median(r["status_s"] for r in runs), 3),
+        "rest_s": rest_s,
+        "pages": {name: {case: summary(got) for case, got in r.items()} for name, r in runs.items()},
         "loadavg_before": load0,
         "loadavg_after": os.getloadavg(),
     }
@@ -351,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--page-only", action="store_true", help="only the page in chromium (printed, not written)"
     )
+    ap.add_argument("--baseline", metavar="REV", help="also the page of ccl as of this git revision, in turn")
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)  # page()'s server
     args = ap.parse_args(argv if argv is not None else [])
     if args.serve:
@@ -369,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
                 runs.append(measure(session, queries, repeats))
                 print(json.dumps(runs[-1]), flush=True)
     torch.set_num_threads(default_threads)
-    browser = page(queries[1 : 6 if args.quick else 10])
+    browser = page(queries[1 : 6 if args.quick else 10], baseline=args.baseline)
     print(json.dumps(browser), flush=True)
     if args.page_only:
         return browser

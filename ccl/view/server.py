@@ -318,14 +318,16 @@ class ViewServer:
             slot.close()
 
     def _render_loop(self, client: Any, slot: _LatestOnly) -> None:
-        coarse = False  # the last frame sent decoded classes on a coarse grid: refine it once still
+        # the last frame sent is drawn again once the camera rests: its classes were decoded on a coarse
+        # grid, or the language features were not drawn with it (a moving view, nothing asked yet)
+        refine = False
         last = 0.0
         while True:
-            ok, request = slot.take(timeout=MOVING_S if coarse else None)
+            ok, request = slot.take(timeout=MOVING_S if refine else None)
             if not ok:
                 return
             moving = request is not None and time.monotonic() - last < MOVING_S
-            if request is None and not coarse:
+            if request is None and not refine:
                 continue
             try:
                 cam = client.camera
@@ -341,7 +343,8 @@ class ViewServer:
                 prepare = scale.value if scale is not None and self.session.can_query and not moving else None
                 with self._render_lock:
                     frame = self.session.render(view, answer, class_stride=stride, prepare=prepare)
-                coarse, last = frame.coarse, time.monotonic()
+                refine = frame.coarse or (moving and answer is None and self.session.can_query)
+                last = time.monotonic()
                 if slot.closed:
                     return  # gone while rendering: nothing to send
                 with self._send_lock:
