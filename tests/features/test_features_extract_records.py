@@ -4,10 +4,12 @@ bench.mutation on features/extract.py)."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 
 import numpy as np
 import pytest
+from features_testkit import first_frames, write_gt_masks
 from test_resume_features import FramesEmbedded, _interrupt
 
 from ccl.features import FeaturesConfig, encode_text, extract_features
@@ -109,3 +111,73 @@ def test_running_out_of_gpu_memory_names_the_stage_and_the_key_to_lower(
         extract_features(tiny_scene, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
     assert str(e.value).startswith(f"{stage}: the GPU ran out of memory")
     assert "lower features.batch_size (crops per forward pass, e.g. 32) in " in str(e.value)
+
+
+def _masks_of_scene(scene, path, manifest):
+    from gt_masks_testkit import gt_frame_masks
+
+    from ccl.io.masks_h5 import write_masks
+    from ccl.io.provenance import file_record
+
+    return write_masks(path, gt_frame_masks(scene), frame_names=scene.frame_names, scale="sp",
+                       params={"test": "ground-truth masks"}, model={"backend": "test", "simulated": True},
+                       inputs={"manifest": file_record(manifest)})  # fmt: skip
+
+
+def test_masks_of_another_scene_manifest_are_refused_naming_both(tiny_scene, tmp_path):
+    import json
+
+    here, there = tmp_path / "here" / "scene.json", tmp_path / "there" / "scene.json"
+    for path, name in ((here, "ramen"), (there, "teatime")):
+        path.parent.mkdir()
+        path.write_text(json.dumps({"format_version": 1, "name": name}))
+    masks = _masks_of_scene(tiny_scene, tmp_path / "here" / "sp.h5", here)
+    out = extract_features(tiny_scene, masks, cfg=FeaturesConfig(), out_path=tmp_path / "a.h5", manifest=here)
+    assert read_features(out).frame_names == tiny_scene.frame_names  # its own scene: accepted
+    with pytest.raises(ValueError) as e:
+        extract_features(tiny_scene, masks, cfg=FeaturesConfig(), out_path=tmp_path / "b.h5", manifest=there)
+    assert str(e.value).startswith(f"{masks} was made from another scene manifest ({here})")
+    assert f"not from {there}" in str(e.value)
+    assert not (tmp_path / "b.h5").exists()
+
+
+def test_masks_of_fewer_frames_are_refused_naming_the_masks_file(tiny_scene, tmp_path):
+    masks = write_gt_masks(first_frames(tiny_scene, 3), tmp_path / "sp.h5")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(masks))}: its frames .* are not scene 'tiny'"):
+        extract_features(tiny_scene, masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
+
+
+def test_the_sim_backend_refuses_a_scene_without_ground_truth_before_any_work(
+    tiny_scene, part_masks, tmp_path
+):
+    import dataclasses
+
+    real = dataclasses.replace(tiny_scene, root=tmp_path)  # no gt.h5 there: not a synthetic scene
+    with pytest.raises(ValueError, match="not a synthetic scene"):
+        extract_features(real, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
+    assert not (tmp_path / "f.h5").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_open_clip_embeds_the_images_the_caller_loads(tiny_scene, tiny_clip, tmp_path):
+    from ccl.scene import SceneLoadConfig, load_image
+
+    scene = first_frames(tiny_scene, 2)
+    masks = write_gt_masks(scene, tmp_path / "sp.h5")
+    name, weights = tiny_clip
+    cfg = FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32)
+    loaded = []
+
+    def upside_down(camera):  # the workflow passes its own loader (scene_load's downscale, the cache)
+        loaded.append(camera.name)
+        return np.ascontiguousarray(load_image(camera, cfg=SceneLoadConfig())[::-1])
+
+    plain = read_features(extract_features(scene, masks, cfg=cfg, out_path=tmp_path / "a.h5", device="cpu"))
+    flipped = read_features(
+        extract_features(
+            scene, masks, cfg=cfg, out_path=tmp_path / "b.h5", device="cpu", load_image=upside_down
+        )
+    )
+    assert loaded == scene.frame_names
+    name0 = scene.frame_names[0]
+    assert not np.allclose(plain.frames[name0], flipped.frames[name0], atol=1e-3)
