@@ -50,9 +50,9 @@ TEST_SUBSET: dict[str, list[str]] = {
     "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py"],
     "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py", "tests/masks/test_mask_merge_edges.py"],
     "ccl/codebook/train.py": ["tests/codebook/test_train.py"],
-    # track.py and extract.py: the tests that run the stage on the sim backend (and, for extract.py, the
-    # OpenCLIP tests); the SAM2 and precision tests build a model per test, and on this shared 2-core
-    # machine all of tests/features took 15 s to over a minute per surviving mutant.
+    # track.py and extract.py: the tests that run the stage on the sim backend (and the one OpenCLIP
+    # test of each file); the SAM2, OpenCLIP and precision test files build a model per test, and on
+    # this shared 2-core machine all of tests/features took 15 s to over a minute per surviving mutant.
     "ccl/tracks/track.py": [
         "tests/tracks/test_tracks_sim.py",
         "tests/tracks/test_tracks_records.py",
@@ -62,7 +62,6 @@ TEST_SUBSET: dict[str, list[str]] = {
         "tests/features/test_features_sim.py",
         "tests/features/test_resume_features.py",
         "tests/features/test_features_extract_records.py",
-        "tests/features/test_features_open_clip.py",
     ],
     "ccl/features/backends/open_clip.py": ["tests/features"],
     "ccl/eval/ovs3d.py": ["tests/eval"],
