@@ -181,3 +181,15 @@ def test_open_clip_embeds_the_images_the_caller_loads(tiny_scene, tiny_clip, tmp
     assert loaded == scene.frame_names
     name0 = scene.frame_names[0]
     assert not np.allclose(plain.frames[name0], flipped.frames[name0], atol=1e-3)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_text_is_embedded_on_the_automatic_device_by_default(tiny_clip):
+    import torch
+
+    name, weights = tiny_clip
+    cfg = FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32)
+    default = encode_text(["red mug"], cfg=cfg)  # "auto": the CPU on a machine without CUDA
+    if not torch.cuda.is_available():
+        np.testing.assert_array_equal(default, encode_text(["red mug"], cfg=cfg, device="cpu"))
+    assert default.shape == (1, 16) and np.isclose(np.linalg.norm(default), 1.0, atol=1e-3)
