@@ -86,6 +86,9 @@ def build_session(folder: Path, n: int = N_GAUSSIANS, size: int = HEIGHT):
             f.create_dataset("prototypes", data=prototypes.astype(np.float32))
     sources = {"auto": LanguageFieldSource(fields, books, scene="bench")}
     sources.update({s: LanguageFieldSource({s: fields[s]}, {s: books[s]}, scene="bench") for s in fields})
+    for source in sources.values():  # read now, as ccl view's open_language does: a field read lazily by
+        for s in source.scales:  # two of the page's threads at once would be two objects
+            source.language_field(s)
     with torch.no_grad():
         commonest = int(torch.bincount(decoder(features).argmax(dim=-1), minlength=N_CLASSES).argmax())
     session = ViewSession(
@@ -95,20 +98,25 @@ def build_session(folder: Path, n: int = N_GAUSSIANS, size: int = HEIGHT):
     return session, f"phrase {commonest}"
 
 
-def orbit(k: int, n: int, width: int = WIDTH, height: int = HEIGHT):
-    """Camera k of n, turning ±10 degrees about the scene's vertical axis through z = 4."""
+def orbit_pose(k: int, n: int) -> tuple:
+    """(position, wxyz, vertical fov) of camera k of n, as a browser reports its camera (viser's axes):
+    turning ±10 degrees about the scene's vertical axis through z = 4."""
     import math
 
     import numpy as np
-
-    from ccl.view import camera_from_view
 
     a = math.radians(10) * math.sin(2 * math.pi * k / max(n, 1))
     pivot = np.array([0.0, 0.0, 4.0])
     pos = pivot + 4.0 * np.array([-math.sin(a), 0.0, -math.cos(a)])
     wxyz = np.array([math.cos(-a / 2), 0.0, math.sin(-a / 2), 0.0])  # rotation about y by -a
-    fov_y = 2 * math.atan(0.5)  # bench.rasterizer's focal: f = image height
-    return camera_from_view(pos, wxyz, fov_y, width, height, max_size=max(width, height))
+    return pos, wxyz, 2 * math.atan(0.5)  # bench.rasterizer's focal: f = image height
+
+
+def orbit(k: int, n: int, width: int = WIDTH, height: int = HEIGHT):
+    """Camera k of n (orbit_pose) with a `width` x `height` image."""
+    from ccl.view import camera_from_view
+
+    return camera_from_view(*orbit_pose(k, n), width, height, max_size=max(width, height))
 
 
 def _median_s(fn, repeats: int, cpu: list | None = None) -> float:
