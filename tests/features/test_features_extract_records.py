@@ -193,3 +193,26 @@ def test_text_is_embedded_on_the_automatic_device_by_default(tiny_clip):
     if not torch.cuda.is_available():
         np.testing.assert_array_equal(default, encode_text(["red mug"], cfg=cfg, device="cpu"))
     assert default.shape == (1, 16) and np.isclose(np.linalg.norm(default), 1.0, atol=1e-3)
+
+
+def test_the_file_names_its_inputs_and_the_log_counts_the_masks(
+    tiny_scene, part_masks, tmp_path, caplog, capsys
+):
+    from ccl.io import file_sha256, open_h5_for_read
+    from ccl.io.h5 import read_json_attr
+    from ccl.io.masks_h5 import open_masks
+
+    out = tmp_path / "f.h5"
+    with caplog.at_level(logging.INFO, logger="ccl.features.extract"):
+        extract_features(tiny_scene, part_masks, cfg=FeaturesConfig(), out_path=out)
+    with open_h5_for_read(out, kind="features") as f:
+        inputs = read_json_attr(f, "inputs")
+    with open_masks(part_masks) as r:
+        masks_model = r.model
+    assert inputs["masks"]["path"].endswith("sp.h5") and inputs["masks"]["sha256"] == file_sha256(part_masks)
+    assert (inputs["masks_model"], inputs["scene"]) == (masks_model, tiny_scene.name)
+    feats = read_features(out)
+    n = sum(len(v) for v in feats.frames.values())
+    assert f"{out}: {n} masks embedded in {feats.dim} dims" in caplog.messages
+    k = len(tiny_scene.cameras)
+    assert re.search(rf"features: 100%.*\| {k}/{k} .*(frame/s|s/frame)", capsys.readouterr().err)
