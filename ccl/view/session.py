@@ -69,7 +69,7 @@ class _ViewPixels:
     key: bytes  # the camera (size, intrinsics, pose) and background
     colour: Any  # the colour field drawn (a field swapped in since is another render)
     image: np.ndarray  # [H, W, 3] uint8
-    fields: list[Any]  # language fields whose features were drawn
+    fields: list[Any]  # language fields whose features were drawn (or class maps, another geometry's)
     features: list[Any]  # each one's torch [H, W, F], None once its class map is decoded
     classes: dict[int, np.ndarray] = field(default_factory=dict)  # index in fields -> [H, W] class map
 
@@ -94,7 +94,8 @@ class _ViewPixels:
                 for c in grid.reshape(-1, grid.shape[-1]).split(CLASS_CHUNK):
                     if cancelled is not None and cancelled():
                         return None
-                    parts.append(lf.decoder(c).argmax(dim=-1))
+                    # max's index: argmax's (the first largest logit) in half its time
+                    parts.append(lf.decoder(c).max(dim=-1).indices)
             cls = torch.cat(parts).reshape(grid.shape[:2]).cpu().numpy()
             if stride > 1:
                 return np.repeat(np.repeat(cls, stride, axis=0), stride, axis=1)[:h, :w]
@@ -317,8 +318,12 @@ class ViewSession:
                 full = view.index(lf) in view.classes
                 maps[s] = view.decode(lf, 1 if full else step)
                 coarse = coarse or (step > 1 and not full)
-            else:
+            else:  # another geometry: its own render, kept too
                 maps[s] = render_class_map(lf, camera)
+                if self.keep_views:
+                    view.fields.append(lf)
+                    view.features.append(None)
+                    view.classes[len(view.fields) - 1] = maps[s]
         frame = self._draw_relevance(view.image, _ViewClassMaps(source, maps), camera, answer)
         return dataclasses.replace(frame, coarse=coarse)
 

@@ -43,12 +43,20 @@ def _same(fast, ref) -> None:
 
 
 def test_queries_on_a_kept_view_draw_what_a_fresh_render_draws(sessions):
+    import torch
+
+    from ccl.splat.render import render_channels
+
     fast, ref, query = sessions
     cam = _cam(1)
     _same(fast.render(cam, prepare="auto"), ref.render(cam))  # the still frame before any query
     assert fast.prepare_classes(cam, "auto")
     kept = fast._views[-1]
     assert kept.features == [None, None] and len(kept.classes) == 2  # both scales decoded, features let go
+    for i, lf in enumerate(kept.fields):  # each class map: the decoder's argmax on the drawn features
+        with torch.no_grad():
+            drawn = render_channels(fast.colour, cam, rgb=False, features=lf.features).colors[0]
+            np.testing.assert_array_equal(kept.classes[i], lf.decoder(drawn).argmax(dim=-1).numpy())
     for text, scale, threshold in [(query, "auto", None), ("phrase 3", "auto", 0.3),
                                    (f"{query}; phrase 9", "auto", 0.5), (query, "wp", 0.4),
                                    (query, "sp", None), (query, "auto", 0.6)]:  # fmt: skip
@@ -115,3 +123,25 @@ def test_prepare_stopped_midway_and_fields_swapped_in(sessions):
         _same(fast.render(cam, a), ref.render(cam, b))
     finally:
         src_f._fields["sp"] = src_r._fields["sp"] = lf
+
+
+def test_a_field_of_another_geometry_is_rendered_once_per_view(sessions, monkeypatch):
+    from ccl.splat import render
+
+    fast, ref, query = sessions
+    src_f, src_r = fast.sources["wp"], ref.sources["wp"]
+    lf = src_f.language_field("wp")
+    g = lf.gaussians
+    moved = dataclasses.replace(lf, gaussians=dataclasses.replace(g, means=g.means + 0.01))
+    calls = []
+    real = render.render_class_map
+    monkeypatch.setattr(render, "render_class_map", lambda *a, **k: calls.append(1) or real(*a, **k))
+    try:
+        src_f._fields["wp"] = src_r._fields["wp"] = moved
+        cam = _cam(6)
+        for text in (query, "phrase 3", query):
+            a, b = fast.ask(text, scale="wp"), ref.ask(text, scale="wp")
+            _same(fast.render(cam, a), ref.render(cam, b))
+        assert len(calls) == 1 + 3  # the kept view's once, the reference's every frame
+    finally:
+        src_f._fields["wp"] = src_r._fields["wp"] = lf
