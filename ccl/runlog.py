@@ -193,6 +193,12 @@ def script_logging(
     if job is not None:
         _job = JobReport(job, old_stderr if stream is not None else None, every_s)
     log = logging.getLogger("ccl")
+    # said before the job's imports and inputs (torch, every image: tens of seconds on a real scene), so
+    # that its log and a user watching it see at once that it runs, and where
+    where = f"{os.uname().nodename}, pid {os.getpid()}"
+    if threads is not None:
+        where += f", {threads} thread{'s' if threads != 1 else ''}"
+    log.info("%s: started (%s)", job or "job", where)
     for path in stale:
         log.info("removed %s, left by an earlier attempt that did not finish", path)
     t0 = time.perf_counter()

@@ -170,3 +170,22 @@ def test_every_rule_declares_its_threads():
             if not re.search(r"^\s+threads:", body, flags=re.M):
                 missing.append(f"{smk.name}: rule {name}")
     assert not missing, missing
+
+
+def test_a_job_says_it_started_before_its_work(tmp_path):
+    """A job's log opens with its start (job name, host, pid, threads), written before anything inside
+    the job's context runs: a model job's imports and its scene take tens of seconds before its first
+    step on a real scene, and a silent log then looks like a hung job."""
+    from types import SimpleNamespace
+
+    from ccl.runlog import script_logging
+
+    log_path = tmp_path / "logs" / "train_rgb" / "ramen.log"
+    smk = SimpleNamespace(log=[str(log_path)], output=[], threads=1, rule="train_rgb",
+                          wildcards={"scene": "ramen"})  # fmt: skip
+    with script_logging(smk) as log:
+        said = log_path.read_text().splitlines()
+        log.info("work")
+    started = f"train_rgb ramen: started ({os.uname().nodename}, pid {os.getpid()}, 1 thread)"
+    assert len(said) == 1 and said[0].endswith(started), said
+    assert log_path.read_text().splitlines()[1].endswith("ccl: work")

@@ -29,14 +29,16 @@ FIRST_LINE_S = 20  # a long job's first line comes within this many seconds of i
 
 
 def _first_line(repo, job: str) -> tuple[float, str]:
-    """(seconds from the start of `job` ("rule/wildcards") to its log's first line, that line). The start
-    is the log's last line ("done in", as the job ends) less the job's wall time in Snakemake's benchmark."""
+    """(seconds from the start of `job` ("rule/wildcards") to its log's first line that says what it does,
+    after the line every job starts with; that line). The start is the log's last line ("done in", as the
+    job ends) less the job's wall time in Snakemake's benchmark."""
     from datetime import datetime
 
     lines = [line for line in (repo / "logs" / f"{job}.log").read_text().splitlines() if line[:4].isdigit()]
-    first, last = (datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in (lines[0], lines[-1]))
+    assert ": started (" in lines[0], lines[0]  # ccl.runlog.script_logging, before any import
+    first, last = (datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in (lines[1], lines[-1]))
     wall_s = float((repo / "benchmarks" / f"{job}.tsv").read_text().splitlines()[1].split("\t")[0])
-    return (first - last).total_seconds() + wall_s, lines[0]
+    return (first - last).total_seconds() + wall_s, lines[1]
 
 
 def _run_config(repo, scenes, **extra):
