@@ -216,3 +216,45 @@ def test_the_file_names_its_inputs_and_the_log_counts_the_masks(
     assert f"{out}: {n} masks embedded in {feats.dim} dims" in caplog.messages
     k = len(tiny_scene.cameras)
     assert re.search(rf"features: 100%.*\| {k}/{k} .*(frame/s|s/frame)", capsys.readouterr().err)
+
+
+def test_a_frame_of_one_mask_gets_its_vector_and_a_frame_of_none_is_said(tiny_scene, tmp_path, caplog):
+    import dataclasses
+
+    from gt_masks_testkit import gt_frame_masks
+
+    from ccl.io.masks_h5 import write_masks
+
+    one, none = tiny_scene.frame_names[1], tiny_scene.frame_names[3]
+
+    def only_the_first(fm):
+        seg = np.where(fm.segmentation == 0, 0, -1).astype(np.int32)
+        keep = {
+            k: getattr(fm, k)[:1] for k in ("score", "pred_iou", "stability", "area", "boxes_xyxy", "level")
+        }
+        return dataclasses.replace(fm, segmentation=seg, **keep)
+
+    frames = [
+        only_the_first(fm) if fm.name == one else fm for fm in gt_frame_masks(tiny_scene, empty=(none,))
+    ]
+    masks = write_masks(tmp_path / "sp.h5", frames, frame_names=tiny_scene.frame_names, scale="sp",
+                        params={"test": "one mask"}, model={"backend": "test"})  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="ccl.features.extract"):
+        feats = read_features(
+            extract_features(tiny_scene, masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
+        )
+    assert feats.frames[one].shape == (1, feats.dim)
+    assert np.linalg.norm(feats.frames[one].astype(np.float32)) == pytest.approx(1.0, abs=1e-2)
+    assert feats.frames[none].shape == (0, feats.dim)
+    assert f"frame {none} has no masks: features [0, {feats.dim}]" in caplog.messages
+
+
+def test_masks_of_another_image_size_are_refused_naming_the_masks_file(tiny_scene, part_masks, tmp_path):
+    import dataclasses
+
+    cams = tuple(dataclasses.replace(c, width=c.width * 2, height=c.height * 2) for c in tiny_scene.cameras)
+    bigger = dataclasses.replace(tiny_scene, cameras=cams)
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(str(part_masks))}: frame \S+ is \d+x\d+, the scene's image"
+    ):
+        extract_features(bigger, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
