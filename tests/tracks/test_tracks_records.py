@@ -108,3 +108,36 @@ def test_the_progress_line_counts_frames(tiny_scene, part_masks, tmp_path, capsy
     track_masks(tiny_scene, part_masks, cfg=PERFECT, out_path=tmp_path / "t.h5")
     n = len(tiny_scene.cameras)
     assert re.search(rf"tracks: 100%.*\| {n}/{n} .*(frame/s|s/frame)", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("case", ["tracked", "nothing to track"])
+def test_masks_of_another_image_size_are_refused_naming_the_masks_file(tiny_scene, tmp_path, case):
+    import dataclasses
+    import re
+
+    # "nothing to track": the first frame has no masks and its size is right; a later frame's is not
+    empty = (tiny_scene.frame_names[0],) if case == "nothing to track" else ()
+    masks = write_gt_masks(tiny_scene, tmp_path / "sp.h5", empty=empty)
+    resized = 1 if case == "nothing to track" else 0
+    cams = tuple(
+        dataclasses.replace(c, width=c.width * 2, height=c.height * 2) if i >= resized else c
+        for i, c in enumerate(tiny_scene.cameras)
+    )
+    bigger = dataclasses.replace(tiny_scene, cameras=cams)
+    frame = tiny_scene.frame_names[resized]
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(str(masks))}: frame {frame} is \d+x\d+, the scene's image"
+    ):
+        track_masks(bigger, masks, cfg=PERFECT, out_path=tmp_path / "t.h5")
+
+
+def test_after_reseeding_the_progress_line_counts_the_frames_left(tiny_scene, part_masks, tmp_path, capsys):
+    import re
+
+    base = track_masks(tiny_scene, part_masks, cfg=PERFECT, out_path=tmp_path / "a.h5")
+    t = next(i for i, f in enumerate(base) if (f.labels < 0).any())  # the first restart
+    capsys.readouterr()
+    cfg = TracksConfig(sim_drift_rate=0.0, sim_swap_rate=0.0, reseed_unmatched=True)
+    track_masks(tiny_scene, part_masks, cfg=cfg, out_path=tmp_path / "b.h5")
+    left = len(tiny_scene.cameras) - t
+    assert re.search(rf"tracks: 100%.*\| {left}/{left} ", capsys.readouterr().err)
