@@ -161,7 +161,7 @@ def stages(session, query: str, repeats: int) -> dict:
     from ccl.query.relevance import text_embeddings
     from ccl.query.view import decode_gaussian_classes, view_relevance
     from ccl.splat.render import render_channels
-    from ccl.view.session import CLASS_CHUNK, _ViewClassMaps
+    from ccl.view.session import _ViewClassMaps, _ViewPixels
 
     src, cam, cfg = session.sources["auto"], orbit(0, 1), session.query_cfg
     sp = src.language_field("sp")
@@ -181,12 +181,9 @@ def stages(session, query: str, repeats: int) -> dict:
             "raster_colour_and_16_features",
             lambda: render_channels(session.colour, cam, features=feats, background=session.background),
         ).colors[0]
-        flat = px[..., 3:11].reshape(-1, 8)
-        cls = timed(
-            "decode_pixels_one_scale",
-            lambda: torch.cat([sp.decoder(c).argmax(dim=-1) for c in flat.split(CLASS_CHUNK)]),
-        )
-    cls = cls.reshape(px.shape[:2]).numpy()
+        drawn = np.zeros((*px.shape[:2], 3), np.uint8)  # (the image: not read by the decoding)
+        kept = lambda: _ViewPixels(b"", None, drawn, [sp], [px[..., 3:11]])  # noqa: E731
+        cls = timed("decode_pixels_one_scale", lambda: kept().decode(sp))  # the page's (kept anew each time)
     maps = _ViewClassMaps(src, {s: cls for s in src.scales})
     rel = timed("relevance_paint", lambda: view_relevance(maps, cam, answer.queries, query_cfg=cfg,
                                                           features_cfg=session.features_cfg, emb=answer.emb))  # fmt: skip

@@ -58,6 +58,8 @@ class Frame:
 
 CLASS_CHUNK = 1 << 14  # pixels decoded at a time (and between two looks at whether to stop)
 KEPT_VIEWS = 4  # cameras whose render a session keeps for the next query (about one per browser)
+KEPT_FIELDS = 8  # language fields a kept render holds (each newer checkpoint of one still training is
+# another): past it the view is drawn anew with the fields asked for
 
 
 @dataclass(eq=False)
@@ -320,7 +322,7 @@ class ViewSession:
                 coarse = coarse or (step > 1 and not full)
             else:  # another geometry: its own render, kept too
                 maps[s] = render_class_map(lf, camera)
-                if self.keep_views:
+                if self.keep_views and len(view.fields) < KEPT_FIELDS:
                     view.fields.append(lf)
                     view.features.append(None)
                     view.classes[len(view.fields) - 1] = maps[s]
@@ -336,12 +338,13 @@ class ViewSession:
 
         key = _view_key(camera, self.background)
         with self._lock:
-            view = next((v for v in self._views if v.key == key and v.colour is colour), None)
+            self._views = [v for v in self._views if v.colour is colour]  # (a newer one swapped in: let go)
+            view = next((v for v in self._views if v.key == key), None)
             if view is not None:
                 self._views.remove(view)
                 self._views.append(view)  # the latest used last
-        if view is not None and self.keep_views:
-            missing = [f for f in fused if not view.has(f)]
+        missing = [f for f in fused if view is not None and not view.has(f)]
+        if view is not None and self.keep_views and len(view.fields) + len(missing) <= KEPT_FIELDS:
             if missing:
                 with torch.no_grad():
                     feats = torch.cat([f.features for f in missing], dim=1)

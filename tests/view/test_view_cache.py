@@ -145,3 +145,29 @@ def test_a_field_of_another_geometry_is_rendered_once_per_view(sessions, monkeyp
         assert len(calls) == 1 + 3  # the kept view's once, the reference's every frame
     finally:
         src_f._fields["wp"] = src_r._fields["wp"] = lf
+
+
+def test_fields_swapped_in_on_a_still_camera_are_let_go(sessions):
+    """A view kept while one field's newer checkpoints land (a live view at rest) holds at most
+    KEPT_FIELDS fields; a newer colour field lets go of the views of the one before."""
+    from ccl.view.session import KEPT_FIELDS
+
+    fast, ref, query = sessions
+    cam = _cam(0)
+    src_f, src_r = fast.sources["auto"], ref.sources["auto"]
+    lf = src_f.language_field("sp")
+    try:
+        for k in range(1, 2 * KEPT_FIELDS):
+            newer = dataclasses.replace(lf, features=lf.features.roll(k, dims=0))
+            src_f._fields["sp"] = src_r._fields["sp"] = newer
+            _same(fast.render(cam, fast.ask(query)), ref.render(cam, ref.ask(query)))
+            assert all(len(v.fields) <= KEPT_FIELDS for v in fast._views)
+    finally:
+        src_f._fields["sp"] = src_r._fields["sp"] = lf
+    old = fast.colour
+    try:
+        fast.colour = ref.colour = dataclasses.replace(old, sh0=old.sh0 * 0.5)
+        _same(fast.render(cam), ref.render(cam))
+        assert len(fast._views) == 1 and fast._views[0].colour is fast.colour
+    finally:
+        fast.colour = ref.colour = old
