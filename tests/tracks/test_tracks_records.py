@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 import pytest
-from tracks_testkit import first_frames, write_gt_masks
+from tracks_testkit import first_frames, gt_ids, write_gt_masks
 
 from ccl.io.h5 import read_json_attr
 from ccl.io.tracks_h5 import read_tracks
@@ -110,7 +110,7 @@ def test_the_progress_line_counts_frames(tiny_scene, part_masks, tmp_path, capsy
     assert re.search(rf"tracks: 100%.*\| {n}/{n} .*(frame/s|s/frame)", capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("case", ["tracked", "nothing to track"])
+@pytest.mark.parametrize("case", ["first frame", "later frame", "nothing to track"])
 def test_masks_of_another_image_size_are_refused_naming_the_masks_file(tiny_scene, tmp_path, case):
     import dataclasses
     import re
@@ -118,7 +118,7 @@ def test_masks_of_another_image_size_are_refused_naming_the_masks_file(tiny_scen
     # "nothing to track": the first frame has no masks and its size is right; a later frame's is not
     empty = (tiny_scene.frame_names[0],) if case == "nothing to track" else ()
     masks = write_gt_masks(tiny_scene, tmp_path / "sp.h5", empty=empty)
-    resized = 1 if case == "nothing to track" else 0
+    resized = 0 if case == "first frame" else 1
     cams = tuple(
         dataclasses.replace(c, width=c.width * 2, height=c.height * 2) if i >= resized else c
         for i, c in enumerate(tiny_scene.cameras)
@@ -129,6 +129,18 @@ def test_masks_of_another_image_size_are_refused_naming_the_masks_file(tiny_scen
         ValueError, match=rf"^{re.escape(str(masks))}: frame {frame} is \d+x\d+, the scene's image"
     ):
         track_masks(bigger, masks, cfg=PERFECT, out_path=tmp_path / "t.h5")
+
+
+def test_reseeded_tracks_are_new_and_each_follows_one_part(tiny_scene, part_masks, tmp_path):
+    # With perfect propagation and reseeding, every ground-truth part is one track from the frame it is
+    # first seen: one label per part, a different one for each part (two parts appear in frame 1).
+    cfg = TracksConfig(sim_drift_rate=0.0, sim_swap_rate=0.0, reseed_unmatched=True)
+    frames = track_masks(tiny_scene, part_masks, cfg=cfg, out_path=tmp_path / "t.h5")
+    label_of: dict[int, int] = {}
+    for fr, parts in zip(frames, gt_ids(tiny_scene), strict=True):
+        for label, part in zip(fr.labels.tolist(), parts.tolist(), strict=True):
+            assert label_of.setdefault(part, label) == label, (fr.name, part)
+    assert len(set(label_of.values())) == len(label_of)
 
 
 def test_after_reseeding_the_progress_line_counts_the_frames_left(tiny_scene, part_masks, tmp_path, capsys):
