@@ -153,3 +153,45 @@ def test_after_reseeding_the_progress_line_counts_the_frames_left(tiny_scene, pa
     track_masks(tiny_scene, part_masks, cfg=cfg, out_path=tmp_path / "b.h5")
     left = len(tiny_scene.cameras) - t
     assert re.search(rf"tracks: 100%.*\| {left}/{left} ", capsys.readouterr().err)
+
+
+def test_a_config_of_another_type_is_refused_naming_it(tiny_scene, part_masks, tmp_path):
+    with pytest.raises(TypeError, match=r"^cfg: expected a TracksConfig, got dict$"):
+        track_masks(tiny_scene, part_masks, cfg={"backend": "sim"}, out_path=tmp_path / "t.h5")
+
+
+def test_the_file_names_its_masks_model_and_scene(tiny_scene, part_masks, tmp_path):
+    from ccl.io import open_h5_for_read
+    from ccl.io.masks_h5 import open_masks
+
+    track_masks(tiny_scene, part_masks, cfg=PERFECT, out_path=tmp_path / "t.h5")
+    with open_h5_for_read(tmp_path / "t.h5", kind="tracks") as f:
+        inputs = read_json_attr(f, "inputs")
+    with open_masks(part_masks) as r:
+        assert (inputs["masks_model"], inputs["scene"]) == (r.model, tiny_scene.name)
+
+
+def test_masks_of_another_scene_are_refused_naming_the_masks_file(tiny_scene, tmp_path):
+    import json
+    import re
+
+    from tracks_testkit import gt_frame_masks
+
+    from ccl.io.masks_h5 import write_masks
+    from ccl.io.provenance import file_record
+
+    few = write_gt_masks(first_frames(tiny_scene, 3), tmp_path / "few.h5")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(few))}: its frames .* are not scene 'tiny'"):
+        track_masks(tiny_scene, few, cfg=PERFECT, out_path=tmp_path / "t.h5")
+    here, there = tmp_path / "here" / "scene.json", tmp_path / "there" / "scene.json"
+    for path, name in ((here, "ramen"), (there, "teatime")):
+        path.parent.mkdir()
+        path.write_text(json.dumps({"format_version": 1, "name": name}))
+    masks = write_masks(tmp_path / "here" / "sp.h5", gt_frame_masks(tiny_scene), frame_names=tiny_scene.frame_names,
+                        scale="sp", params={"test": "gt"}, model={"backend": "test"},
+                        inputs={"manifest": file_record(here)})  # fmt: skip
+    assert track_masks(tiny_scene, masks, cfg=PERFECT, out_path=tmp_path / "a.h5", manifest=here)
+    with pytest.raises(ValueError) as e:
+        track_masks(tiny_scene, masks, cfg=PERFECT, out_path=tmp_path / "b.h5", manifest=there)
+    assert str(e.value).startswith(f"{masks} was made from another scene manifest ({here})")
+    assert f"not from {there}" in str(e.value) and not (tmp_path / "b.h5").exists()
