@@ -258,3 +258,34 @@ def test_masks_of_another_image_size_are_refused_naming_the_masks_file(tiny_scen
         ValueError, match=rf"^{re.escape(str(part_masks))}: frame \S+ is \d+x\d+, the scene's image"
     ):
         extract_features(bigger, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5")
+
+
+@pytest.mark.parametrize("change", ["masks_model", "scene"])
+def test_a_side_folder_of_another_masks_model_or_scene_is_set_aside_naming_it(
+    tiny_scene, part_masks, tmp_path, monkeypatch, caplog, change
+):
+    import dataclasses
+
+    from gt_masks_testkit import gt_frame_masks
+
+    from ccl.io.masks_h5 import write_masks
+
+    frames = FramesEmbedded(monkeypatch, SimEncoder)
+    out = tmp_path / "run" / "sp.h5"
+
+    def run(scene, masks):
+        return extract_features(scene, masks, cfg=FeaturesConfig(), out_path=out, seed=0)
+
+    _interrupt(frames, lambda _: run(tiny_scene, part_masks), out, at=3)
+    scene, masks = tiny_scene, part_masks
+    if change == "masks_model":  # the same masks from another model, at the same path
+        masks = write_masks(tmp_path / "other" / "sp.h5", gt_frame_masks(tiny_scene),
+                            frame_names=tiny_scene.frame_names, scale="sp", params={"test": "ground-truth masks"},
+                            model={"backend": "another"})  # fmt: skip
+    else:
+        scene = dataclasses.replace(tiny_scene, name="another")
+    with caplog.at_level(logging.WARNING):
+        run(scene, masks)
+    assert frames.embedded == list(range(len(tiny_scene.cameras)))
+    said = next(r.getMessage() for r in caplog.records if "made with other" in r.getMessage())
+    assert re.search(rf"made with other [^;]*\b{change}\b", said), said
