@@ -17,7 +17,7 @@ from ccl.config import as_params
 from ccl.features import FeaturesConfig
 from ccl.io import atomic_write_json, file_sha256
 from ccl.io.features_h5 import features_writer
-from ccl.io.h5 import CHECKSUM_ATTR, H5FormatError
+from ccl.io.h5 import CHECKSUM_ATTR, H5FormatError, stamped_sha256
 from ccl.io.masks_h5 import LevelMasks, RawFrameMasks, open_masks, open_raw_masks, write_raw_masks
 from ccl.io.provenance import file_record
 from ccl.masks import MasksConfig, merge_masks
@@ -136,7 +136,7 @@ def test_a_damaged_hdf5_chunk_or_attribute_is_refused(tmp_path):
         ds = f["frame_00001/segmentation"]
         assert ds.chunks is not None
         info = ds.id.get_chunk_info(0)
-        assert f.attrs[CHECKSUM_ATTR]
+    assert stamped_sha256(wp)
     data = bytearray(wp.read_bytes())
     data[info.byte_offset + info.size // 2] ^= 0x04
     wp.write_bytes(bytes(data))
@@ -218,17 +218,48 @@ def test_an_image_there_under_another_case_is_named_not_just_skipped(tmp_path, c
     assert "rename those files" in caplog.text
 
 
-def test_the_checksum_read_in_one_pass_is_the_one_files_were_written_with(tmp_path):
-    # chunks listed at once and read at their offsets (the fast path) hash as the per-chunk reads did:
-    # a file written before verifies, and one written now verifies where only the per-chunk read works
+def _as_an_earlier_ccl_wrote_it(path, out):
+    """`path` rewritten as the previous release wrote HDF5 files: no user block, the checksum the root
+    attribute `content_sha256` over every object (h5_content_sha256), `complete` set after it."""
     from ccl.io.h5 import h5_content_sha256
 
+    with h5py.File(path, "r") as src, h5py.File(out, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        del dst.attrs["complete"]
+        for key in src:
+            src.copy(src[key], dst, name=key)
+        dst.flush()
+        dst.attrs[CHECKSUM_ATTR] = h5_content_sha256(dst)
+        dst.attrs["complete"] = True
+    return out
+
+
+def test_a_file_of_an_earlier_ccl_is_verified_by_the_checksum_it_carries(tmp_path):
+    from ccl.io.h5 import h5_content_sha256
+
+    here = _manifest(tmp_path / "scene.json", "ramen")
+    old = _as_an_earlier_ccl_wrote_it(_raw(tmp_path / "new.h5", here), tmp_path / "raw.h5")
+    with open_raw_masks(old) as r:  # accepted: its attribute checksum verifies
+        assert len(r) == 2
+    with h5py.File(old, "r") as f:  # the one-pass chunk read hashes as the per-chunk read does
+        assert h5_content_sha256(f) == f.attrs[CHECKSUM_ATTR]
+    with h5py.File(old, "r", driver="core") as f:  # in memory: no file to read chunks from
+        assert h5_content_sha256(f) == f.attrs[CHECKSUM_ATTR]
+    with h5py.File(old, "r+") as f:  # damaged later: refused as before
+        f.attrs["params"] = json.dumps({"seed": 1})
+    with pytest.raises(H5FormatError, match="not those it was written with"):
+        open_raw_masks(old)
+
+
+def test_a_file_whose_checksum_stamp_was_overwritten_is_refused(tmp_path):
     raw = _raw(tmp_path / "raw.h5", _manifest(tmp_path / "scene.json", "ramen"))
-    with h5py.File(raw, "r") as f:
-        fast = h5_content_sha256(f)
-        assert fast == f.attrs[CHECKSUM_ATTR]
-    with h5py.File(raw, "r", driver="core") as f:  # in memory: no file to read chunks from
-        assert h5_content_sha256(f) == fast
+    data = bytearray(raw.read_bytes())
+    data[:8] = b"\0" * 8
+    raw.write_bytes(bytes(data))
+    with pytest.raises(H5FormatError, match="checksum stamp is missing or damaged") as e:
+        open_raw_masks(raw)
+    assert "snakemake <this file> --force" in str(e.value)
 
 
 def test_weights_are_hashed_once_per_file_version_across_processes(tmp_path, monkeypatch):

@@ -7,9 +7,15 @@ Root attributes (all files):
     model           str   JSON: backend, model name, checkpoint path and sha256, `simulated` flag
     inputs          str   JSON: the input files this one was derived from, with their sha256 where cheap
     ccl_version     str
-    content_sha256  str   checksum of everything else in the file (`h5_content_sha256`), verified by
-                          `open_h5_for_read`: a file damaged or edited after it was written is refused
     complete        bool  written last, just before the rename: a file without it is never trusted
+
+The file's checksum is not an attribute: the file starts with a 512-byte HDF5 user block (bytes HDF5
+reserves for its user and never reads) holding `ccl content sha256 <64 hex digits>`, the sha256 of every
+byte after the user block, stamped once the file is closed and before its rename (`stamp_checksum`), verified by
+`open_h5_for_read`: a file damaged or edited after it was written is refused. Hashing the bytes costs
+what reading them costs; the checksum files of an earlier ccl carry, root attribute `content_sha256`
+over every group, dataset and attribute (`h5_content_sha256`), cost a visit of each object, which was
+more than 5 % of a merge job (bench/verify_cost.py), and is still verified in those files.
 
 Frames are groups named after the image's file stem (``frame_00001``), in the scene's frame order
 (root attribute ``frame_names``, JSON list). Large arrays are chunked and gzip-compressed.
@@ -33,8 +39,10 @@ from ccl.io.atomic import _json_default, atomic_path
 
 log = logging.getLogger(__name__)
 
-CHECKSUM_ATTR = "content_sha256"
-_UNHASHED_ROOT_ATTRS = (CHECKSUM_ATTR, "complete")  # set after the checksum is taken
+CHECKSUM_ATTR = "content_sha256"  # the checksum as files of an earlier ccl carry it
+_UNHASHED_ROOT_ATTRS = (CHECKSUM_ATTR, "complete")  # set after that checksum was taken
+USERBLOCK_BYTES = 512  # HDF5's smallest user block
+_STAMP = b"ccl content sha256 "  # + 64 hex digits + newline, the rest of the user block zeros
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> checksum: once per process
 
 
@@ -61,7 +69,7 @@ def write_h5(
     import h5py
 
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=USERBLOCK_BYTES) as f:
             f.attrs["kind"] = kind
             f.attrs["format_version"] = int(format_version)
             f.attrs["params"] = _json(params)
@@ -71,9 +79,36 @@ def write_h5(
             if frame_names is not None:
                 f.attrs["frame_names"] = _json(list(frame_names))
             yield f
-            f.flush()
-            f.attrs[CHECKSUM_ATTR] = h5_content_sha256(f)
             f.attrs["complete"] = True
+        digest = stamp_checksum(tmp)
+    _remember_verified(Path(path), digest)  # this process wrote it: its own reads need no second hash
+
+
+def bytes_sha256(path: str | os.PathLike, *, skip: int = USERBLOCK_BYTES) -> str:
+    """sha256 of a file's bytes after its first `skip` (the user block the checksum is stamped in)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(skip)
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stamp_checksum(path: str | os.PathLike) -> str:
+    """Write the checksum of a closed file's contents into its user block; returns it."""
+    digest = bytes_sha256(path)
+    with open(path, "r+b") as fh:
+        fh.write(_STAMP + digest.encode() + b"\n")
+    return digest
+
+
+def stamped_sha256(path: str | os.PathLike) -> str | None:
+    """The checksum stamped in a file's user block, None when there is no stamp."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_STAMP) + 64)
+    if not head.startswith(_STAMP):
+        return None
+    return head[len(_STAMP) :].decode("ascii", errors="replace")
 
 
 def open_h5_for_read(path: str | os.PathLike, *, kind: str, format_versions: tuple[int, ...] = (1,)):
@@ -175,14 +210,38 @@ def _verify_checksum(path: Path, f: Any) -> None:
     version and process); accept, with a warning, a file of an earlier ccl that has none."""
     from ccl.io.hashing import check_content_checksum
 
-    want = f.attrs.get(CHECKSUM_ATTR)
-    st = path.stat()
-    key = (str(path.absolute()), st.st_size, st.st_mtime_ns)
-    if want is not None and _verified.get(key) == want:
+    if f.userblock_size:  # this ccl's files: the stamp in the user block, over the bytes after it
+        want = stamped_sha256(path)
+        if want is None:
+            raise H5FormatError(
+                f"{path}: its checksum stamp is missing or damaged (the file's first bytes were overwritten), "
+                "so its contents cannot be trusted; remake it: `snakemake <this file> --force`"
+            )
+
+        def compute() -> str:
+            return bytes_sha256(path, skip=f.userblock_size)
+
+    else:  # an earlier ccl's: the root attribute over every object, or none
+        want = f.attrs.get(CHECKSUM_ATTR)
+
+        def compute() -> str:
+            return h5_content_sha256(f)
+
+    if want is not None and _verified.get(_version(path)) == want:
         return
-    got = check_content_checksum(path, want, lambda: h5_content_sha256(f), error=H5FormatError, log=log)
+    got = check_content_checksum(path, want, compute, error=H5FormatError, log=log)
     if got is not None:
-        _verified[key] = got
+        _remember_verified(path, got)
+
+
+def _version(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.absolute()), st.st_size, st.st_mtime_ns)
+
+
+def _remember_verified(path: Path, checksum: str) -> None:
+    """`path`, as it is now, has contents of `checksum` (once per file version and process)."""
+    _verified[_version(path)] = checksum
 
 
 def read_json_attr(obj: Any, name: str, default: Any = None) -> Any:
