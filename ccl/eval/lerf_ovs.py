@@ -64,13 +64,6 @@ def majority_smooth(mask: np.ndarray, radius: int = MAJORITY_RADIUS) -> np.ndarr
     return (2 * count > area).astype(mask.dtype if mask.dtype != bool else np.uint8)
 
 
-def predicted_mask(relevance: np.ndarray, *, mask_thresh: float = DEFAULT_MASK_THRESH) -> np.ndarray:
-    """Steps 1-5 for one [H, W] relevance map -> uint8 mask."""
-    out = normalise(smoothed_relevance(relevance))
-    mask = (out > mask_thresh).astype(np.uint8)
-    return majority_smooth(mask)
-
-
 def iou(gt: np.ndarray, pred: np.ndarray) -> float:
     """|gt ∧ pred| / |gt ∨ pred|; NaN when both are empty (the caller never lets that happen)."""
     inter = np.logical_and(gt, pred).sum()
