@@ -47,7 +47,7 @@ TEST_SUBSET: dict[str, list[str]] = {
         "tests/codebook/test_codebook_seeding_and_lookup.py",
     ],
     "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py", "tests/masks/test_mask_nms_boundaries.py"],
-    "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py"],
+    "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py", "tests/masks/test_merge_records.py"],
     "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py", "tests/masks/test_mask_merge_edges.py"],
     "ccl/codebook/train.py": ["tests/codebook/test_train.py"],
     # track.py and extract.py: the tests that run the stage on the sim backend (and the one OpenCLIP
