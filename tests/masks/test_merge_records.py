@@ -127,3 +127,40 @@ def test_the_progress_line_names_the_scale_and_counts_frames(tmp_path, monkeypat
     merge_masks(raw, scale="sp", cfg=MasksConfig(), out_path=tmp_path / "masks" / "sp.h5")
     assert seen == {"desc": "merge sp", "total": 2, "unit": "frame"}
     assert json.loads(json.dumps(seen))  # plain values, as the log writes them
+
+
+@pytest.mark.parametrize("n_empty, ellipsis", [(10, ""), (11, " …")])
+def test_ten_empty_frames_are_all_named_and_an_eleventh_adds_the_ellipsis(tmp_path, caplog, n_empty, ellipsis):
+    frames = [_frame("frame_00001", side=8)] + [_frame(f"frame_{i:05d}", side=3) for i in range(2, 2 + n_empty)]
+    with caplog.at_level(logging.WARNING, logger="ccl.masks.merge"):
+        merge_masks(_raw(tmp_path, frames), scale="wp", cfg=MasksConfig(), out_path=tmp_path / "masks" / "wp.h5")
+    listed = ", ".join(f"frame_{i:05d}" for i in range(2, 12))
+    assert [r.getMessage() for r in caplog.records if r.name == "ccl.masks.merge"] == [
+        f"wp: {n_empty} of {n_empty + 1} frames have no masks, kept as empty frames: {listed}{ellipsis}"
+    ]
+
+
+def test_raw_masks_of_another_scene_are_refused_naming_the_raw_file(tmp_path):
+    here = _manifest(tmp_path / "ramen" / "scene.json", "ramen")
+    there = _manifest(tmp_path / "teatime" / "scene.json", "teatime")
+    raw = _raw(tmp_path, [_frame("frame_00001", side=8)], manifest=there)
+    out = tmp_path / "masks" / "wp.h5"
+    with pytest.raises(ValueError, match="was made from another scene manifest") as e:
+        merge_masks(raw, scale="wp", cfg=MasksConfig(), out_path=out, manifest=here)
+    assert str(e.value).startswith(f"{raw} was made from"), e.value
+    assert not out.exists()
+
+
+def test_the_manifest_given_is_recorded_where_it_is_now(tmp_path):
+    # the scene folder moved since raw.h5 was made: the same manifest content at another path; the
+    # merged file records the manifest it was given (its path now), not the path raw.h5 recorded
+    import shutil
+
+    before = _manifest(tmp_path / "old" / "scene.json", "ramen")
+    raw = _raw(tmp_path, [_frame("frame_00001", side=8)], manifest=before)
+    now = tmp_path / "new" / "scene.json"
+    now.parent.mkdir()
+    shutil.copy(before, now)
+    out = merge_masks(raw, scale="wp", cfg=MasksConfig(), out_path=tmp_path / "masks" / "wp.h5", manifest=now)
+    with open_masks(out) as r:
+        assert r.inputs["manifest"] == file_record(now) != file_record(before)
