@@ -113,16 +113,11 @@ def test_an_unknown_scale_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_the_progress_line_names_the_scale_and_counts_frames(tmp_path, monkeypatch):
+    from progress_testkit import record_progress
+
     import ccl.masks.merge as merge_mod
 
-    seen = {}
-    real = merge_mod.progress
-
-    def recording(iterable, **kw):
-        seen.update(kw)
-        return real(iterable, **kw)
-
-    monkeypatch.setattr(merge_mod, "progress", recording)
+    seen = record_progress(monkeypatch, merge_mod)
     raw = _raw(tmp_path, [_frame("frame_00001", side=8), _frame("frame_00002", side=8)])
     merge_masks(raw, scale="sp", cfg=MasksConfig(), out_path=tmp_path / "masks" / "sp.h5")
     assert seen == {"desc": "merge sp", "total": 2, "unit": "frame"}
