@@ -166,10 +166,12 @@ def test_steps_touch_bounded_batches_never_all_masks(monkeypatch):
     assert r.prototype_index.shape == (m,)
 
 
+@pytest.mark.parametrize("pairs", ["pull", "push", "both"])
 @pytest.mark.parametrize("assignment", ["straight_through", "hard"])
-def test_shared_product_step_equals_per_term_reference(oversplit_tracks, assignment):
+def test_shared_product_step_equals_per_term_reference(oversplit_tracks, assignment, pairs):
     # The few-masks fast path (one [M, N] product for L_max and all pairs) against each term computing
-    # its own cosines: same losses and same prototype gradient.
+    # its own cosines: same losses and same prototype gradient, with either pair term alone (the pull
+    # and push variants) or both.
     import torch
 
     from ccl.codebook.train import step_losses
@@ -180,6 +182,7 @@ def test_shared_product_step_equals_per_term_reference(oversplit_tracks, assignm
     s = ops.PairSampler.from_labels(labels)
     rng = np.random.default_rng(0)
     pos, neg = s.positive(64, rng), s.negative(64, rng)
+    pos, neg = (pos if pairs != "push" else None), (neg if pairs != "pull" else None)
     w0 = ops.normalize(torch.randn(FAST.n_prototypes, f.shape[1], generator=torch.Generator().manual_seed(0)))
     results = []
     for shared in (True, False):
@@ -190,5 +193,6 @@ def test_shared_product_step_equals_per_term_reference(oversplit_tracks, assignm
     (fast, g_fast), (ref, g_ref) = results
     # float32 sums over 600 masks and 64 pairs: relative 1e-5 covers summation-order differences.
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-7)
-    assert fast[2] > 0 and fast[3] > 0, "both pair terms must be active for the comparison to mean something"
+    active = [fast[2] > 0, fast[3] > 0]
+    assert active == [pos is not None, neg is not None], "each pair term on must be active for the comparison to mean something"
     torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-7)
