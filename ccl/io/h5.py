@@ -10,12 +10,13 @@ Root attributes (all files):
     complete        bool  written last, just before the rename: a file without it is never trusted
 
 The file's checksum is not an attribute: the file starts with a 512-byte HDF5 user block (bytes HDF5
-reserves for its user and never reads) holding `ccl content sha256 <64 hex digits>`, the sha256 of every
-byte after the user block, stamped once the file is closed and before its rename (`stamp_checksum`), verified by
-`open_h5_for_read`: a file damaged or edited after it was written is refused. Hashing the bytes costs
-what reading them costs; the checksum files of an earlier ccl carry, root attribute `content_sha256`
-over every group, dataset and attribute (`h5_content_sha256`), cost a visit of each object, which was
-more than 5 % of a merge job (bench/verify_cost.py), and is still verified in those files.
+reserves for its user and never reads) holding `ccl content sha256 <64 hex digits>`, the sha256 of
+every byte after the user block, stamped once the file is closed and before its rename
+(`stamp_checksum`), and verified by `open_h5_for_read`: a file damaged or edited after it was written
+is refused. Hashing the bytes costs what reading them costs. Files of the previous release carry their
+checksum as root attribute `content_sha256`, taken over every group, dataset and attribute
+(`h5_content_sha256`); visiting each object cost up to 16 % of a merge job (bench/verify_cost.py).
+Those files are still verified by it.
 
 Frames are groups named after the image's file stem (``frame_00001``), in the scene's frame order
 (root attribute ``frame_names``, JSON list). Large arrays are chunked and gzip-compressed.
