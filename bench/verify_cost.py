@@ -12,7 +12,7 @@ by an empty one, so a first run's weights hashes are counted.
 
 Figures per rule: jobs, process wall seconds (sum), verification seconds (sum, and per kind), share =
 verification / wall in %, and the largest share of any one job of the rule; `meets_target` = every job's
-share <= 5 %. "__main__.py" is Snakemake's own process (its planning reads files too). With the `sim`
+share <= 5 %. "snakemake" is Snakemake's own process (its planning reads files too). With the `sim`
 backends the model stages take a fraction of the real models' time, so their shares are upper bounds.
 
 Writes bench/out/verify_cost.json. Run: python -m bench.verify_cost [--configfile F] [--cores N] [--config KEY=VALUE ...]
@@ -57,7 +57,7 @@ def summarise(records: list[dict]) -> dict:
     """Per rule: the figures of the module docstring."""
     by_rule: dict[str, list[dict]] = defaultdict(list)
     for r in records:
-        by_rule[r["rule"] or ("snakemake" if "snakemake" in r["argv0"] else r["argv0"])].append(r)
+        by_rule[r["rule"] or r["process"]].append(r)  # a job's rule, else the program (snakemake)
     rules = {}
     for rule, jobs in sorted(by_rule.items()):
         wall = sum(j["wall_s"] for j in jobs)

@@ -71,13 +71,21 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _process_name() -> str:
+    """The program this process runs: a script's file name, or a package's run with `python -m`
+    (Snakemake's own process is "snakemake")."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    head, name = os.path.split(argv0)
+    return os.path.basename(head) if name == "__main__.py" else name
+
+
 def _report():
     main = sys.modules.get("__main__")
     smk = getattr(main, "snakemake", None)  # a Snakemake `script:` job has its `snakemake` object here
     record = {
         "rule": getattr(smk, "rule", None),
         "wildcards": {k: str(v) for k, v in smk.wildcards.items()} if smk is not None else {},
-        "argv0": os.path.basename(sys.argv[0]) if sys.argv else "",
+        "process": _process_name(),
         "pid": os.getpid(),
         "wall_s": time.perf_counter() - _STARTED,
         "hash_s": _seconds,
