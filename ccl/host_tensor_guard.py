@@ -23,7 +23,9 @@ Only tensors made in ccl's files are marked: a library's own host-side helpers (
 marking them would flag correct code. On a CPU run the device is "cpu", so "the host" cannot be named
 apart from it: a tensor ccl moves with `.to("cpu")`, or makes with `device=` a host tensor's device, counts
 as on the device. The guard can miss such a mix; it never reports one that CUDA would accept. Torch keeps
-function modes per thread, so work that ccl hands to other threads is not checked.
+function modes per thread, so the guard also wraps `threading.Thread.run`: a thread started while it is on
+(the viewer's render, watch and answer threads, a thread pool's workers) runs under it for its whole life.
+A thread class that overrides `run` itself is not covered; ccl starts its threads with `target=`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -144,9 +147,12 @@ def _caller_outside_torch(depth: int) -> tuple[str, int]:
 
 
 class _MarkHostTensors(TorchFunctionMode):
-    def __init__(self, code_dirs: tuple[str, ...]):
+    def __init__(self, code_dirs: tuple[str, ...], *, patches_globals: bool = True):
         super().__init__()
         self.code_dirs = code_dirs
+        # torch.from_numpy and Thread.run are module attributes, shared by every thread: the mode that turns
+        # the guard on wraps them; the modes of the threads started under it find them wrapped already
+        self.patches_globals = patches_globals
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -167,15 +173,31 @@ class _MarkHostTensors(TorchFunctionMode):
                 out.made_at = f"{filename}:{line}"
         return out
 
-    # torch.from_numpy takes no device and reaches no function mode: it is wrapped while the guard is on
+    # torch.from_numpy takes no device and reaches no function mode: it is wrapped while the guard is on;
+    # so is Thread.run, since a new thread starts with no function mode
     def __enter__(self):
-        self._from_numpy = torch.from_numpy
-        torch.from_numpy = lambda array: self._mark(self._from_numpy(array), depth=3)
+        if self.patches_globals:
+            self._from_numpy = torch.from_numpy
+            torch.from_numpy = lambda array: self._mark(self._from_numpy(array), depth=3)
+            self._thread_run = threading.Thread.run
+            threading.Thread.run = _guarded_run(self._thread_run, self.code_dirs)
         return super().__enter__()
 
     def __exit__(self, *exc):
-        torch.from_numpy = self._from_numpy
+        if self.patches_globals:
+            torch.from_numpy = self._from_numpy
+            threading.Thread.run = self._thread_run
         return super().__exit__(*exc)
+
+
+def _guarded_run(run, code_dirs: tuple[str, ...]):
+    """`Thread.run` under the guard: torch's function modes are per thread, and a thread starts with none."""
+
+    def guarded(thread: threading.Thread) -> None:
+        with _MarkHostTensors(code_dirs, patches_globals=False):
+            run(thread)
+
+    return guarded
 
 
 @contextlib.contextmanager
@@ -187,5 +209,6 @@ def host_tensors_fail_on_meeting_the_device(code_dirs: Iterable[str] = (CCL_DIR,
 
 
 def enable_for_this_process() -> None:
-    """The guard on from here to the process's end, on this thread (what CCL_HOST_TENSOR_GUARD=1 does)."""
+    """The guard on from here to the process's end, on this thread and the threads started after it (what
+    CCL_HOST_TENSOR_GUARD=1 does)."""
     _MarkHostTensors((CCL_DIR,)).__enter__()

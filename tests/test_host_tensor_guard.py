@@ -97,3 +97,34 @@ def test_a_librarys_own_host_side_helpers_are_not_flagged():
     )
     with host_tensors_fail_on_meeting_the_device():
         assert len(gen.generate(blob_image())) > 0
+
+
+def _mix_on_a_thread(data: torch.Tensor) -> list[BaseException]:
+    """What a thread that joins `data` with a host-made tensor raised (a viewer render thread, say)."""
+    import threading
+
+    raised: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            torch.cat([data, torch.zeros(2)])
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            raised.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return raised
+
+
+def test_threads_started_under_the_guard_are_guarded_and_others_are_not():
+    """Torch keeps function modes per thread; ccl's viewer draws on its own threads."""
+    import threading
+
+    data = torch.arange(3.0)
+    run_before = threading.Thread.run
+    with guarded_here():
+        raised = _mix_on_a_thread(data)
+    assert [type(e) for e in raised] == [DeviceMixError]
+    assert threading.Thread.run is run_before  # unwrapped at the guard's end
+    assert _mix_on_a_thread(data) == []  # no guard, no error

@@ -101,3 +101,38 @@ def test_a_frame_drawn_while_moving_is_drawn_again_at_rest_and_decoded_ahead(pag
     assert session._views[-1].fields == []  # the colour alone: nothing drawn ahead while it moves
     _wait_for("the frame at rest, decoded ahead", lambda: len(client.sent) >= 3 and _decoded(session))
     np.testing.assert_array_equal(client.sent[2], client.sent[1])  # the same picture, with its class maps
+
+
+def test_the_pages_threads_keep_every_tensor_on_the_device(tmp_path, caplog):
+    """The page under the CPU guard against host-made tensors (ccl/host_tensor_guard.py), its threads
+    included: the first frame, the class maps decoded ahead, a query answered on the page's own thread and
+    its overlay, each free of a tensor that a CUDA run would have left on the host."""
+    import logging
+
+    from bench.viewer import build_session
+    from ccl.host_tensor_guard import host_tensors_fail_on_meeting_the_device
+    from ccl.view.server import ViewServer
+
+    caplog.set_level(logging.ERROR, logger="ccl")
+
+    def no_error_yet() -> bool:  # a failing thread logs and goes on: fail at once, not at the timeout
+        errors = [r.getMessage() + str(r.exc_info and r.exc_info[1]) for r in caplog.records]
+        assert not errors, errors
+        return True
+
+    session, query = build_session(tmp_path, n=4000, size=H)  # the fields, as if loaded onto the device
+    with host_tensors_fail_on_meeting_the_device():
+        server = ViewServer(session, port=_free_port(), max_size=W)  # its threads start under the guard
+        try:
+            client = _Client(1)
+            server._connect(client)
+            _wait_for("the first frame and its class maps",
+                      lambda: no_error_yet() and client.sent and _decoded(session))  # fmt: skip
+            server.text.value = query  # as typed on the page: answered on the page's query thread
+            server._asks.put(server._request())
+            _wait_for(
+                "the overlay", lambda: no_error_yet() and server.overlay.content == f"Overlay: '{query}'"
+            )
+        finally:
+            server.close()
+    no_error_yet()
