@@ -244,6 +244,9 @@ def mutate_module(module: str, *, ref: str, max_children: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # here, not at the top: this module is also the tests' pytest plugin, loaded before mutmut's copy of ccl
+    from ccl.io.atomic import atomic_write_text
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", nargs="+", choices=list(TEST_SUBSET), default=list(TEST_SUBSET))
     parser.add_argument("--ref", default="HEAD", help="the commit to mutate (git archive of it)")
@@ -253,7 +256,6 @@ def main(argv: list[str] | None = None) -> None:
         ["git", "-C", str(REPO), "rev-parse", args.ref], check=True, capture_output=True, text=True
     ).stdout.strip()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    report = json.loads(OUT.read_text()) if OUT.exists() else {"modules": {}}
     failed: list[str] = []
     for module in args.module:
         print(f"mutmut: {module} ({' '.join(TEST_SUBSET[module])})", flush=True)
@@ -266,13 +268,15 @@ def main(argv: list[str] | None = None) -> None:
             failed.append(module)
             continue
         entry.update(commit=commit, machine=f"{platform.machine()}, {os.cpu_count()} cores")
+        # read again just before writing: runs of other modules side by side write the same file
+        report = json.loads(OUT.read_text()) if OUT.exists() else {"modules": {}}
         report["modules"][module] = entry
         report["target"] = "score >= 0.90 per module; every survivor killed or equivalent (docs/mutation.md)"
         report["meets_target"] = {
             m: e["score"] is not None and e["score"] >= 0.90 for m, e in report["modules"].items()
         }
         # written after every module, so that a long run keeps what it has measured
-        OUT.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(OUT, json.dumps(report, indent=2) + "\n")  # whole for a reader beside it
         print(
             f"  {entry['killed']} killed, {entry['survived']} survived, {entry['timeout']} timeout, "
             f"{entry['other']} other of {entry['total']}: score {entry['score']}, {entry['run_s']} s",
