@@ -48,7 +48,11 @@ TEST_SUBSET: dict[str, list[str]] = {
     ],
     "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py", "tests/masks/test_mask_nms_boundaries.py"],
     "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py", "tests/masks/test_merge_records.py"],
-    "ccl/masks/ops.py": ["tests/masks/test_mask_ops.py", "tests/masks/test_mask_merge_edges.py"],
+    "ccl/masks/ops.py": [
+        "tests/masks/test_mask_ops.py",
+        "tests/masks/test_mask_merge_edges.py",
+        "tests/masks/test_mask_ops_filters.py",
+    ],
     "ccl/codebook/train.py": ["tests/codebook/test_train.py", "tests/codebook/test_train_settings.py"],
     # track.py and extract.py: the tests that run the stage on the sim backend (and the one OpenCLIP
     # test of each file); the SAM2, OpenCLIP and precision test files build a model per test, and on
