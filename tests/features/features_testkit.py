@@ -6,10 +6,13 @@ from gt_masks_testkit import first_frames, gt_frame_masks, gt_ids, write_gt_mask
 
 __all__ = [
     "TINY_CLIP_CFG",
+    "clip_cfg",
+    "clip_encoder",
     "TINY_CLIP_NAME",
     "first_frames",
     "gt_frame_masks",
     "gt_ids",
+    "open_clips_own_image_features",
     "register_tiny_clip",
     "save_tiny_clip_weights",
     "write_gt_masks",
@@ -51,3 +54,40 @@ def save_tiny_clip_weights(path, *, seed: int = 0, **cfg_changes) -> None:
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     else:
         torch.save(state, path)
+
+
+def open_clips_own_image_features(name: str, weights, crops):
+    """open_clip's own path for [B, S, S, 3] RGB uint8 crops: the model with its validation transform
+    (PIL image → resize, centre crop, to tensor, normalise with the model's mean and std), the weights
+    read with safetensors or torch.load, encode_image, L2-normalised."""
+    import open_clip
+    import torch
+    from PIL import Image
+
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    if str(weights).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    else:
+        state = torch.load(weights, weights_only=True)
+    model.load_state_dict(state, strict=True)
+    x = torch.stack([preprocess(Image.fromarray(c)) for c in crops])
+    with torch.inference_mode():
+        f = model.eval().encode_image(x)
+    return torch.nn.functional.normalize(f, dim=-1).numpy()
+
+
+def clip_cfg(tiny_clip, **kw):
+    """The features section of the `tiny_clip` fixture's (model name, weights file), 32 px crops."""
+    from ccl.features import FeaturesConfig
+
+    name, weights = tiny_clip
+    return FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32, **kw)
+
+
+def clip_encoder(tiny_clip, **kw):
+    """The open_clip backend's encoder of `clip_cfg(tiny_clip, **kw)` on the CPU."""
+    from ccl.features.backends.open_clip import OpenClipEncoder
+
+    return OpenClipEncoder(clip_cfg(tiny_clip, **kw), device="cpu")

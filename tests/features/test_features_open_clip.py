@@ -7,7 +7,8 @@ import logging
 
 import numpy as np
 import pytest
-from features_testkit import first_frames, save_tiny_clip_weights
+from features_testkit import clip_cfg, first_frames, open_clips_own_image_features, save_tiny_clip_weights
+from features_testkit import clip_encoder as encoder
 
 from ccl.features import FeaturesConfig, encode_text, extract_features
 from ccl.features.ops import mask_boxes, masked_crop
@@ -19,17 +20,6 @@ F16 = 2e-3  # float16 storage
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def clip_cfg(tiny_clip, **kw) -> FeaturesConfig:
-    name, weights = tiny_clip
-    return FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32, **kw)
-
-
-def encoder(tiny_clip, **kw):
-    from ccl.features.backends.open_clip import OpenClipEncoder
-
-    return OpenClipEncoder(clip_cfg(tiny_clip, **kw), device="cpu")
-
-
 def test_batching_does_not_change_features(tiny_clip):
     crops = np.random.default_rng(0).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
     one = encoder(tiny_clip, batch_size=1).encode_crops(crops)
@@ -37,24 +27,6 @@ def test_batching_does_not_change_features(tiny_clip):
     assert one.shape == (9, 16) and one.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=F32)
     np.testing.assert_allclose(one, seven, atol=F32)
-
-
-def _open_clips_own_image_features(tiny_clip, crops):
-    """open_clip's own path for [B, S, S, 3] RGB uint8 crops: the model with its validation transform
-    (PIL image → resize, centre crop, to tensor, normalise with the model's mean and std), the weights
-    read with safetensors, encode_image, L2-normalised."""
-    import open_clip
-    import torch
-    from PIL import Image
-    from safetensors.torch import load_file
-
-    name, weights = tiny_clip
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-    model.load_state_dict(load_file(str(weights)), strict=True)
-    x = torch.stack([preprocess(Image.fromarray(c)) for c in crops])
-    with torch.inference_mode():
-        f = model.eval().encode_image(x)
-    return torch.nn.functional.normalize(f, dim=-1).numpy()
 
 
 def test_extract_features_are_open_clips_own_features_of_the_masked_square_crops(
@@ -84,11 +56,11 @@ def test_extract_features_are_open_clips_own_features_of_the_masked_square_crops
                 [masked_crop(img, fm.segmentation == i, boxes[i], 32) for i in range(fm.n_masks)]
             )
             assert len(np.unique(crops.reshape(-1, 3), axis=0)) > 2  # coloured: BGR would differ
-            want = _open_clips_own_image_features(tiny_clip, crops)
+            want = open_clips_own_image_features(*tiny_clip, crops)
             got = f.frames[cam.name]
             assert got.dtype == np.float16 and got.shape == (fm.n_masks, 16)
             np.testing.assert_allclose(got.astype(np.float32), want, atol=F16)
-            swapped = _open_clips_own_image_features(tiny_clip, crops[..., ::-1].copy())
+            swapped = open_clips_own_image_features(*tiny_clip, crops[..., ::-1].copy())
             assert np.abs(swapped - want).max() > 10 * F16  # the comparison sees the colour order
 
 

@@ -85,12 +85,21 @@ def check(cfg: FeaturesConfig, scene=None) -> None:
             f"features.model_name = {cfg.model_name!r} is not an open_clip architecture; "
             "see open_clip.list_models() (the paper uses ViT-B-16)"
         )
-    size = model_cfg.get("vision_cfg", {}).get("image_size", cfg.crop_size)
-    size = size[0] if isinstance(size, (list, tuple)) else size
-    if int(size) != cfg.crop_size:
+    from open_clip.model import CLIPVisionCfg
+
+    # every open_clip architecture has a vision_cfg (CLIP's required argument); without image_size in
+    # it the tower takes open_clip's default size, not whatever features.crop_size says
+    size = model_cfg["vision_cfg"].get("image_size", CLIPVisionCfg.image_size)
+    h, w = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+    if (h, w) != (cfg.crop_size, cfg.crop_size):
+        if h != w:  # the crops are square
+            raise ValueError(
+                f"features.crop_size = {cfg.crop_size}, but {cfg.model_name} takes {h}×{w} px images and "
+                "the mask crops are square; use a model whose vision_cfg.image_size is one number"
+            )
         raise ValueError(
-            f"features.crop_size = {cfg.crop_size}, but {cfg.model_name} takes {size} px images; "
-            f"set features.crop_size: {size}"
+            f"features.crop_size = {cfg.crop_size}, but {cfg.model_name} takes {h} px images; "
+            f"set features.crop_size: {h}"
         )
     weights_path(cfg)
 
@@ -157,10 +166,8 @@ def load_weights(model, path: Path, model_name: str, *, model_config_file: str |
     from ccl.io import load_torch_weights
     from ccl.io.checkpoint import check_state_dict_keys
 
-    state = load_torch_weights(path)
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]  # open_clip training checkpoints
-    if state and all(k.startswith("module.") for k in state):
+    state = load_torch_weights(path)  # a training checkpoint's "state_dict" unwrapped, a .bin's "module."
+    if state and all(k.startswith("module.") for k in state):  # cut: a .safetensors saved from DDP
         state = {k[len("module.") :]: v for k, v in state.items()}
     where = (
         f" (architecture from features.model_config_file {model_config_file})" if model_config_file else ""
@@ -197,9 +204,10 @@ class OpenClipEncoder:
         log.info("OpenCLIP %s with weights %s on %s", cfg.model_name, self.path, self.device)
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(cfg.model_name)
-        pp = getattr(model.visual, "preprocess_cfg", None) or {}
-        mean = pp.get("mean", open_clip.OPENAI_DATASET_MEAN)
-        std = pp.get("std", open_clip.OPENAI_DATASET_STD)
+        # the normalisation open_clip's own transform applies (`image_transform_v2` of this config): built
+        # without a tag, as here, open_clip sets PreprocessCfg's defaults, OpenAI's mean and std
+        pp = model.visual.preprocess_cfg
+        mean, std = pp["mean"], pp["std"]
         self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         with torch.inference_mode():
