@@ -72,9 +72,9 @@ def extract_features(
                     "kind": FEATURES_KIND,
                     "format_version": FEATURES_FORMAT_VERSION,
                     "params": params,
+                    # with the device it computes on where that changes the features (OpenCLIP: "auto" on
+                    # a GPU embeds in float16 autocast, on a CPU in float32); the sim ignores the device
                     "model": model,
-                    # resolved: "auto" on a GPU embeds in float16 autocast, on a CPU in float32
-                    "device": str(getattr(encoder, "device", device)),
                     "masks": file_record(masks_path),
                     "masks_model": reader.model,
                     "scene": scene.name,

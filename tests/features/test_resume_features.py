@@ -134,3 +134,34 @@ def test_corrupt_frame_file_is_set_aside_not_used(tiny_scene, part_masks, tmp_pa
     assert frames.embedded == list(range(len(tiny_scene.cameras)))
     assert "frame file frame_00002.h5 cannot be used" in caplog.text
     assert h5_contents(out) == h5_contents(reference)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_open_clip_frames_embedded_on_another_device_are_set_aside_not_used(
+    tiny_scene, tiny_clip, tmp_path, monkeypatch, caplog
+):
+    """A GPU job that failed half-way on a shared disk, run again on a CPU node: the GPU embedded in float16
+    autocast, the CPU in float32, so its frames are not mixed into the CPU's file."""
+    import json
+
+    scene = first_frames(tiny_scene, 3)
+    masks = write_gt_masks(scene, tmp_path / "sp.h5")
+    name, weights = tiny_clip
+    cfg = FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32)
+    frames = FramesEmbedded(monkeypatch, OpenClipEncoder)
+
+    def run(out):
+        return extract_features(scene, masks, cfg=cfg, out_path=out)  # device "auto"
+
+    out = tmp_path / "run" / "f.h5"
+    _interrupt(frames, run, out, at=2)
+    record = partial_folder(out) / MADE_WITH
+    made_with = json.loads(record.read_text())
+    assert made_with["model"]["device"] == "cpu"  # "auto", resolved on this machine
+    made_with["model"]["device"] = "cuda:0"  # as the GPU job wrote it
+    record.write_text(json.dumps(made_with))
+    with caplog.at_level(logging.WARNING):
+        run(out)
+    assert frames.embedded == [0, 1, 2]
+    assert "made with other model." in caplog.text
+    assert len(list(out.parent.glob("f.partial.set-aside-*"))) == 1
