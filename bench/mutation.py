@@ -46,7 +46,11 @@ TEST_SUBSET: dict[str, list[str]] = {
         "tests/codebook/test_ops.py",
         "tests/codebook/test_codebook_seeding_and_lookup.py",
     ],
-    "ccl/masks/nms.py": ["tests/masks/test_mask_nms.py", "tests/masks/test_mask_nms_boundaries.py"],
+    "ccl/masks/nms.py": [
+        "tests/masks/test_mask_nms.py",
+        "tests/masks/test_mask_nms_boundaries.py",
+        "tests/masks/test_mask_nms_inputs.py",
+    ],
     "ccl/masks/merge.py": ["tests/masks/test_sim_masks.py", "tests/masks/test_merge_records.py"],
     "ccl/masks/ops.py": [
         "tests/masks/test_mask_ops.py",

@@ -85,19 +85,18 @@ def mask_nms(
     boxes_xyxy: np.ndarray | None = None,
 ) -> np.ndarray:
     """[M, H, W] bool masks, [M] scores → [M] bool, the masks LangSplat's mask NMS keeps (module doc)."""
-    scores = np.asarray(scores).reshape(-1)
+    scores = np.asarray(scores, np.float64).ravel()  # a float32 score compared as its exact value
     n = scores.shape[0]
     assert masks.shape[0] == n, (masks.shape, scores.shape)
     if n == 0:
         return np.zeros(0, bool)
-    order = np.argsort(-scores.astype(np.float64), kind="stable")
-    inter = pairwise_intersections(masks, tile_px=tile_px, boxes_xyxy=boxes_xyxy)
-    inter = inter[np.ix_(order, order)]
-    area = np.diag(inter).astype(np.float64)
-    inter_f = inter.astype(np.float64)
-    union = area[:, None] + area[None, :] - inter_f
-    iou = np.divide(inter_f, union, out=np.zeros_like(inter_f), where=union > 0)
-    frac_row = np.divide(inter_f, area[:, None], out=np.zeros_like(inter_f), where=area[:, None] > 0)
+    order = np.argsort(-scores, kind="stable")
+    inter = pairwise_intersections(masks, tile_px=tile_px, boxes_xyxy=boxes_xyxy)[np.ix_(order, order)]
+    area = np.diag(inter)
+    # int64 counts divided give float64 ratios. A union or an area is 0 only where the intersection
+    # is, so dividing by max(·, 1) makes those ratios 0.
+    iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1)
+    frac_row = inter / np.maximum(area, 1)[:, None]  # frac_row[p, q] = |p∩q| / |p|
     frac_col = frac_row.T  # frac_col[p, q] = |p∩q| / |q|
     upper = np.triu(np.ones((n, n), bool), k=1)  # p ranked above q
     value = 1.0 - frac_col * frac_row
@@ -107,11 +106,11 @@ def mask_nms(
     inner[q_in_p] = value[q_in_p]
     inner.T[p_in_q] = value[p_in_q]
     iou_max = np.where(upper, iou, 0.0).max(axis=0)
-    inner_u_max = np.triu(inner, k=1).max(axis=0)
+    inner_u_max = np.where(upper, inner, 0.0).max(axis=0)  # LangSplat's triu(inner, 1)
     inner_l_max = np.tril(inner, k=1).max(axis=0)
     keep_sorted = _combine(
         iou_max <= iou_thresh,
-        scores[order].astype(np.float64) > float(score_thresh),
+        scores[order] > float(score_thresh),
         inner_u_max <= 1.0 - inner_thresh,
         inner_l_max <= 1.0 - inner_thresh,
     )
@@ -135,17 +134,17 @@ def mask_nms_reference(
     masks: np.ndarray, scores: np.ndarray, *, iou_thresh: float, score_thresh: float, inner_thresh: float
 ) -> np.ndarray:
     """The same decision, one pair at a time as LangSplat's preprocess.py computes it (the test oracle)."""
-    scores = [float(s) for s in np.asarray(scores).reshape(-1)]
+    scores = [float(s) for s in np.ravel(scores)]
     n = len(scores)
     order = sorted(range(n), key=lambda i: -scores[i])  # sorted() is stable: ties keep input order
-    flat = [np.asarray(masks[i], dtype=bool).reshape(-1) for i in order]
-    area = [int(np.count_nonzero(m)) for m in flat]
+    ranked = [masks[i] for i in order]  # counted and combined as truth values, whatever the dtype
+    area = [int(np.count_nonzero(m)) for m in ranked]
     iou_m = [[0.0] * n for _ in range(n)]
     inner_m = [[0.0] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
-            inter = int(np.count_nonzero(np.logical_and(flat[i], flat[j])))
-            union = int(np.count_nonzero(np.logical_or(flat[i], flat[j])))
+            inter = int(np.count_nonzero(np.logical_and(ranked[i], ranked[j])))
+            union = int(np.count_nonzero(np.logical_or(ranked[i], ranked[j])))
             iou_m[i][j] = inter / union if union else 0.0
             fi = inter / area[i] if area[i] else 0.0
             fj = inter / area[j] if area[j] else 0.0
@@ -156,7 +155,7 @@ def mask_nms_reference(
     # iou_matrix.triu_(1).max(0); triu(inner, 1).max(0); tril(inner, 1).max(0)
     iou_max = [max([iou_m[i][j] for i in range(j)], default=0.0) for j in range(n)]
     inner_u = [max([inner_m[i][j] for i in range(j)], default=0.0) for j in range(n)]
-    inner_l = [max([inner_m[i][j] for i in range(max(0, j - 1), n)], default=0.0) for j in range(n)]
+    inner_l = [max(inner_m[i][j] for i in range(max(0, j - 1), n)) for j in range(n)]  # never empty
     keep_iou = np.array([v <= iou_thresh for v in iou_max], bool)
     keep_conf = np.array([scores[k] > score_thresh for k in order], bool)
     keep_u = np.array([v <= 1.0 - inner_thresh for v in inner_u], bool)
