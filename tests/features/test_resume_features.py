@@ -73,19 +73,21 @@ def test_sim_rerun_embeds_only_the_missing_frames_and_writes_the_uninterrupted_f
     assert [ln.split(",")[0] for ln in lines] == [f"clip_features tiny sp: {k}/{n} frames" for k in (4, n)]
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_open_clip_rerun_embeds_only_the_missing_frames_and_writes_the_uninterrupted_file(
-    tiny_scene, tiny_clip, tmp_path, monkeypatch
-):
+def _open_clip_run(tiny_scene, tiny_clip, tmp_path, *, device: str):
+    """run(out): the tiny OpenCLIP's features of the first 3 frames' ground-truth masks, written to out."""
     scene = first_frames(tiny_scene, 3)
     masks = write_gt_masks(scene, tmp_path / "sp.h5")
     name, weights = tiny_clip
     cfg = FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32)
+    return lambda out: extract_features(scene, masks, cfg=cfg, out_path=out, device=device)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_open_clip_rerun_embeds_only_the_missing_frames_and_writes_the_uninterrupted_file(
+    tiny_scene, tiny_clip, tmp_path, monkeypatch
+):
     frames = FramesEmbedded(monkeypatch, OpenClipEncoder)
-
-    def run(out):
-        return extract_features(scene, masks, cfg=cfg, out_path=out, device="cpu")
-
+    run = _open_clip_run(tiny_scene, tiny_clip, tmp_path, device="cpu")
     reference = run(tmp_path / "uninterrupted" / "f.h5")
     out = tmp_path / "run" / "f.h5"
     _interrupt(frames, run, out, at=1)
@@ -144,15 +146,8 @@ def test_open_clip_frames_embedded_on_another_device_are_set_aside_not_used(
     autocast, the CPU in float32, so its frames are not mixed into the CPU's file."""
     import json
 
-    scene = first_frames(tiny_scene, 3)
-    masks = write_gt_masks(scene, tmp_path / "sp.h5")
-    name, weights = tiny_clip
-    cfg = FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32)
     frames = FramesEmbedded(monkeypatch, OpenClipEncoder)
-
-    def run(out):
-        return extract_features(scene, masks, cfg=cfg, out_path=out)  # device "auto"
-
+    run = _open_clip_run(tiny_scene, tiny_clip, tmp_path, device="auto")
     out = tmp_path / "run" / "f.h5"
     _interrupt(frames, run, out, at=2)
     record = partial_folder(out) / MADE_WITH
