@@ -18,6 +18,7 @@ from ccl.synthetic.gt import (
     gt_path,
     majority_id,
     require_gt,
+    require_seed,
 )
 from ccl.synthetic.make import GT_FORMAT_VERSION, FrameRender, ScenePlan, make_scene, plan_scene, render_frame
 
@@ -39,4 +40,5 @@ __all__ = [
     "plan_scene",
     "render_frame",
     "require_gt",
+    "require_seed",
 ]

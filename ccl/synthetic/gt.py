@@ -39,6 +39,18 @@ def require_gt(scene, stage: str, *, fix: str | None = None) -> Path:
     return path
 
 
+def require_seed(seed, stage: str) -> int:
+    """`seed` as the int a `sim` backend draws its noise from; a ValueError naming `stage` for None (what
+    the workflow passes to the real models, which draw nothing) or a value that is not an integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(
+            f"{stage}.backend = 'sim' draws its simulated output from a seed, but it was given seed={seed!r}. "
+            "Pass an integer seed (the workflow passes the config's `seed`); seed=None is for the real "
+            "models, which draw nothing."
+        )
+    return int(seed)
+
+
 @dataclass(frozen=True, eq=False)
 class GtFrame:
     name: str

@@ -86,10 +86,15 @@ def test_a_kept_file_with_another_mask_count_is_named_and_not_used(
     assert f"expected ({n}, " in text
 
 
-def test_no_seed_is_recorded_as_none(tiny_scene, part_masks, tmp_path):
-    out = extract_features(
-        tiny_scene, part_masks, cfg=FeaturesConfig(), out_path=tmp_path / "f.h5", seed=None
-    )
+@pytest.mark.usefixtures("one_torch_thread")
+def test_no_seed_is_recorded_as_none(tiny_scene, tiny_clip, tmp_path):
+    """seed=None is what the workflow gives the real models, which draw nothing (the sim refuses it:
+    tests/test_sim_seed.py)."""
+    scene = first_frames(tiny_scene, 1)
+    masks = write_gt_masks(scene, tmp_path / "sp.h5")
+    name, weights = tiny_clip
+    cfg = FeaturesConfig(backend="open_clip", model_name=name, pretrained=str(weights), crop_size=32)
+    out = extract_features(scene, masks, cfg=cfg, out_path=tmp_path / "f.h5", device="cpu", seed=None)
     assert read_features(out).params["seed"] is None
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ccl.features.config import FeaturesConfig
 from ccl.features.ops import l2_normalize, normalize_query
-from ccl.synthetic.gt import LEVEL_LAYERS, GroundTruth, require_gt
+from ccl.synthetic.gt import LEVEL_LAYERS, GroundTruth, require_gt, require_seed
 
 STREAM = 0xFEA7  # RNG stream of the view noise (the seed is the workflow's)
 
@@ -174,9 +174,9 @@ def _dense_lut(mapping: dict[int, int]) -> np.ndarray:
 
 
 class SimEncoder:
-    def __init__(self, cfg: FeaturesConfig, *, scene=None, seed: int | None = 0, load_image=None):
+    def __init__(self, cfg: FeaturesConfig, *, scene=None, seed: int = 0, load_image=None):
         self.cfg, self.scene = cfg, scene
-        self.seed = 0 if seed is None else int(seed)
+        self.seed = require_seed(seed, "features")
         self.dim = cfg.sim_dim
         self.anchors = AnchorSpace(cfg)
         self.load_image = load_image

@@ -21,7 +21,7 @@ from ccl.config import config_source
 from ccl.io.masks_h5 import LEVELS, LevelMasks
 from ccl.masks.config import MasksConfig
 from ccl.masks.ops import filter_candidates
-from ccl.synthetic.gt import GroundTruth, require_gt
+from ccl.synthetic.gt import GroundTruth, require_gt, require_seed
 
 _SALT = 0x6D61736B  # "mask": this stage's stream of the run's seed
 
@@ -59,7 +59,7 @@ class SimBackend:
 
         gt_path = require_gt(scene, "masks", fix=_real_scene_fix())
         self._gt = GroundTruth(gt_path, scene.frame_names)
-        self.cfg, self.seed = cfg, int(seed)
+        self.cfg, self.seed = cfg, require_seed(seed, "masks")
         self.model_info = {
             "backend": "sim",
             "model": "sim_sam",

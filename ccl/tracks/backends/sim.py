@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ccl.synthetic.gt import GroundTruth, majority_id, require_gt
+from ccl.synthetic.gt import GroundTruth, majority_id, require_gt, require_seed
 from ccl.tracks.backends import Seed
 from ccl.tracks.config import TracksConfig
 
@@ -36,7 +36,7 @@ def build(cfg: TracksConfig, *, scene, device: str, seed: int, load_image=None) 
 
 class SimPropagator:
     def __init__(self, cfg: TracksConfig, *, scene, seed: int):
-        self.cfg, self.scene, self.seed = cfg, scene, int(seed)
+        self.cfg, self.scene, self.seed = cfg, scene, require_seed(seed, "tracks")
         self.gt = GroundTruth(require_gt(scene, "tracks"), scene.frame_names)
         self._paths: dict[int, dict[int, int]] = {}  # track → {frame: identity (BACKGROUND = -1)}
         self._lost_at: dict[int, int] = {}
