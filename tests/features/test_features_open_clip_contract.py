@@ -21,6 +21,14 @@ F32 = 1e-5  # float32: open_clip's transform and ours round differently in the l
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def fresh_name(kind: str) -> str:
+    """An architecture name open_clip has not registered in this process (mutmut runs the tests twice in
+    one process, with the same tmp_path names)."""
+    import uuid
+
+    return f"ccl-{kind}-{uuid.uuid4().hex[:12]}"
+
+
 def architecture_file(folder, name: str, arch: dict) -> str:
     """`arch` written as open_clip's model config `<name>.json` (what features.model_config_file names)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +174,7 @@ def test_the_preflight_checks_names_and_shapes_against_open_clips_model(tiny_cli
     assert str(wide) in msg and f"OpenCLIP {cfg.model_name}" in msg and "text_projection" in msg, msg
     assert msg.endswith("features.pretrained must be the weights of features.model_name"), msg
     # an architecture from a file: the fix says the weights must be those of the file's architecture
-    name = f"ccl-pre-{tmp_path.name}"
+    name = fresh_name("pre")
     arch_file = architecture_file(tmp_path / "arch", name, TINY_CLIP_CFG)
     cfg = dataclasses.replace(cfg, model_name=name, model_config_file=arch_file, pretrained=str(wide))
     with pytest.raises(
@@ -183,7 +191,7 @@ def test_an_architecture_file_is_registered_and_an_edited_one_replaces_it(tmp_pa
 
     from ccl.features.backends.open_clip import OpenClipEncoder, register_model_config
 
-    name = f"ccl-arch-{tmp_path.name}"  # a name this process has not registered yet
+    name = fresh_name("arch")
     path = architecture_file(tmp_path / "arch", name, TINY_CLIP_CFG)
     cfg = FeaturesConfig(backend="open_clip", model_name=name, model_config_file=path, crop_size=32)
     assert open_clip.get_model_config(name) is None
@@ -200,7 +208,7 @@ def test_an_architecture_file_is_registered_and_an_edited_one_replaces_it(tmp_pa
 def test_unusable_architecture_files_are_refused_naming_the_key_and_the_fix(tmp_path):
     from ccl.features.backends.open_clip import register_model_config
 
-    name = f"ccl-bad-{tmp_path.name}"
+    name = fresh_name("bad")
     path = tmp_path / f"{name}.json"
     cfg = FeaturesConfig(backend="open_clip", model_name=name, model_config_file=str(path))
     path.write_text("{not json")
@@ -221,7 +229,7 @@ def test_crop_size_is_checked_against_the_size_open_clip_builds(tiny_clip, tmp_p
     from ccl.features.backends.open_clip import check
 
     def cfg_for(vision_cfg: dict, crop_size: int) -> FeaturesConfig:
-        name = f"ccl-size-{len(list(tmp_path.iterdir()))}-{tmp_path.name}"
+        name = fresh_name("size")
         arch = {**TINY_CLIP_CFG, "vision_cfg": vision_cfg}
         return dataclasses.replace(
             clip_cfg(tiny_clip),
@@ -240,8 +248,10 @@ def test_crop_size_is_checked_against_the_size_open_clip_builds(tiny_clip, tmp_p
         check(cfg_for(vision, 32))
     check(cfg_for(vision, default[0]))
     check(cfg_for({**vision, "image_size": [32, 32]}, 32))  # a size as [height, width]
-    with pytest.raises(ValueError, match="takes 32×48 px images and the mask crops are square"):
+    with pytest.raises(ValueError) as e:
         check(cfg_for({**vision, "image_size": [32, 48]}, 32))
+    assert "takes 32×48 px images and the mask crops are square" in str(e.value), str(e.value)
+    assert str(e.value).endswith("use a model whose vision_cfg.image_size is one number"), str(e.value)
     with pytest.raises(ValueError) as e:
         check(dataclasses.replace(clip_cfg(tiny_clip), model_name="ViT-Q-99"))
     assert str(e.value).endswith("see open_clip.list_models() (the paper uses ViT-B-16)"), str(e.value)
