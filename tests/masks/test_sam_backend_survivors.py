@@ -139,12 +139,17 @@ def test_the_preflight_refuses_an_official_model_types_wrong_checkpoint_naming_t
 
 
 def test_loading_another_size_names_the_overridden_model_and_the_fix(tmp_path):
+    import torch
+
     section = write_tiny_sam(tmp_path / "tiny")
     wider = write_tiny_sam(tmp_path / "wider", overrides={"encoder_embed_dim": 64})["sam_checkpoint"]
     with pytest.raises(ValueError) as e:
         sam.load_sam("vit_h", wider, builders={}, overrides=section["sam_overrides"])
     msg = str(e.value)
     assert f"do not match SAM vit_h with masks.sam_overrides {TINY_SAM_OVERRIDES} (" in msg, msg
+    mine, theirs = (torch.load(p, weights_only=True) for p in (section["sam_checkpoint"], wider))
+    differ = sum(mine[k].shape != theirs[k].shape for k in mine)
+    assert differ > 4 and f"({differ}: [" in msg and msg.count(" in the file, ") == 4, msg  # the first 4
     assert msg.endswith(
         "? masks.sam_overrides must give the sizes the checkpoint was made with (the file's tensor "
         "shapes), or be removed for an official checkpoint"
@@ -193,3 +198,118 @@ def test_an_image_loaded_with_another_shape_or_dtype_is_refused_naming_the_file(
     want = f"{camera.image_path}: loaded as {np.dtype(dtype)} {shape}, expected uint8 (48, 64, 3)"
     with pytest.raises(ValueError, match=re.escape(want)):
         backend.frame_levels(0, camera)
+
+
+def test_build_arguments_of_one_are_accepted_and_zero_refused():
+    """A one-block encoder whose block 0 is global, or one head: the smallest sizes that build."""
+    import torch
+
+    one = sam.sam_architecture(
+        "vit_b", {"encoder_depth": 1, "encoder_global_attn_indexes": [0], "encoder_num_heads": 1}
+    )
+    assert (one["encoder_depth"], one["encoder_global_attn_indexes"], one["encoder_num_heads"]) == (1, [0], 1)
+    with torch.device("meta"):
+        model = sam.build_sam_architecture(one)
+    assert len(model.image_encoder.blocks) == 1 and model.image_encoder.blocks[0].window_size == 0  # global
+    with pytest.raises(ValueError) as e:
+        sam.sam_architecture("vit_b", {"encoder_num_heads": 0})
+    assert (
+        str(e.value) == "config.yaml: masks.sam_overrides.encoder_num_heads: expected an integer >= 1, got 0"
+    )
+
+
+@pytest.mark.parametrize("indexes, outside", [([0, 2], [2]), ([-1, 1], [-1])])
+def test_global_attention_blocks_outside_the_encoder_are_refused_naming_the_valid_ones(indexes, outside):
+    with pytest.raises(ValueError) as e:
+        sam.sam_architecture("vit_b", {"encoder_depth": 2, "encoder_global_attn_indexes": indexes})
+    assert str(e.value) == (
+        f"config.yaml: masks.sam_overrides.encoder_global_attn_indexes: blocks {outside} do not exist in an "
+        "encoder of depth 2 (blocks 0..1)"
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"encoder_num_heads": 3},
+            "encoder_embed_dim: 1280 is not a multiple of encoder_num_heads 3 (each attention head takes an "
+            "equal share of the width)",
+        ),
+        (
+            {"image_size": 100},
+            "image_size: 100 is not a multiple of vit_patch_size 16 (the image is cut into whole patches)",
+        ),
+        (
+            {"prompt_embed_dim": 24},
+            "prompt_embed_dim: 24 is not a multiple of 16 (the mask decoder's 8 heads share half of it in "
+            "its cross-attention)",
+        ),
+    ],
+)
+def test_sizes_that_do_not_divide_are_refused_saying_why(overrides, message):
+    with pytest.raises(ValueError) as e:
+        sam.sam_architecture("vit_h", overrides)
+    assert str(e.value) == f"config.yaml: masks.sam_overrides.{message}"
+
+
+@pytest.mark.parametrize("overrides", [{}, {"vit_patch_size": 8}])
+def test_an_overridden_sam_computes_what_segment_anythings_modules_built_as_build_sam_does_compute(overrides):
+    """Same weights, same masks and scores to the bit: ccl's build from the overrides against the SAM
+    assembled from segment-anything's modules as its build_sam does (pixel statistics, LayerNorm eps,
+    patch size: what the state dict's shapes alone do not show)."""
+    import torch
+    from realpath.tiny_checkpoints import build_tiny_sam as build_with_segment_anything
+    from segment_anything import SamPredictor
+
+    torch.manual_seed(0)
+    reference = build_with_segment_anything(overrides)
+    ours = sam.build_sam_architecture(sam.sam_architecture("vit_h", {**TINY_SAM_OVERRIDES, **overrides}))
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    image, points = blob_image(), np.array([[20.0, 30.0], [50.0, 10.0]])
+    got, want = SamPredictor(ours), SamPredictor(reference)
+    for predictor in (got, want):
+        predictor.set_image(image)
+    assert torch.equal(got.features, want.features)
+    for point in points:
+        for a, b in zip(
+            got.predict(point[None], np.array([1]), return_logits=True),
+            want.predict(point[None], np.array([1]), return_logits=True),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_load_sam_puts_the_model_on_the_device_it_is_given(tiny_sam_checkpoint):
+    model = sam.load_sam("tiny", tiny_sam_checkpoint, builders=TINY_BUILDERS, device="meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"} and not model.training
+
+
+def test_generation_takes_the_fast_steps_on_cuda_or_when_asked_and_sams_own_on_a_cpu(
+    monkeypatch, tiny_sam_cfg
+):
+    import torch
+    from segment_anything import SamPredictor
+    from segment_anything.utils.amg import build_all_layer_point_grids
+
+    from ccl.masks.backends import sam_fast
+
+    class Chosen(Exception):
+        pass
+
+    def fast_steps(*args, **kwargs):
+        raise Chosen
+
+    monkeypatch.setattr(sam_fast, "FastCropSteps", fast_steps)
+    grids = build_all_layer_point_grids(tiny_sam_cfg.points_per_side, 0, 1)
+    predictor = SamPredictor(build_tiny_sam())
+    levels = sam.generate_levels(predictor, blob_image(), cfg=tiny_sam_cfg, point_grids=grids)  # CPU: SAM's
+    assert sum(len(lv) for lv in levels) > 0
+    with pytest.raises(Chosen):
+        sam.generate_levels(predictor, blob_image(), cfg=tiny_sam_cfg, point_grids=grids, fast=True)
+
+    class OnCuda:  # what generate_levels reads of a predictor before the first crop: its device
+        device = torch.device("cuda:0")
+
+    with pytest.raises(Chosen):
+        sam.generate_levels(OnCuda(), blob_image(), cfg=tiny_sam_cfg, point_grids=grids)
