@@ -34,7 +34,8 @@ def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
 
 
 def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
-    """Greedy NMS (torchvision.ops.nms semantics): [K] int64 indices kept, by descending score."""
+    """Greedy NMS (torchvision.ops.nms semantics): [K] int64 indices kept, by descending score (real or
+    bool: True ranks above False)."""
     n = len(scores)
     if n == 0:
         return np.zeros(0, np.int64)
@@ -83,7 +84,7 @@ def postprocess_small_regions(level: LevelMasks, min_area: int, nms_thresh: floa
         masks.append(m)
         unchanged.append(not (c1 or c2))
     cleaned = LevelMasks.from_masks(np.stack(masks), level.pred_iou, level.stability)
-    keep = box_nms(cleaned.boxes_xyxy, np.asarray(unchanged, np.float64), nms_thresh)
+    keep = box_nms(cleaned.boxes_xyxy, np.asarray(unchanged), nms_thresh)  # unchanged (True) first
     return cleaned.select(np.sort(keep))
 
 

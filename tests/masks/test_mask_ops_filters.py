@@ -177,6 +177,15 @@ def test_no_cleanup_at_min_area_zero_nor_on_an_empty_level():
     assert len(postprocess_small_regions(empty, 5, 0.7)) == 0
 
 
+def test_at_min_area_one_nothing_is_small_but_the_box_nms_still_runs():
+    # SAM runs the cleanup for any min_mask_region_area > 0: at 1 no region is smaller, every mask is
+    # unchanged (a tie), and the box NMS drops the later of two duplicates, hole and all
+    m = rect(0, 8, 0, 8)
+    m[4, 4] = False
+    out = postprocess_small_regions(level([m, m.copy(), rect(12, 16, 20, 26)], [0.8, 0.9, 0.7]), 1, 0.7)
+    assert same_masks(out, [m, rect(12, 16, 20, 26)])
+
+
 def _random_level(seed: int, n: int = 12) -> LevelMasks:
     """Jittered copies of three rectangles (near-duplicates, as SAM's points give), some with holes,
     some with islands: boxes that overlap before and after the cleanup."""
@@ -234,6 +243,11 @@ def test_mask_nms_drops_empty_masks_and_applies_the_configured_thresholds():
     # IoU threshold 0.95: near stays; inner threshold 0.03 (0.96 <= 0.97): dot stays
     assert same_masks(apply_mask_nms(lv, cfg(**{**c, "mask_nms_iou_thresh": 0.95})), [big, near, far])
     assert same_masks(apply_mask_nms(lv, cfg(**{**c, "mask_nms_inner_thresh": 0.03})), [big, dot, far])
+    # a one-pixel mask is not empty: alone, it stays
+    dot_alone = np.zeros((H, W), bool)
+    dot_alone[15, 5] = True
+    lv1 = level([none, big, dot_alone], [1.0, 0.9, 0.9])
+    assert same_masks(apply_mask_nms(lv1, cfg(**c)), [big, dot_alone])
     # the tile size changes only the time
     assert same_masks(apply_mask_nms(lv, cfg(**c, mask_nms_tile_px=3)), [big, far])
 
