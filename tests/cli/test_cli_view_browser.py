@@ -160,6 +160,9 @@ def test_view_in_chromium(browser, tiny_view_results, tmp_path):
 
         _input(page, "Query").fill("red mug")
         page.get_by_text("Gaussians selected for 'red mug'").wait_for(timeout=30_000)
+        # the answer comes first (its points over the colour alone), then its overlay: under load the
+        # points alone could settle for a screenshot, so wait for the page to say the overlay is drawn
+        page.get_by_text("Overlay: 'red mug'").wait_for(timeout=30_000)
         asked = _settled_shot(page, unlike=plain)
         shot = tmp_path / "view_red_mug.png"
         page.screenshot(path=str(shot))
