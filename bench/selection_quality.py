@@ -8,17 +8,22 @@ floaters) belongs to no object. Gaussians are counted by number, and also weight
 (what a viewer of the PLY sees).
 
 Each object's category name is queried alone, as `ccl query3d "<name>"` does (scale `auto`, the
-`query` config's mode and threshold); each selection rule (ccl.query.view.SELECTION_RULES) is
-measured on the same fields. Where a selection's false positives land (another object, the background,
-no surface) is counted per object.
+`query` config's mode and threshold); each selection rule (ccl.query.view.SELECTION_RULES) with each
+cleaning (CLEAN_MODES) is measured on the same fields. Where a selection's false positives land
+(another object, no object), how opaque they are (median opacity) and how many lie apart from the
+selection's main body (outside its largest piece, ccl.query.components at the cleaning's link) is
+written per object.
 
 Runs the workflow (sim backends, CPU) in a scratch folder up to the `full` language fields, so the
 fields are those of `snakemake` at the default config. Writes bench/out/selection_quality.json.
-Run: python -m bench.selection_quality [workdir]   (an existing workdir is reused: done jobs are kept)
+Run: python -m bench.selection_quality [workdir] [--keep-fields]   (an existing workdir is reused: done
+jobs are kept; --keep-fields: a job reruns only when an input is newer, not when the code changed, so
+fields trained by an earlier commit are measured as they are)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -35,6 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "out" / "selection_quality.json"
 VARIANT = "full"  # ccl query3d's default
 VOLUME_TOL = 0.01  # scene units (objects are 0.1-0.3 tall; the median Gaussian's largest radius is ~0.02)
+# precision written again against volumes grown further, to tell false positives at the object's surface
+# (a Gaussian whose mean lies 1-3 cm out) from those elsewhere; the figures above use VOLUME_TOL alone
+LOOSER_TOLS = (0.02, 0.03)
 NO_OBJECT = -1
 
 
@@ -80,6 +88,23 @@ def h5py_file(path: Path):
     return open_h5_for_read(path, kind="gt", format_versions=(1,))
 
 
+def false_positive_places(selected: np.ndarray, truth: np.ndarray, k: int, xyz: np.ndarray,
+                          opacity: np.ndarray, voxel: float) -> dict:  # fmt: skip
+    """Of `selected`'s false positives against object `k`: their median opacity, and how many lie outside
+    the selection's largest piece (voxel_components of the selected means, voxel edge `voxel`)."""
+    from ccl.query.components import voxel_components
+
+    wrong = selected & (truth != k)
+    if not wrong.any():
+        return {"false_opacity_median": None, "false_apart": 0}
+    idx = np.nonzero(selected)[0]
+    label = voxel_components(xyz[idx], voxel)
+    main = np.zeros(len(truth), bool)
+    main[idx[label == np.bincount(label).argmax()]] = True
+    return {"false_opacity_median": round(float(np.median(opacity[wrong])), 3),
+            "false_apart": int((wrong & ~main).sum())}  # fmt: skip
+
+
 def scores(selected: np.ndarray, truth: np.ndarray, k: int, weight: np.ndarray | None = None) -> dict:
     """Precision and recall of `selected` [G] bool against object `k` of `truth` [G] (counts, or sums of
     `weight`), and where the false positives lie."""
@@ -102,8 +127,15 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
     from ccl.config import section
     from ccl.features import FeaturesConfig
     from ccl.query import QueryConfig
+    from ccl.query.components import CLEAN_LINK
     from ccl.query.relevance import text_embeddings
-    from ccl.query.view import SELECTION_RULES, choose_gaussians, gaussian_class_votes, language_source
+    from ccl.query.view import (
+        CLEAN_MODES,
+        SELECTION_RULES,
+        choose_gaussians,
+        gaussian_class_votes,
+        language_source,
+    )
     from ccl.scene import SceneLoadConfig, load_scene_from_manifest
 
     scene = load_scene_from_manifest(
@@ -119,48 +151,76 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
         gaussian_class_votes(source.language_field(s), scene.cameras)
         votes_s[s] = round(time.perf_counter() - t0, 2)
     truth: dict[str, np.ndarray] = {}
+    looser: dict[tuple[str, float], np.ndarray] = {}
     rows = []
     for obj in objects:
         emb = text_embeddings([obj.category], cfg=query_cfg, features_cfg=features_cfg)
         for rule in SELECTION_RULES:
-            t0 = time.perf_counter()
-            chosen = choose_gaussians(source, emb, query_cfg=query_cfg, rule=rule, cameras=scene.cameras)
-            seconds = time.perf_counter() - t0
-            g = chosen.field.gaussians
-            if chosen.scale not in truth:
-                truth[chosen.scale] = gaussian_ground_truth(g.means.detach().cpu().numpy(), objects)
-            t = truth[chosen.scale]
-            opacity = 1.0 / (1.0 + np.exp(-g.opacity_logits.detach().cpu().numpy()))
-            rows.append({"object": obj.category, "object_id": obj.index, "rule": rule, "scale": chosen.scale,
-                         **scores(chosen.chosen, t, obj.index),
-                         "opacity_weighted": scores(chosen.chosen, t, obj.index, opacity),
-                         "seconds": round(seconds, 3)})  # fmt: skip
+            for clean in CLEAN_MODES:
+                t0 = time.perf_counter()
+                chosen = choose_gaussians(source, emb, query_cfg=query_cfg, rule=rule, cameras=scene.cameras,
+                                          clean=clean)  # fmt: skip
+                seconds = time.perf_counter() - t0
+                g = chosen.field.gaussians
+                xyz = g.means.detach().cpu().numpy()
+                if chosen.scale not in truth:
+                    truth[chosen.scale] = gaussian_ground_truth(xyz, objects)
+                    for tol in LOOSER_TOLS:
+                        looser[(chosen.scale, tol)] = gaussian_ground_truth(xyz, objects, tol=tol)
+                t = truth[chosen.scale]
+                opacity = 1.0 / (1.0 + np.exp(-g.opacity_logits.detach().cpu().numpy()))
+                voxel = CLEAN_LINK * float(np.median(np.exp(g.log_scales.detach().cpu().numpy().max(axis=1))))
+                rows.append({"object": obj.category, "object_id": obj.index, "rule": rule, "clean": clean,
+                             "scale": chosen.scale, **scores(chosen.chosen, t, obj.index),
+                             **false_positive_places(chosen.chosen, t, obj.index, xyz, opacity, voxel),
+                             "opacity_weighted": scores(chosen.chosen, t, obj.index, opacity),
+                             "precision_at_looser_tol": {str(tol): scores(chosen.chosen, looser[(chosen.scale, tol)],
+                                                                           obj.index)["precision"]
+                                                         for tol in LOOSER_TOLS},
+                             "seconds": round(seconds, 3)})  # fmt: skip
     names = {o.index: o.category for o in objects}
     for r in rows:
         r["false_on_objects"] = {names[i]: n for i, n in r["false_on_objects"].items()}
     summary = []
     for rule in SELECTION_RULES:
-        mine = [r for r in rows if r["rule"] == rule]
-        prec = [r["precision"] or 0.0 for r in mine]
-        summary.append({"rule": rule, "precision_min": min(prec), "precision_mean": round(float(np.mean(prec)), 4),
-                        "recall_min": min(r["recall"] or 0.0 for r in mine),
-                        "recall_mean": round(float(np.mean([r["recall"] or 0.0 for r in mine])), 4)})  # fmt: skip
+        for clean in CLEAN_MODES:
+            mine = [r for r in rows if (r["rule"], r["clean"]) == (rule, clean)]
+            prec, rec = [r["precision"] or 0.0 for r in mine], [r["recall"] or 0.0 for r in mine]
+            summary.append({"rule": rule, "clean": clean, "precision_min": min(prec),
+                            "precision_mean": round(float(np.mean(prec)), 4), "recall_min": min(rec),
+                            "recall_mean": round(float(np.mean(rec)), 4),
+                            "objects_precision_below_0.98": [r["object"] for r in mine if (r["precision"] or 0) < 0.98]})  # fmt: skip
     coverage = {s: {"gaussians": len(t), "no_object": int((t == NO_OBJECT).sum()),
                     "per_object": {names[i]: int((t == i).sum()) for i in names}} for s, t in truth.items()}  # fmt: skip
     return {"query": {"mode": query_cfg.mode, "threshold": query_cfg.threshold}, "ground_truth": coverage,
             "votes_seconds_per_scale": votes_s, "summary": summary, "rows": rows}  # fmt: skip
 
 
-def _run_fields(work: Path, config: dict, seed: int) -> None:
+def _run_fields(work: Path, config: dict, seed: int, *, keep_fields: bool = False) -> None:
     scene = next(iter(config["scenes"]))
     run = f"results/{scene}/seed{seed}/gaussians/{VARIANT}"
     targets = [f"{run}/{s}.safetensors" for s in config["scales"]]
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(os.cpu_count() or 1), *targets]  # fmt: skip
+    if keep_fields:
+        cmd += ["--rerun-triggers", "mtime"]
     subprocess.run(cmd, check=True, cwd=work)
 
 
-def main(workdir: str | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.selection_quality", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "workdir", nargs="?", help="scratch folder of the workflow (reused if it exists; default: a new one)"
+    )
+    p.add_argument("--keep-fields", action="store_true",
+                   help="rerun a job only when an input is newer, not when the code changed (measure the "
+                   "fields already in workdir)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(workdir: str | None = None, *, keep_fields: bool = False) -> dict:
     import yaml
 
     from ccl.config import load_config
@@ -171,9 +231,9 @@ def main(workdir: str | None = None) -> dict:
         shutil.copy(ROOT / "config.yaml", work / "config.yaml")
     config = load_config(work / "config.yaml")
     scene, seed = next(iter(config["scenes"])), int(config["seeds"][0])
-    _run_fields(work, config, seed)
+    _run_fields(work, config, seed, keep_fields=keep_fields)
     out = {
-        "scene": scene, "seed": seed, "variant": VARIANT, "volume_tol": VOLUME_TOL,
+        "scene": scene, "seed": seed, "variant": VARIANT, "volume_tol": VOLUME_TOL, "keep_fields": keep_fields,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         **measure(work / "results" / scene, config, seed=seed),
     }  # fmt: skip
@@ -184,4 +244,5 @@ def main(workdir: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    args = parse_args()
+    main(args.workdir, keep_fields=args.keep_fields)

@@ -28,6 +28,13 @@ def add_parser(sub) -> None:
         "as written); views: the classes it is drawn as in the scene's training views, voted (fewer "
         "stray Gaussians on trained fields: bench/selection_quality.py)",
     )
+    q3.add_argument(
+        "--clean",
+        default="components",
+        help="components (default): drop the pieces of the selection that lie apart from its main body "
+        "and are read more weakly than it, averaged over the scales (another object drawn with the "
+        "query's class at one scale); none: keep every Gaussian above the threshold",
+    )
     q3.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians below this opacity")
     q3.add_argument("--context", action="store_true", help="also write the other Gaussians, in dark grey")
     common.add_common(q3)
@@ -36,11 +43,18 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ccl.query import query_gaussians
-    from ccl.query.view import PLY_SUFFIXES, check_out_suffix, check_ply_format, check_selection_rule
+    from ccl.query.view import (
+        PLY_SUFFIXES,
+        check_clean,
+        check_out_suffix,
+        check_ply_format,
+        check_selection_rule,
+    )
 
     check_out_suffix(args.out, PLY_SUFFIXES)
     check_ply_format(args.format)
     check_selection_rule(args.select)  # before the config, the fields and the text encoder are read
+    check_clean(args.clean)
     config = common.config(args)
     cfgs = common.stage_cfgs(config, args)
     run = common.run_of(args)
@@ -48,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         run, args.text, out=args.out, variant=args.variant, scale=args.scale,
         query_cfg=cfgs["query_cfg"], features_cfg=common.text_encoder(args, run.scene_dir),
         min_opacity=args.min_opacity, context=args.context, format=args.format, rule=args.select,
+        clean=args.clean,
         scene_cfg=cfgs["scene_cfg"], device=common.device(config),
     )  # fmt: skip
     print(f"{res.n_selected} of {res.n_gaussians} Gaussians selected (scale {res.scale}, "

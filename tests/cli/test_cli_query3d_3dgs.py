@@ -34,6 +34,7 @@ def test_query3d_3dgs_writes_exactly_the_gaussians_of_the_category(tiny_results,
     np.testing.assert_array_equal(got.opacity_logits.numpy(), field.gaussians.opacity_logits.numpy()[want])
     made_by = gaussians_ply_made_by(out)
     assert made_by["command"] == "ccl query3d" and made_by["queries"] == ["red mug"]
+    assert (made_by["select"], made_by["clean"]) == ("own", "components")  # the defaults, recorded
     assert (
         made_by["field"]["path"].endswith(f"{made_by['scale']}.safetensors")
         and len(made_by["field"]["sha256"]) == 64

@@ -98,3 +98,9 @@ def test_query3d_select_own_and_views(tiny_results, tmp_path, capsys):
     assert (tmp_path / "views.ply").is_file()
     assert main(["query3d", d, "red mug", "-o", str(tmp_path / "x.ply"), "--select", "nearest"]) == 2
     assert "--select nearest: unknown" in capsys.readouterr().err
+    # --clean: components (the default) or none; another word refused before any work, naming both
+    assert main(["query3d", d, "red mug", "-o", str(tmp_path / "raw.ply"), "--clean", "none"]) == 0
+    assert main(["query3d", d, "red mug", "-o", str(tmp_path / "x.ply"), "--clean", "tidy"]) == 2
+    err = capsys.readouterr().err
+    assert "--clean tidy: unknown; accepted: components" in err and "; none (" in err
+    assert not (tmp_path / "x.ply").exists()
