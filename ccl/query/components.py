@@ -37,20 +37,26 @@ def voxel_components(xyz: np.ndarray, voxel: float) -> np.ndarray:
     if len(xyz) == 0:
         return np.zeros(0, np.int64)
     cell = np.floor((xyz - xyz.min(axis=0)) / voxel).astype(np.int64)
-    cells, of_point = np.unique(cell, axis=0, return_inverse=True)
+    for d in range(3):  # gaps of empty voxels shrunk to one along each axis: the same voxels touch
+        u, inv = np.unique(cell[:, d], return_inverse=True)
+        cell[:, d] = np.r_[0, np.cumsum(np.minimum(np.diff(u), 2))][inv.reshape(-1)]
+    span = cell.max(axis=0) + 3  # room for the -1/+1 neighbours without wrapping
+    if float(np.prod(span.astype(np.float64))) >= 2.0**62:
+        raise ValueError(f"voxel {voxel}: {span.tolist()} voxels a side, too many to number in int64")
+    # one int64 key per voxel, the neighbour at offset (a, b, c) at key + (a·span1 + b)·span2 + c
+    keys, of_point = np.unique(
+        ((cell[:, 0] + 1) * span[1] + (cell[:, 1] + 1)) * span[2] + (cell[:, 2] + 1), return_inverse=True
+    )  # sorted
     of_point = of_point.reshape(-1)
-    span = cells.max(axis=0) + 3  # room for the -1/+1 neighbours without wrapping
-    key = lambda c: ((c[:, 0] + 1) * span[1] + (c[:, 1] + 1)) * span[2] + (c[:, 2] + 1)  # noqa: E731
-    keys = key(cells)  # sorted: np.unique sorts the rows lexicographically
     src, dst = [], []
-    for off in _NEIGHBOURS:
-        k = key(cells + off)
+    for a, b, c in _NEIGHBOURS:
+        k = keys + (a * span[1] + b) * span[2] + c
         at = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
         hit = keys[at] == k
         src.append(np.nonzero(hit)[0])
         dst.append(at[hit])
     i, j = np.concatenate(src), np.concatenate(dst)
-    label = np.arange(len(cells))
+    label = np.arange(len(keys))
     while True:  # min-label propagation over the links, with pointer jumping
         m = np.minimum(label[i], label[j])
         new = label.copy()

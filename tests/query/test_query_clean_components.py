@@ -31,6 +31,11 @@ def test_voxel_components_link_touching_voxels_only():
     assert len(set(voxel_components(chain, 1.0).tolist())) == 1
     gapped = np.delete(chain, 10, axis=0)
     assert len(set(voxel_components(gapped, 1.0).tolist())) == 2
+    # pieces far apart (1e9 voxels) are numbered without overflow; the gaps between them do not make
+    # voxels two apart touch, nor split touching ones
+    far = np.array([[0.5, 0, 0], [1e9, 0, 0], [1e9 + 1, 0, 0], [1e9 + 3, 0, 0], [2e9, 0, 0]])
+    lab = voxel_components(far, 1.0)
+    assert lab[1] == lab[2] and len(set(lab.tolist())) == 4
     assert voxel_components(np.zeros((0, 3)), 1.0).shape == (0,)
     with pytest.raises(ValueError, match="voxel"):
         voxel_components(xyz, 0.0)
