@@ -136,6 +136,14 @@ def test_a_single_scale_reads_both_pieces_alike_and_keeps_them(tea_and_cube):
                       {"wp": source.prototypes("wp")})  # fmt: skip
     chosen = _choose(only_wp, emb, cfg, "components")
     assert chosen.chosen[part <= 1].all()  # nothing tells the cube from the glass at wp alone
+    # a field of the other scale on other Gaussians (moved) says nothing about these: not averaged in
+    g = source.language_field("wp").gaussians
+    moved = SimpleNamespace(means=g.means + 1.0, log_scales=g.log_scales, opacity_logits=g.opacity_logits)
+    apart = _Source(
+        g, {"wp": source.language_field("wp").cls, "sp": source.language_field("sp").cls}, source._protos
+    )
+    apart._fields["sp"] = SimpleNamespace(gaussians=moved, cls=source.language_field("sp").cls)
+    assert _choose(apart, emb, cfg, "components").chosen[part <= 1].all()
 
 
 def test_an_unknown_clean_is_refused_naming_the_choices(tea_and_cube):
