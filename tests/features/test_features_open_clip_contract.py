@@ -66,11 +66,14 @@ def test_a_frame_embeds_each_masks_crop_once_in_batches(tiny_clip):
     masks = SimpleNamespace(segmentation=seg, n_masks=5)
     from ccl.features.backends.open_clip import OpenClipEncoder
 
-    enc = OpenClipEncoder(clip_cfg(tiny_clip, batch_size=2), device="cpu", load_image=lambda camera: image)
+    camera = SimpleNamespace(name="frame_00000")
+    enc = OpenClipEncoder(
+        clip_cfg(tiny_clip, batch_size=2), device="cpu", load_image={camera.name: image}.__getitem__
+    )
     batches = []
     encode = enc.encode_crops
     enc.encode_crops = lambda c: (batches.append(len(c)), encode(c))[1]
-    got = enc.encode_frame(0, None, masks)
+    got = enc.encode_frame(0, camera.name, masks)
     assert batches == [2, 2, 1]  # every crop once, at most batch_size in memory
     boxes = mask_boxes(seg, 5)
     crops = np.stack([masked_crop(image, seg == i, boxes[i], 32) for i in range(5)])
@@ -84,13 +87,22 @@ def test_no_crops_and_no_queries_give_empty_float32_arrays(tiny_clip):
         assert empty.shape == (0, 16) and empty.dtype == np.float32
 
 
-def test_build_defaults_to_the_auto_device(tiny_clip):
+def test_build_defaults_to_the_auto_device_and_reads_frames_with_the_given_loader(tiny_clip):
+    from types import SimpleNamespace
+
     import torch
 
     from ccl.features.backends.open_clip import build
+    from ccl.features.ops import mask_boxes, masked_crop
 
     enc = build(clip_cfg(tiny_clip))
     assert enc.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    image = np.random.default_rng(3).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    seg = np.zeros((20, 20), np.int32)
+    enc = build(clip_cfg(tiny_clip), device="cpu", load_image={"cam": image}.__getitem__)
+    got = enc.encode_frame(0, "cam", SimpleNamespace(segmentation=seg, n_masks=1))
+    crop = masked_crop(image, seg == 0, mask_boxes(seg, 1)[0], 32)  # the whole image
+    np.testing.assert_allclose(got, enc.encode_crops(crop[None]), atol=F32)
 
 
 # ------------------------------------------------------------------------------ the model's record
@@ -104,7 +116,7 @@ def test_the_record_and_the_log_name_the_model_the_weights_and_the_device(tiny_c
     name, weights = tiny_clip
     with caplog.at_level(logging.INFO, logger="ccl.features.backends.open_clip"):
         enc = encoder(tiny_clip, precision="fp16")
-    assert f"OpenCLIP {name} with weights {weights} on cpu" in caplog.text
+    assert f"OpenCLIP {name} with weights {weights} on cpu" in [r.getMessage() for r in caplog.records]
     assert enc.model_info() == {
         "backend": "open_clip",
         "simulated": False,
@@ -327,3 +339,46 @@ def test_the_cut_warning_comes_past_the_context_and_quotes_the_query(tiny_clip, 
     longer = sixty + "s"  # 61: the first 60 and an ellipsis
     (said,) = warnings_for(longer)
     assert said.startswith(f"query {longer[:60]!r}… is ")
+
+
+@pytest.mark.parametrize(
+    "tag, source",
+    [
+        ({"hf_hub": "", "url": "https://example.org/w.pt"}, "https://example.org/w.pt"),  # open_clip 2's
+        ({}, "the open_clip release of that tag"),
+    ],
+)
+def test_a_tag_without_a_hub_repository_says_its_url(tag, source, monkeypatch):
+    import open_clip
+
+    from ccl.features.backends.open_clip import weights_path
+
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda model, name: {**tag, "mean": (0.5,) * 3})
+    cfg = FeaturesConfig(backend="open_clip", model_name="ViT-B-16", pretrained="openai")
+    with pytest.raises(FileNotFoundError) as e:
+        weights_path(cfg)
+    assert f"from {source}, put it anywhere (e.g. models/ViT-B-16/)" in str(e.value), str(e.value)
+
+
+def test_a_tokenizer_without_encode_embeds_queries_without_a_cut_warning(tiny_clip, caplog, monkeypatch):
+    """open_clip's HFTokenizer (SigLIP's and other Hugging Face text towers) has no `encode`: the cut
+    cannot be counted, and the queries are embedded all the same."""
+
+    import ccl.runlog
+
+    class CallOnly:  # HFTokenizer's interface: called with the texts, a context_length
+        def __init__(self, tokenizer):
+            self.tokenizer, self.context_length = tokenizer, tokenizer.context_length
+
+        def __call__(self, texts):
+            return self.tokenizer(texts)
+
+    enc = encoder(tiny_clip)
+    long = "a " + "very " * 30 + "red mug"
+    want = enc.encode_text([long])
+    enc.tokenizer = CallOnly(enc.tokenizer)
+    monkeypatch.setattr(ccl.runlog, "_warned", set())  # warn_once would not say it twice anyway
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_array_equal(enc.encode_text([long]), want)
+    assert "tokens long" not in caplog.text
