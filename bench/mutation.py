@@ -94,14 +94,16 @@ TEST_SUBSET: dict[str, list[str]] = {
         "tests/eval/test_lerf_ovs_edges.py",
         "tests/eval/test_eval_run.py",
     ],
-    # sam.py: the four files that build a tiny SAM and run it or its checks (not slow: 9 s together on
-    # this 2-core machine, against 13 s for all of tests/masks). The other files judge ops, nms, merge
+    # sam.py: the files that build a tiny SAM and run it or its checks (the first four, not slow: 9 s
+    # together on this 2-core machine, against 13 s for all of tests/masks), and the tests written for
+    # its survivors (docs/mutation.md). The other files judge ops, nms, merge
     # and the h5 layouts; test_resume_masks.py runs the sam backend too, for its resume logic (3 s more).
     "ccl/masks/backends/sam.py": [
         "tests/masks/test_sam_backend.py",
         "tests/masks/test_sam_overrides.py",
         "tests/masks/test_masks_precision.py",
         "tests/masks/test_sam_fast.py",
+        "tests/masks/test_sam_backend_survivors.py",
     ],
 }
 # Always passed to pytest: slow tests are left to `make test-all` (one of them per mutant would make a

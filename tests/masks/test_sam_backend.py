@@ -136,6 +136,42 @@ def test_at_the_default_thresholds_each_level_is_sams_generator_on_that_output(t
     _assert_each_level_is_sams_generator_on_that_output(model, image, cfg)
 
 
+def test_without_nms_the_iou_and_stability_filters_keep_what_sams_generator_keeps(tiny_sam_cfg):
+    """At the product's predicted-IoU and stability thresholds, with box NMS off and one crop (so that
+    NMS does not hide what the filters decide): each filter changes SAM's output on some level, and
+    ccl's levels equal it."""
+    cfg = dataclasses.replace(
+        _default_generation(tiny_sam_cfg), crop_n_layers=0, box_nms_thresh=1.0, min_mask_region_area=0
+    )
+    model, image = build_tiny_sam_for_default_thresholds(), blob_image()
+
+    def counts(c: MasksConfig) -> list[int]:
+        return [len(_sam_generator_on_one_output(model, c, li).generate(image)) for li in range(len(LEVELS))]
+
+    kept = counts(cfg)
+    for off in ("pred_iou_thresh", "stability_score_thresh"):
+        assert counts(dataclasses.replace(cfg, **{off: 0.0})) != kept, off
+    _assert_each_level_is_sams_generator_on_that_output(model, image, cfg)
+
+
+def test_a_level_where_sam_keeps_nothing_is_empty_at_the_images_size(tiny_sam_cfg):
+    """A frame where SAM's generator keeps no mask (the tiny model's predicted IoUs lie far below 0.99):
+    every level is empty, with the image's height and width, and small-region cleanup has nothing to do."""
+    from segment_anything import SamPredictor
+    from segment_anything.utils.amg import build_all_layer_point_grids
+
+    cfg = dataclasses.replace(tiny_sam_cfg, pred_iou_thresh=0.99, min_mask_region_area=20)
+    model, image = build_tiny_sam(), blob_image()
+    assert all(
+        _sam_generator_on_one_output(model, cfg, li).generate(image) == [] for li in range(len(LEVELS))
+    )
+    grids = build_all_layer_point_grids(cfg.points_per_side, 0, 1)
+    for lv in generate_levels(SamPredictor(model), image, cfg=cfg, point_grids=grids):
+        assert lv.masks.shape == (0, 48, 64) and lv.masks.dtype == bool
+        assert lv.pred_iou.shape == lv.stability.shape == lv.area.shape == (0,)
+        assert lv.boxes_xyxy.shape == (0, 4)
+
+
 def _default_generation(cfg: MasksConfig) -> MasksConfig:
     """`cfg` with every threshold and crop setting of SAM's generation at the product's default."""
     defaults = MasksConfig()
@@ -205,12 +241,22 @@ def _decoder_of_objects(predictor) -> None:
     predictor.set_image, predictor.predict_torch = set_and_keep, predict_objects
 
 
-def test_crop_nms_prefers_the_smaller_crop_as_sams_generator_does(tiny_sam_cfg, monkeypatch):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        # crop NMS the only step that removes the duplicates (small-region cleanup's NMS would remove
+        # them too), and only the perfectly stable masks kept: the designed logits lie outside ±1, so
+        # every stability is exactly 1.0
+        {"min_mask_region_area": 0, "stability_score_thresh": 1.0},
+    ],
+)
+def test_crop_nms_prefers_the_smaller_crop_as_sams_generator_does(tiny_sam_cfg, monkeypatch, overrides):
     """Objects inside a sub-crop are found in it and in the whole image: SAM's crop NMS keeps the
     sub-crop's mask and drops the whole image's; ccl's levels equal SAM's generator mask for mask."""
     import segment_anything.automatic_mask_generator as sam_amg
 
-    cfg = _default_generation(tiny_sam_cfg)
+    cfg = dataclasses.replace(_default_generation(tiny_sam_cfg), **overrides)
     model, image = build_tiny_sam_for_default_thresholds(), _objects_image()
     whole = [0, 0, image.shape[1], image.shape[0]]
     decided: dict[str, list] = {}

@@ -313,3 +313,26 @@ def test_generation_takes_the_fast_steps_on_cuda_or_when_asked_and_sams_own_on_a
 
     with pytest.raises(Chosen):
         sam.generate_levels(OnCuda(), blob_image(), cfg=tiny_sam_cfg, point_grids=grids)
+
+
+def test_the_encoder_runs_under_the_configured_precision_on_the_predictors_device(monkeypatch, tiny_sam_cfg):
+    """masks.precision reaches the encoder's autocast with the predictor's device, once per crop (on a
+    CPU the autocast is a no-op; on CUDA it is what makes the encoder bf16)."""
+    import dataclasses
+
+    from segment_anything import SamPredictor
+    from segment_anything.utils.amg import build_all_layer_point_grids
+
+    from ccl import device as ccl_device
+
+    calls = []
+
+    def recorded(device, precision):
+        calls.append((device, precision))
+        return ccl_device.autocast(device, precision)
+
+    monkeypatch.setattr(sam, "autocast", recorded)
+    cfg = dataclasses.replace(tiny_sam_cfg, crop_n_layers=1, precision="fp16")
+    grids = build_all_layer_point_grids(cfg.points_per_side, 1, cfg.crop_n_points_downscale_factor)
+    sam.generate_levels(SamPredictor(build_tiny_sam()), blob_image(), cfg=cfg, point_grids=grids, fast=False)
+    assert calls == [("cpu", "fp16")] * 5  # the whole image and its 4 sub-crops
