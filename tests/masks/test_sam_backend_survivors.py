@@ -156,6 +156,21 @@ def test_loading_another_size_names_the_overridden_model_and_the_fix(tmp_path):
     ), msg
 
 
+def test_loading_an_official_model_types_wrong_checkpoint_names_the_file_to_download(tmp_path):
+    """The official model type's download hint (its architecture stood in for by the tiny one: only the
+    name decides the hint), after the keys that do not match."""
+    from realpath.tiny_checkpoints import build_tiny_sam as build_with_segment_anything
+
+    other = write_tiny_sam(tmp_path / "other")["sam_checkpoint"]  # another architecture: other keys
+    with pytest.raises(ValueError) as e:
+        sam.load_sam("vit_b", other, builders={"vit_b": build_tiny_sam})
+    msg = str(e.value)
+    assert build_with_segment_anything().state_dict().keys() != build_tiny_sam().state_dict().keys()
+    assert msg.startswith(f"{other}: ") and "(SAM vit_b); download sam_vit_b_01ec64.pth (SAM vit_b)" in msg, (
+        msg
+    )
+
+
 def test_the_backend_records_the_model_it_loaded(tmp_path, monkeypatch, caplog, tiny_sam_checkpoint):
     """With no registry given, the official one (here with the tiny model added to it); the record of
     the raw masks file names the checkpoint by its absolute path, the device and the encoder's dtype."""
