@@ -56,15 +56,16 @@ def save_tiny_clip_weights(path, *, seed: int = 0, **cfg_changes) -> None:
         torch.save(state, path)
 
 
-def open_clips_own_image_features(name: str, weights, crops):
+def open_clips_own_image_features(name: str, weights, crops, **norm):
     """open_clip's own path for [B, S, S, 3] RGB uint8 crops: the model with its validation transform
-    (PIL image → resize, centre crop, to tensor, normalise with the model's mean and std), the weights
-    read with safetensors or torch.load, encode_image, L2-normalised."""
+    (PIL image → resize, centre crop, to tensor, normalise with the model's mean and std, or with
+    `image_mean` and `image_std` as a tag sets them), the weights read with safetensors or torch.load,
+    encode_image, L2-normalised."""
     import open_clip
     import torch
     from PIL import Image
 
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, **norm)
     if str(weights).endswith(".safetensors"):
         from safetensors.torch import load_file
 

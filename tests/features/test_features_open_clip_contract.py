@@ -382,3 +382,40 @@ def test_a_tokenizer_without_encode_embeds_queries_without_a_cut_warning(tiny_cl
     with caplog.at_level(logging.WARNING):
         np.testing.assert_array_equal(enc.encode_text([long]), want)
     assert "tokens long" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------ normalisation
+
+
+def test_crops_are_normalised_as_the_architectures_tags_were_trained(tiny_clip, crops, monkeypatch):
+    """Built without a tag, open_clip's model says OpenAI's mean and std whatever the weights; the tags of
+    an architecture (SigLIP's, MobileCLIP's) say what its weights were trained on."""
+    import open_clip
+
+    half = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    tags = {"a": half, "b": half}  # the tiny architecture has no tags of its own: these stand in
+    monkeypatch.setattr(open_clip, "list_pretrained_tags_by_model", lambda model: list(tags))
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda model, tag: tags.get(tag, {}))
+    want = open_clips_own_image_features(*tiny_clip, crops, image_mean=half["mean"], image_std=half["std"])
+    np.testing.assert_allclose(encoder(tiny_clip).encode_crops(crops), want, atol=F32)
+    assert np.abs(want - open_clips_own_image_features(*tiny_clip, crops)).max() > 100 * F32
+
+
+def test_the_real_tags_normalisation_and_a_warning_where_they_disagree(caplog):
+    import open_clip
+
+    from ccl.features.backends.open_clip import image_normalisation
+
+    openai = {"mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD}
+    as_tuples = (tuple(openai["mean"]), tuple(openai["std"]))
+    assert image_normalisation("ViT-B-16", openai) == as_tuples  # the paper's: every tag OpenAI's
+    assert image_normalisation("MobileCLIP-S1", openai) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert image_normalisation("ViT-B-16-SigLIP", openai) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    with caplog.at_level(logging.WARNING, logger="ccl.features.backends.open_clip"):
+        assert image_normalisation("ViT-L-14", openai) == as_tuples  # most of its tags
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("OpenCLIP ViT-L-14: its open_clip tags ['laion2b_s32b_b82k'] were trained"), said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ccl.features.backends.open_clip"):
+        image_normalisation("ViT-B-16", openai)
+    assert caplog.records == []

@@ -185,6 +185,31 @@ def load_weights(model, path: Path, model_name: str, *, model_config_file: str |
         ) from e
 
 
+def image_normalisation(
+    model_name: str, default: dict[str, Any]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std of the images `model_name`'s weights were trained on: those of its open_clip tags
+    when they agree (SigLIP's 0.5 and 0.5, MobileCLIP's 0 and 1, OpenAI's for ViT-B-16), else `default`,
+    the model's `preprocess_cfg` (built without a tag, as here, open_clip sets OpenAI's), with a warning
+    when the tags disagree: a weights file does not say which tag it is."""
+    open_clip = _import_open_clip()
+    tags: dict[tuple[tuple[float, ...], tuple[float, ...]], list[str]] = {}
+    for tag in open_clip.list_pretrained_tags_by_model(model_name):
+        pcfg = open_clip.get_pretrained_cfg(model_name, tag)
+        tags.setdefault((tuple(pcfg["mean"]), tuple(pcfg["std"])), []).append(tag)
+    if len(tags) == 1:
+        return next(iter(tags))
+    mean, std = tuple(default["mean"]), tuple(default["std"])
+    others = sorted(t for norm, names in tags.items() if norm != (mean, std) for t in names)
+    if others:
+        log.warning(
+            "OpenCLIP %s: its open_clip tags %s were trained on images normalised otherwise than the "
+            "mean %s and std %s used here; weights of those tags are embedded off",
+            model_name, others, mean, std,
+        )  # fmt: skip
+    return mean, std
+
+
 class OpenClipEncoder:
     def __init__(self, cfg: FeaturesConfig, *, device: str, load_image=None):
         import torch
@@ -204,10 +229,7 @@ class OpenClipEncoder:
         log.info("OpenCLIP %s with weights %s on %s", cfg.model_name, self.path, self.device)
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(cfg.model_name)
-        # the normalisation open_clip's own transform applies (`image_transform_v2` of this config): built
-        # without a tag, as here, open_clip sets PreprocessCfg's defaults, OpenAI's mean and std
-        pp = model.visual.preprocess_cfg
-        mean, std = pp["mean"], pp["std"]
+        mean, std = image_normalisation(cfg.model_name, model.visual.preprocess_cfg)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         with torch.inference_mode():
