@@ -261,8 +261,6 @@ SELECTION_RULES = {
     "own": "the decoder on the Gaussian's own feature (appendix D as written; the default)",
     "views": "the classes the Gaussian is drawn as in the scene's training views, voted",
 }
-# views measures cleaner on the synthetic scene (bench/selection_quality.py) but selects nothing on a field
-# whose faint blobs near the cameras pull the rendered depth forward (the tests' tiny field): README
 DEFAULT_SELECTION_RULE = "own"
 # What is done to a selection once its Gaussians are read (`ccl query3d --clean`)
 CLEAN_MODES = {
@@ -274,7 +272,11 @@ DEFAULT_CLEAN = "components"
 VOTE_MAX_SIZE = 320  # longer side, in pixels, of the training views rendered for the votes
 VOTE_MIN_ALPHA = 0.5  # a pixel votes only where the field is this opaque
 VOTE_DEPTH_TOL = 0.02  # a Gaussian is seen at its pixel when its front (centre depth less its largest
-# radius) is within 2 % of the drawn depth: the surface it helps draw, not one behind it
+# radius), brought 2 % of its depth nearer the camera, lies in front of the view's first surface there: the
+# surface it helps draw, not one behind it
+VOTE_MIN_TRANSMITTANCE = 0.5  # "in front of the first surface": the field lets half the light through to
+# it (ccl.splat.render.render_transmittance), i.e. the front is nearer than the depth where the accumulated
+# opacity crosses 0.5 (a median depth), which faint blobs nearer the camera do not move
 
 
 def check_selection_rule(rule: str) -> str:
@@ -306,13 +308,17 @@ def gaussian_class_votes(field: Any, cameras: Sequence[Any], *, max_size: int = 
     """[G, N] float32: how many of `cameras` draw each Gaussian of the language field `field` as each
     of its N classes. A view renders the field's features, decodes every pixel's class, and gives a
     vote to each Gaussian whose centre projects on a pixel where the field is opaque (alpha >=
-    VOTE_MIN_ALPHA) at the drawn depth (its front within VOTE_DEPTH_TOL of it): the class the training maps taught the
-    field at the place the Gaussian shows. Kept per field for the process (queries reuse them)."""
+    VOTE_MIN_ALPHA) and whose front is not behind the surface drawn there: the field's transmittance
+    (render_transmittance) at the front, brought VOTE_DEPTH_TOL of its depth nearer along the Gaussian's
+    ray, is at least VOTE_MIN_TRANSMITTANCE. That is the class the training maps taught the field at the
+    place the Gaussian shows. The first surface, not the expected depth: faint blobs near a camera, which
+    pull the expected depth forward, let most of the light through. Kept per field for the process
+    (queries reuse them)."""
     import weakref
 
     import torch
 
-    from ccl.splat.render import render_channels
+    from ccl.splat.render import render_channels, render_transmittance
 
     key = tuple(c.name for c in cameras)
     hit = _VOTES.get(id(field))
@@ -328,15 +334,18 @@ def gaussian_class_votes(field: Any, cameras: Sequence[Any], *, max_size: int = 
             flat = feat.reshape(-1, feat.shape[-1])
             cls = torch.cat([field.decoder(c).argmax(dim=-1) for c in flat.split(1 << 16)])
         cls = cls.reshape(feat.shape[:2]).cpu().numpy()
-        depth, alpha = out.depth[0, ..., 0].cpu().numpy(), out.alpha[0, ..., 0].cpu().numpy()
+        alpha = out.alpha[0, ..., 0].cpu().numpy()
         uv, z = cam.project(xyz)
         col, row = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
         idx = np.nonzero((z > 0) & (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height))[0]
-        r, c = row[idx], col[idx]
-        seen = (alpha[r, c] >= VOTE_MIN_ALPHA) & (
-            z[idx] - radius[idx] <= depth[r, c] * (1.0 + VOTE_DEPTH_TOL)
-        )
-        np.add.at(votes, (idx[seen], cls[r[seen], c[seen]]), 1.0)
+        idx = idx[alpha[row[idx], col[idx]] >= VOTE_MIN_ALPHA]
+        # each front on the Gaussian's camera ray (the same pixel): the centre scaled towards the camera;
+        # a front behind the camera (a Gaussian around it) lands behind it and is not drawn (0)
+        near = (z[idx] - radius[idx]) / (z[idx] * (1.0 + VOTE_DEPTH_TOL))
+        fronts = cam.center + near[:, None] * (xyz[idx] - cam.center)
+        t = render_transmittance(field.gaussians, cam, torch.from_numpy(fronts))
+        seen = idx[t.cpu().numpy() >= VOTE_MIN_TRANSMITTANCE]
+        np.add.at(votes, (seen, cls[row[seen], col[seen]]), 1.0)
     for k in [k for k, v in _VOTES.items() if v[0]() is None]:
         del _VOTES[k]  # fields gone since
     _VOTES[id(field)] = (weakref.ref(field), key, votes)

@@ -88,6 +88,66 @@ def render_channels(
     )  # fmt: skip
 
 
+# render_transmittance's probes: a probe is a Gaussian of this opacity and size added at a point; its alpha
+# stays above the rasterizer's 1/255 cut on the pixels around its centre (its 2D footprint is the
+# rasterizer's eps2d dilation, about half a pixel) and it dims what lies behind it by a few per cent only
+PROBE_OPACITY = 0.05
+PROBE_SCALE = 1e-6  # scene units: far below a pixel at any depth the rasterizer draws
+
+
+def render_transmittance(gaussians: Gaussians, camera: Camera, points: Any, *, backend: str = "auto") -> Any:
+    """→ [P] tensor on the Gaussians' device: the transmittance of the field at each world point `points`
+    [P, 3] (a tensor) seen by `camera`, the share of light the Gaussians drawn in front of it (by camera
+    depth, at the pixels it projects to) let through: 1 in front of everything, 0 behind an opaque surface.
+    A point is in front of the first surface at its pixel, the depth where the accumulated opacity
+    crosses 0.5 (a median depth), when its transmittance is above 0.5. A point not drawn (behind the
+    camera, off the image) has 0.
+
+    Measured with the rasterizer itself, so with each backend's own sorting, cut-offs and clamps: a probe
+    Gaussian (PROBE_OPACITY, PROBE_SCALE) is put at every point, and the blend weight each probe gets is
+    read from the gradient of the rendered image with respect to the probe's colour, once with the field
+    and once with the probes alone; the ratio is the field's transmittance in front of the probe, averaged
+    over the pixel or so its footprint covers (the probes' dimming of one another is in both and cancels)."""
+    import torch
+
+    from ccl.splat.model import activated
+    from ccl.splat.rasterize import rasterize
+
+    g = gaussians
+    means, quats, scales, opacities = (
+        t.detach()
+        for t in activated(
+            {"means": g.means, "quats": g.quats, "scales": g.log_scales, "opacities": g.opacity_logits}
+        )
+    )
+    device, dtype = means.device, means.dtype
+    points = torch.as_tensor(points).to(device=device, dtype=dtype)
+    n = points.shape[0]
+    probe_quats = torch.zeros(n, 4, dtype=dtype, device=device)
+    probe_quats[:, 0] = 1.0
+    probe_scales = torch.full((n, 3), PROBE_SCALE, dtype=dtype, device=device)
+    probe_opacities = torch.full((n,), PROBE_OPACITY, dtype=dtype, device=device)
+    viewmats, ks = camera_tensors([camera], device)
+    viewmats, ks = viewmats.to(dtype), ks.to(dtype)
+
+    def probe_weights(with_field: bool) -> Any:
+        probe = torch.zeros(n, 1, dtype=dtype, device=device, requires_grad=True)
+        m, q, s, o, c = points, probe_quats, probe_scales, probe_opacities, probe
+        if with_field:
+            m, q, s, o = (torch.cat(pair) for pair in ((means, m), (quats, q), (scales, s), (opacities, o)))
+            c = torch.cat([torch.zeros(len(means), 1, dtype=dtype, device=device), probe])
+        with torch.enable_grad():
+            out = rasterize(m, q, s, o, c, viewmats, ks, camera.width, camera.height, backend=backend)
+            (grad,) = torch.autograd.grad(out.colors.sum(), probe)
+        return grad[:, 0]  # the probe's blend weights summed over the pixels
+
+    if n == 0:
+        return torch.zeros(0, dtype=dtype, device=device)
+    with_field, alone = probe_weights(True), probe_weights(False)
+    ratio = with_field / alone.clamp(min=torch.finfo(dtype).tiny)
+    return torch.where(alone > 0, ratio, torch.zeros_like(ratio)).clamp(0.0, 1.0)
+
+
 def render_rgb(
     field: Gaussians, camera: Camera, *, background: Sequence[float] = (0.0, 0.0, 0.0)
 ) -> np.ndarray:
