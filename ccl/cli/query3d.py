@@ -23,10 +23,11 @@ def add_parser(sub) -> None:
     )
     q3.add_argument(
         "--select",
-        default="own",
-        help="how a Gaussian's class is read: own (default): the decoder on its own feature (appendix D "
-        "as written); views: the classes it is drawn as in the scene's training views, voted (fewer "
-        "stray Gaussians on trained fields: bench/selection_quality.py)",
+        default="views",
+        help="how a Gaussian's class is read: views (default): the classes it is drawn as in the "
+        "scene's training views, voted where it lies on the surface a view draws (fewer stray Gaussians "
+        "on trained fields: bench/selection_quality.py); own: the decoder on its own feature (appendix D "
+        "as written; no views rendered)",
     )
     q3.add_argument(
         "--clean",

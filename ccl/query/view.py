@@ -258,10 +258,12 @@ def check_ply_format(format: str) -> str:
 
 # How a Gaussian's class is read for a 3D selection (`ccl query3d --select`, bench/selection_quality.py)
 SELECTION_RULES = {
-    "own": "the decoder on the Gaussian's own feature (appendix D as written; the default)",
-    "views": "the classes the Gaussian is drawn as in the scene's training views, voted",
+    "own": "the decoder on the Gaussian's own feature (appendix D as written)",
+    "views": "the classes the Gaussian is drawn as in the scene's training views, voted (the default)",
 }
-DEFAULT_SELECTION_RULE = "own"
+# views: at least own's precision and recall on every object of the synthetic scene
+# (bench/selection_quality.py, README's `ccl query3d`)
+DEFAULT_SELECTION_RULE = "views"
 # What is done to a selection once its Gaussians are read (`ccl query3d --clean`)
 CLEAN_MODES = {
     "components": "pieces of the selection apart in space and read more weakly at every scale than its main "

@@ -29,13 +29,18 @@ def test_query3d_selects_exactly_the_gaussians_of_the_category(tiny_results, tmp
     cats, classes = tiny_results["categories"], tiny_results["classes"]
     k = cats.index("red mug")
     out = tmp_path / "mug.ply"
-    assert main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out)]) == 0
+    # own: this hand-built field's features give each Gaussian its class exactly (views, the default,
+    # reads the classes drawn where a Gaussian shows: test_query3d_select_views.py)
+    own = ["--select", "own"]
+    assert main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out), *own]) == 0
     xyz, rgb = _read_ply(out)
     assert len(xyz) == int((classes == k + 1).sum()) > 0
     assert "Gaussians selected" in capsys.readouterr().out
     # with context, every Gaussian is written and the others are dark grey
     out2 = tmp_path / "ctx.ply"
-    assert main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out2), "--context"]) == 0
+    assert (
+        main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out2), "--context", *own]) == 0
+    )
     xyz2, rgb2 = _read_ply(out2)
     assert len(xyz2) == len(classes)
     assert (np.all(rgb2 == 60, axis=1)).sum() >= len(classes) - len(xyz)

@@ -22,8 +22,9 @@ def test_query3d_3dgs_writes_exactly_the_gaussians_of_the_category(tiny_results,
     cats, classes = tiny_results["categories"], tiny_results["classes"]
     want = classes == cats.index("red mug") + 1
     out = tmp_path / "mug.ply"
+    # own: this hand-built field's features give each Gaussian its class exactly
     args = ["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out), "--format", "3dgs"]
-    assert main(args) == 0
+    assert main([*args, "--select", "own"]) == 0
     assert "(3dgs)" in capsys.readouterr().out
     vertex = plyfile.PlyData.read(str(out))["vertex"]
     assert vertex.count == int(want.sum()) > 0
@@ -34,7 +35,7 @@ def test_query3d_3dgs_writes_exactly_the_gaussians_of_the_category(tiny_results,
     np.testing.assert_array_equal(got.opacity_logits.numpy(), field.gaussians.opacity_logits.numpy()[want])
     made_by = gaussians_ply_made_by(out)
     assert made_by["command"] == "ccl query3d" and made_by["queries"] == ["red mug"]
-    assert (made_by["select"], made_by["clean"]) == ("own", "components")  # the defaults, recorded
+    assert (made_by["select"], made_by["clean"]) == ("own", "components")  # as asked and the default
     assert (
         made_by["field"]["path"].endswith(f"{made_by['scale']}.safetensors")
         and len(made_by["field"]["sha256"]) == 64
@@ -57,6 +58,8 @@ def test_query3d_3dgs_context_keeps_every_gaussian_and_greys_the_others(tiny_res
         "--format",
         "3dgs",
         "--context",
+        "--select",
+        "own",  # the category exactly, on this hand-built field
     ]
     assert main(args) == 0
     got, field = read_gaussians_ply(out), _field(tiny_results)

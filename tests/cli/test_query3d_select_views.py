@@ -96,10 +96,12 @@ def test_query3d_select_own_and_views(tiny_results, tmp_path, capsys):
     # views: the scene's training cameras read from its manifest, the field rendered in each; on this
     # field, faint wide blobs around the cameras pull the expected depth in front of the mug, which left
     # no Gaussian a vote when the votes were judged against it: now a part of the mug, nothing else
-    # (3dgs refuses an empty selection)
+    # (3dgs refuses an empty selection); views is the default, and recorded
     views = tmp_path / "views.ply"
-    assert main(["query3d", d, "red mug", "-o", str(views), "--select", "views", "--format", "3dgs"]) == 0
-    from ccl.io.gaussians_ply import read_gaussians_ply
+    assert main(["query3d", d, "red mug", "-o", str(views), "--format", "3dgs"]) == 0
+    from ccl.io.gaussians_ply import gaussians_ply_made_by, read_gaussians_ply
+
+    assert gaussians_ply_made_by(views)["select"] == "views"
     from ccl.splat.checkpoint import load_language_field
 
     means = load_language_field(
