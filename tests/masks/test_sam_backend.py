@@ -172,6 +172,36 @@ def test_a_level_where_sam_keeps_nothing_is_empty_at_the_images_size(tiny_sam_cf
         assert lv.boxes_xyxy.shape == (0, 4)
 
 
+def test_logits_on_the_threshold_and_a_mask_of_no_pixel_are_kept_as_sams_generator_keeps_them(tiny_sam_cfg):
+    """The decoder's logits rounded to integers (many exactly 0, on SAM's mask threshold, which a mask
+    leaves out), each batch's first mask below −1 everywhere (no pixel; its stability 0 / 0 is NaN,
+    and SAM's generator keeps it when the stability filter is off) and its second prompt's predicted
+    IoUs exactly on masks.pred_iou_thresh (left out): ccl's levels equal SAM's."""
+    import torch
+
+    seen = {"zeros": 0}
+
+    def rounded(predictor) -> None:
+        predict = predictor.predict_torch
+
+        def predict_rounded(*args, **kwargs):
+            masks, iou, low = predict(*args, **kwargs)
+            masks, iou = torch.round(masks), torch.full_like(iou, 0.9)
+            masks[0] = -5.0
+            iou[1] = 0.7  # the second prompt's predicted IoUs on the threshold: left out
+            seen["zeros"] += int((masks == 0).sum())
+            return masks, iou, low
+
+        predictor.predict_torch = predict_rounded
+
+    cfg = dataclasses.replace(tiny_sam_cfg, box_nms_thresh=1.0, pred_iou_thresh=0.7)
+    model, image = build_tiny_sam_for_default_thresholds(), blob_image()
+    anns = _sam_generator_on_one_output(model, cfg, 0, rounded).generate(image)
+    assert seen["zeros"] > 0
+    assert any(a["area"] == 0 and np.isnan(a["stability_score"]) for a in anns)
+    _assert_each_level_is_sams_generator_on_that_output(model, image, cfg, rounded)
+
+
 def _default_generation(cfg: MasksConfig) -> MasksConfig:
     """`cfg` with every threshold and crop setting of SAM's generation at the product's default."""
     defaults = MasksConfig()
