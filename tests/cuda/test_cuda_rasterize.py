@@ -81,3 +81,30 @@ def test_language_features_render_through_gsplat_as_on_the_cpu(tiny_scene_dir):
         gpu = render_channels(g.to("cuda"), cam, rgb=True, features=feats.to("cuda"))
         assert gpu.colors.is_cuda
         assert_raster_close(gpu.colors, cpu.colors, f"{cam.name}: colour + 8 features")
+
+
+def test_transmittance_at_points_through_gsplat_as_on_the_cpu():
+    """`render_transmittance` (query3d's views rule: which Gaussians a view sees) reads probe Gaussians'
+    blend weights from the rasterizer's gradient: gsplat's must give the CPU kernel's, points at the
+    Gaussians' own centres and points in free space alike."""
+    import numpy as np
+
+    from ccl.scene import Camera
+    from ccl.splat.model import Gaussians
+    from ccl.splat.render import render_transmittance
+
+    means, quats, scales, opacities, *_ = make_case(5, n=400, d=3, width=96, height=72, n_cams=1)
+    sh = torch.zeros(len(means), 1, 3)
+    field = Gaussians(means, quats, scales.log(), torch.logit(opacities), sh, sh[:, :0])
+    w2c = np.eye(4)
+    w2c[2, 3] = 3.0
+    K = np.array([[0.9 * 96, 0, 48.0], [0, 0.9 * 96, 36.0], [0, 0, 1]])
+    camera = Camera(
+        name="frame_00000", image_path="frame_00000.png", width=96, height=72, K=K, world_to_camera=w2c
+    )
+    points = torch.cat([means[::2], torch.randn(200, 3, generator=torch.Generator().manual_seed(1)) * 0.6])
+    cpu = render_transmittance(field, camera, points, backend="cpu")
+    gpu = render_transmittance(field.to("cuda"), camera, points.to("cuda"))
+    assert gpu.is_cuda and gpu.shape == cpu.shape == (len(points),)
+    assert float(cpu.max()) > 0.9 and float(cpu.min()) < 0.1  # points in front and behind surfaces
+    assert_raster_close(gpu, cpu, "transmittance at points")
