@@ -394,8 +394,11 @@ def test_crops_are_normalised_as_the_architectures_tags_were_trained(tiny_clip, 
 
     half = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
     tags = {"a": half, "b": half}  # the tiny architecture has no tags of its own: these stand in
-    monkeypatch.setattr(open_clip, "list_pretrained_tags_by_model", lambda model: list(tags))
-    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda model, tag: tags.get(tag, {}))
+    name = tiny_clip[0]
+    monkeypatch.setattr(open_clip, "list_pretrained_tags_by_model", lambda m: list(tags) if m == name else [])
+    monkeypatch.setattr(
+        open_clip, "get_pretrained_cfg", lambda m, tag: tags.get(tag, {}) if m == name else {}
+    )
     want = open_clips_own_image_features(*tiny_clip, crops, image_mean=half["mean"], image_std=half["std"])
     np.testing.assert_allclose(encoder(tiny_clip).encode_crops(crops), want, atol=F32)
     assert np.abs(want - open_clips_own_image_features(*tiny_clip, crops)).max() > 100 * F32
@@ -414,7 +417,11 @@ def test_the_real_tags_normalisation_and_a_warning_where_they_disagree(caplog):
     with caplog.at_level(logging.WARNING, logger="ccl.features.backends.open_clip"):
         assert image_normalisation("ViT-L-14", openai) == as_tuples  # most of its tags
     (said,) = [r.getMessage() for r in caplog.records]
-    assert said.startswith("OpenCLIP ViT-L-14: its open_clip tags ['laion2b_s32b_b82k'] were trained"), said
+    assert said == (
+        "OpenCLIP ViT-L-14: its open_clip tags ['laion2b_s32b_b82k'] were trained on images normalised "
+        f"otherwise than the mean {as_tuples[0]} and std {as_tuples[1]} used here; weights of those tags are "
+        "embedded off"
+    ), said
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ccl.features.backends.open_clip"):
         image_normalisation("ViT-B-16", openai)
