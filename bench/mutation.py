@@ -103,7 +103,7 @@ TEST_SUBSET: dict[str, list[str]] = {
         "tests/masks/test_sam_overrides.py",
         "tests/masks/test_masks_precision.py",
         "tests/masks/test_sam_fast.py",
-        "tests/masks/test_sam_backend_survivors.py",
+        "tests/masks/test_sam_backend_messages_and_records.py",
     ],
 }
 # Always passed to pytest: slow tests are left to `make test-all` (one of them per mutant would make a
