@@ -253,9 +253,9 @@ def seed_table(across: dict, rule: str, clean: str) -> str:
     recall, their mean ± std and the worst seed's; then whether the precision target holds."""
 
     def cell(sp: dict) -> str:
-        std = "" if sp["std"] is None else f" ± {sp['std']:.3f}"
-        return " | ".join([*(f"{x:.3f}" for x in sp["per_seed"].values()), f"{sp['mean']:.3f}{std}",
-                           f"{sp['worst']:.3f} (s{sp['worst_seed']})"])  # fmt: skip
+        std = "" if sp["std"] is None else f" ± {sp['std']:.4f}"
+        return " | ".join([*(f"{x:.4f}" for x in sp["per_seed"].values()), f"{sp['mean']:.4f}{std}",
+                           f"{sp['worst']:.4f} (s{sp['worst_seed']})"])  # fmt: skip
 
     seeds = across["seeds"]
     cols = [*(f"s{s}" for s in seeds), "mean ± std", "worst"]
