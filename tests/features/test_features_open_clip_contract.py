@@ -111,6 +111,8 @@ def test_build_defaults_to_the_auto_device_and_reads_frames_with_the_given_loade
 def test_the_record_and_the_log_name_the_model_the_weights_and_the_device(tiny_clip, caplog):
     from importlib.metadata import version
 
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
     from ccl.io import file_sha256
 
     name, weights = tiny_clip
@@ -125,6 +127,8 @@ def test_the_record_and_the_log_name_the_model_the_weights_and_the_device(tiny_c
         "pretrained_sha256": file_sha256(weights),
         "open_clip_version": version("open_clip_torch"),
         "dim": TINY_CLIP_CFG["embed_dim"],
+        # built without a tag, open_clip's default for an architecture without tags: OpenAI's
+        "image_normalisation": {"mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD)},
         "dtype": "float32",  # fp16 asked, a CPU computes in float32
         "device": "cpu",
     }
@@ -400,7 +404,9 @@ def test_crops_are_normalised_as_the_architectures_tags_were_trained(tiny_clip, 
         open_clip, "get_pretrained_cfg", lambda m, tag: tags.get(tag, {}) if m == name else {}
     )
     want = open_clips_own_image_features(*tiny_clip, crops, image_mean=half["mean"], image_std=half["std"])
-    np.testing.assert_allclose(encoder(tiny_clip).encode_crops(crops), want, atol=F32)
+    enc = encoder(tiny_clip)
+    np.testing.assert_allclose(enc.encode_crops(crops), want, atol=F32)
+    assert enc.model_info()["image_normalisation"] == {"mean": [0.5] * 3, "std": [0.5] * 3}  # recorded
     assert np.abs(want - open_clips_own_image_features(*tiny_clip, crops)).max() > 100 * F32
 
 

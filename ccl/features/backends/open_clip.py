@@ -230,6 +230,7 @@ class OpenClipEncoder:
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(cfg.model_name)
         mean, std = image_normalisation(cfg.model_name, model.visual.preprocess_cfg)
+        self.normalisation = {"mean": list(mean), "std": list(std)}  # chosen here, not by the weights file
         self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         with torch.inference_mode():
@@ -249,6 +250,8 @@ class OpenClipEncoder:
             "pretrained_sha256": weights_sha256(self.path),
             "open_clip_version": version("open_clip_torch"),
             "dim": self.dim,
+            # the crops' normalisation: a side folder or features file made with another is not the same
+            "image_normalisation": self.normalisation,
             "dtype": compute_dtype(self.device, self.cfg.precision),  # features.precision; float32 on a CPU
             "device": str(self.device),  # what it computed on
         }
