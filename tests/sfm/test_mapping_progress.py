@@ -11,11 +11,9 @@ import re
 import time
 from types import SimpleNamespace
 
-import pytest
+import pycolmap  # a required dependency: a broken install fails here, it is not skipped
 
 from ccl.runlog import PROGRESS_EVERY_ENV, script_logging
-
-pycolmap = pytest.importorskip("pycolmap")
 
 SEARCH_S = 1.0  # the initial pair's search: slow, once
 FIRST_S = 0.5  # the first image after the pair: slower than the next ones
