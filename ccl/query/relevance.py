@@ -102,8 +102,17 @@ class GaussianSelection:
     queries: tuple[str, ...]
     classes: np.ndarray  # [G] int64, the prototype each Gaussian is read as, -1 = none (drawn in no view)
     relevance: np.ndarray  # [Q, G] float32
-    selected: np.ndarray  # [G] bool, relevance > threshold for at least one query
     threshold: float
+
+    @property
+    def per_query(self) -> np.ndarray:
+        """[Q, G] bool: the Gaussians each query selects, relevance > threshold."""
+        return self.relevance > self.threshold
+
+    @property
+    def selected(self) -> np.ndarray:
+        """[G] bool: the Gaussians at least one query selects."""
+        return self.per_query.any(axis=0)
 
 
 def select_gaussians(
@@ -118,16 +127,16 @@ def select_gaussians(
     classes = np.asarray(classes).astype(np.int64).reshape(-1)
     rel = prototype_relevance(prototypes, emb, cfg=cfg, with_negatives=with_negatives)  # [N, Q]
     per_gaussian = paint(classes[None, :], rel)[:, 0, :]  # [Q, G]
-    selected = (per_gaussian > cfg.threshold).any(axis=0)
+    sel = GaussianSelection(emb.queries, classes, per_gaussian, float(cfg.threshold))
     log.info(
         "query3d %s: %d of %d Gaussians above %.2f (%s mode)",
         list(emb.queries),
-        int(selected.sum()),
+        int(sel.selected.sum()),
         classes.size,
         cfg.threshold,
         cfg.mode,
     )
-    return GaussianSelection(emb.queries, classes, per_gaussian, selected, float(cfg.threshold))
+    return sel
 
 
 def select_gaussians_voted(
@@ -148,9 +157,9 @@ def select_gaussians_voted(
     total = votes.sum(axis=1)
     per_gaussian = (votes @ rel / np.maximum(total, 1.0)[:, None]).T.astype(np.float32)  # [Q, G]
     classes = np.where(total > 0, votes.argmax(axis=1), -1).astype(np.int64)
-    selected = (per_gaussian > cfg.threshold).any(axis=0)
+    sel = GaussianSelection(emb.queries, classes, per_gaussian, float(cfg.threshold))
     log.info(
         "query3d %s: %d of %d Gaussians above %.2f over the views (%s mode, %d drawn in none)",
-        list(emb.queries), int(selected.sum()), len(votes), cfg.threshold, cfg.mode, int((total == 0).sum()),
+        list(emb.queries), int(sel.selected.sum()), len(votes), cfg.threshold, cfg.mode, int((total == 0).sum()),
     )  # fmt: skip
-    return GaussianSelection(emb.queries, classes, per_gaussian, selected, float(cfg.threshold))
+    return sel

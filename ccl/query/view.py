@@ -416,10 +416,9 @@ def choose_gaussians(
     s, f, peak, sel = best
     opacity = 1.0 / (1.0 + np.exp(-f.gaussians.opacity_logits.detach().cpu().numpy()))
     visible = opacity >= min_opacity
-    chosen = sel.selected & visible
-    if clean == "components":
-        chosen = clean_selection(f, sel, visible, read)
-    n_cleaned = int((sel.selected & visible).sum() - chosen.sum())
+    above = sel.selected & visible
+    chosen = clean_selection(f, sel, visible, read) if clean == "components" else above
+    n_cleaned = int(above.sum() - chosen.sum())
     if n_cleaned:
         log.info("query3d %s: %d Gaussians in pieces apart from the selection's main body dropped",
                  list(sel.queries), n_cleaned)  # fmt: skip
@@ -446,9 +445,8 @@ def clean_selection(
     ]  # fields of other scales count where they hold the same Gaussians (a run's fields share them)
     support = np.mean(same, axis=0) if same else sel.relevance  # [Q, G]
     chosen = np.zeros(len(xyz), bool)
-    for q in range(len(sel.queries)):
-        mine = (sel.relevance[q] > sel.threshold) & visible
-        chosen |= keep_supported_components(mine, xyz, support[q], voxel=voxel)
+    for mine, query_support in zip(sel.per_query & visible, support, strict=True):
+        chosen |= keep_supported_components(mine, xyz, query_support, voxel=voxel)
     return chosen
 
 
