@@ -141,7 +141,7 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
     from ccl.config import section
     from ccl.features import FeaturesConfig
     from ccl.query import QueryConfig
-    from ccl.query.components import CLEAN_LINK
+    from ccl.query.components import link_voxel
     from ccl.query.relevance import text_embeddings
     from ccl.query.view import (
         CLEAN_MODES,
@@ -183,7 +183,7 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
                         looser[(chosen.scale, tol)] = gaussian_ground_truth(xyz, objects, tol=tol)
                 t = truth[chosen.scale]
                 opacity = 1.0 / (1.0 + np.exp(-g.opacity_logits.detach().cpu().numpy()))
-                voxel = CLEAN_LINK * float(np.median(np.exp(g.log_scales.detach().cpu().numpy().max(axis=1))))
+                voxel = link_voxel(g.log_scales.detach().cpu().numpy())
                 rows.append({"seed": seed, "object": obj.category, "object_id": obj.index, "rule": rule,
                              "clean": clean,
                              "scale": chosen.scale, **scores(chosen.chosen, t, obj.index),

@@ -28,6 +28,12 @@ _NEIGHBOURS = np.array(
 )  # 13 offsets: each touching pair of voxels is found once
 
 
+def link_voxel(log_scales: np.ndarray) -> float:
+    """The voxel edge the cleaning links a field's Gaussians at: CLEAN_LINK × the median of each Gaussian's
+    largest radius (`log_scales` [G, 3], the field's log radii)."""
+    return CLEAN_LINK * float(np.median(np.exp(np.asarray(log_scales).max(axis=1))))
+
+
 def voxel_components(xyz: np.ndarray, voxel: float) -> np.ndarray:
     """[P] int64: a label per point of `xyz` [P, 3], equal for points linked by a chain of touching
     voxels of edge `voxel` (26-neighbourhood); labels are 0..C-1."""

@@ -432,11 +432,11 @@ def clean_selection(
     of its selection (ccl.query.components.keep_supported_components; voxels of CLEAN_LINK × the field's
     median largest radius) whose relevance, averaged over the scales `read` ((field, selection) per scale,
     those on the same Gaussians as `field`), falls short of CLEAN_KEEP × that of the main body."""
-    from ccl.query.components import CLEAN_LINK, keep_supported_components
+    from ccl.query.components import keep_supported_components, link_voxel
 
     g = field.gaussians
     xyz = g.means.detach().cpu().numpy()
-    voxel = CLEAN_LINK * float(np.median(np.exp(g.log_scales.detach().cpu().numpy().max(axis=1))))
+    voxel = link_voxel(g.log_scales.detach().cpu().numpy())
     same = [
         other.relevance
         for f, other in read
