@@ -147,7 +147,8 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
         CLEAN_MODES,
         SELECTION_RULES,
         choose_gaussians,
-        gaussian_class_votes,
+        cleans_by_labels,
+        gaussian_view_votes,
         language_source,
     )
     from ccl.scene import SceneLoadConfig, load_scene_from_manifest
@@ -160,9 +161,10 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
     source = language_source(results / f"seed{seed}", VARIANT, scale="auto")
     objects = scene_objects(results / "scene" / "gt.h5")
     votes_s = {}
-    for s in source.scales:  # the votes once per field (choose_gaussians then reuses them)
+    for s in source.scales:  # the votes (with the training maps) once per field; choose_gaussians reuses them
         t0 = time.perf_counter()
-        gaussian_class_votes(source.language_field(s), scene.cameras)
+        maps = source.training_maps(s) if any(cleans_by_labels(c) for c in CLEAN_MODES) else None
+        gaussian_view_votes(source.language_field(s), scene.cameras, maps=maps)
         votes_s[s] = round(time.perf_counter() - t0, 2)
     truth: dict[str, np.ndarray] = {}
     looser: dict[tuple[str, float], np.ndarray] = {}

@@ -31,10 +31,12 @@ def add_parser(sub) -> None:
     )
     q3.add_argument(
         "--clean",
-        default="components",
-        help="components (default): drop the pieces of the selection that lie apart from its main body "
-        "and are read more weakly than it, averaged over the scales (another object drawn with the "
-        "query's class at one scale); none: keep every Gaussian above the threshold",
+        default="labels+components",
+        help="labels+components (default): labels, then components; labels: drop the Gaussians the field "
+        "draws as the query where its training maps seldom had it (in under a quarter of the views that "
+        "see them; reads results/SCENE/masks); components: drop the pieces of the selection that lie "
+        "apart from its main body and are read more weakly than it, averaged over the scales (another "
+        "object drawn with the query's class at one scale); none: keep every Gaussian above the threshold",
     )
     q3.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians below this opacity")
     q3.add_argument("--context", action="store_true", help="also write the other Gaussians, in dark grey")

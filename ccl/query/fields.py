@@ -4,6 +4,8 @@ Files (docs/contracts.md), in a seed's run folder (ccl.results_tree):
 results/{scene}/seed{N}/gaussians/{variant}/{scale}.safetensors (the language field: Gaussians,
 per-Gaussian features [G, 8], decoder) and results/{scene}/seed{N}/codebook/{variant}/{scale}.h5
 (`prototypes` [N, D]); the features the text encoder is read from are the scene's, one level up. Rendering goes through ccl.splat.render; torch is imported only there.
+The maps a field was trained on (its codebook painted on results/{scene}/masks/{scale}.h5) are read only
+by the selection cleaning that asks them (`training_maps`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ class LanguageFieldSource:
     codebooks: Mapping[str, Path]  # scale -> results/{scene}/seed{N}/codebook/{variant}/{scale}.h5
     scene: str | None = None
     device: str = "cpu"
+    # scale -> results/{scene}/masks/{scale}.h5: the masks the field's training maps were painted on (read
+    # by `training_maps` alone; a results folder copied without them answers every other question)
+    masks: Mapping[str, Path] | None = None
     _fields: dict[str, Any] = field(default_factory=dict, repr=False)
     _protos: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if set(self.fields) != set(self.codebooks):
@@ -71,6 +77,37 @@ class LanguageFieldSource:
                 )
             self._fields[scale] = _to_device(f, self.device)
         return self._fields[scale]
+
+    def masks_file(self, scale: str) -> Path:
+        """The masks file the training maps of `scale` are painted on; FileNotFoundError, with the fix,
+        where it is not on this machine (checked before any field is read)."""
+        masks = Path((self.masks or {}).get(scale, f"<no masks file given for scale {scale}>"))
+        if not masks.is_file():
+            raise FileNotFoundError(
+                f"{masks}: not found; the training maps of the {scale} field (to check a selection against "
+                "what training taught) are painted on it: copy the scene's masks folder beside the run, or "
+                "clean without them (ccl query3d --clean components)"
+            )
+        return masks
+
+    def training_maps(self, scale: str) -> dict[str, np.ndarray]:
+        """The index maps the field of `scale` was trained on: frame name -> [H, W] int64, the class each
+        pixel was taught (-1: no mask there). Refused unless the masks file is the one the field records
+        (its header's inputs), naming both files."""
+        if scale in self._maps:
+            return self._maps[scale]
+        masks = self.masks_file(scale)
+        from ccl.codebook.index_maps import read_index_maps
+        from ccl.io.provenance import check_made_from
+
+        f = self.language_field(scale)
+        check_made_from(
+            self.fields[scale], (f.header.get("inputs") or {}).get("masks"), masks, role="masks file",
+            fix="the field was trained on the maps of other masks; use the masks and field of one run "
+            "(rerun the workflow)",
+        )  # fmt: skip
+        self._maps[scale] = read_index_maps(self.codebooks[scale], masks).maps
+        return self._maps[scale]
 
     def class_map(self, scale: str, camera) -> np.ndarray:
         from ccl.splat.render import render_class_map

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,9 @@ from ccl.query.config import QueryConfig
 from ccl.query.fields import SCALE_ORDER, LanguageFieldSource, scene_fields
 from ccl.query.ops import choose_scale, validate_queries
 from ccl.query.relevance import (
+    LABEL_SUPPORT_MIN,
     GaussianSelection,
+    label_support,
     prototype_relevance,
     relevance_maps,
     select_gaussians,
@@ -82,8 +84,10 @@ def language_source(
         scales = (scale,)
     else:
         raise ValueError(f"--scale {scale}: no language field of that scale; have {have}")
+    masks = {s: as_run(run).scene_dir / "masks" / f"{s}.h5" for s in scales}
     return LanguageFieldSource(
-        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, scene=scene, device=device
+        {s: fields[s] for s in scales}, {s: codebooks[s] for s in scales}, scene=scene, device=device,
+        masks=masks,
     )
 
 
@@ -266,11 +270,14 @@ SELECTION_RULES = {
 DEFAULT_SELECTION_RULE = "views"
 # What is done to a selection once its Gaussians are read (`ccl query3d --clean`)
 CLEAN_MODES = {
+    "labels+components": "labels, then components; the default",
+    "labels": "Gaussians dropped that the field's training maps seldom had as the query, in under "
+    f"{LABEL_SUPPORT_MIN:.0%} of the views that see them: a class the field spread there on its own",
     "components": "pieces of the selection apart in space and read more weakly at every scale than its main "
-    "body dropped (ccl.query.components; the default)",
+    "body dropped (ccl.query.components)",
     "none": "every Gaussian above the threshold kept",
 }
-DEFAULT_CLEAN = "components"
+DEFAULT_CLEAN = "labels+components"
 VOTE_MAX_SIZE = 320  # longer side, in pixels, of the training views rendered for the votes
 VOTE_MIN_ALPHA = 0.5  # a pixel votes only where the field is this opaque
 VOTE_DEPTH_TOL = 0.02  # a Gaussian is seen at its pixel when its front (centre depth less its largest
@@ -279,6 +286,11 @@ VOTE_DEPTH_TOL = 0.02  # a Gaussian is seen at its pixel when its front (centre 
 VOTE_MIN_TRANSMITTANCE = 0.5  # "in front of the first surface": the field lets half the light through to
 # it (ccl.splat.render.render_transmittance), i.e. the front is nearer than the depth where the accumulated
 # opacity crosses 0.5 (a median depth), which faint blobs nearer the camera do not move
+
+
+def cleans_by_labels(clean: str) -> bool:
+    """Whether cleaning `clean` (CLEAN_MODES) reads the field's training maps."""
+    return check_clean(clean) in ("labels", "labels+components")
 
 
 def check_selection_rule(rule: str) -> str:
@@ -303,19 +315,43 @@ def _vote_camera(camera: Any, max_size: int) -> Any:
     return dataclasses.replace(camera, width=w, height=h, K=K, distortion=None)
 
 
-_VOTES: dict[int, tuple[Any, tuple[str, ...], np.ndarray]] = {}  # id(field) -> (weakref, cameras, votes)
+@dataclass(frozen=True, eq=False)
+class ViewVotes:
+    """What the training views say of each Gaussian of a language field, counted over the views where it
+    is seen (gaussian_view_votes)."""
+
+    classes: np.ndarray  # [G, N] float32: views that draw the Gaussian as each of the field's N classes
+    labels: np.ndarray | None  # [G, N] float32: views whose training map has each class at its pixel
+    # (a view whose map has no mask there counts in none); None when the maps were not read
+
+    @property
+    def seen(self) -> np.ndarray:
+        """[G] float32: the views in which each Gaussian is seen (each draws it as one class)."""
+        return self.classes.sum(axis=1)
 
 
-def gaussian_class_votes(field: Any, cameras: Sequence[Any], *, max_size: int = VOTE_MAX_SIZE) -> np.ndarray:
-    """[G, N] float32: how many of `cameras` draw each Gaussian of the language field `field` as each
-    of its N classes. A view renders the field's features, decodes every pixel's class, and gives a
-    vote to each Gaussian whose centre projects on a pixel where the field is opaque (alpha >=
-    VOTE_MIN_ALPHA) and whose front is not behind the surface drawn there: the field's transmittance
-    (render_transmittance) at the front, brought VOTE_DEPTH_TOL of its depth nearer along the Gaussian's
-    ray, is at least VOTE_MIN_TRANSMITTANCE. That is the class the training maps taught the field at the
-    place the Gaussian shows. The first surface, not the expected depth: faint blobs near a camera, which
-    pull the expected depth forward, let most of the light through. Kept per field for the process
-    (queries reuse them)."""
+_VOTES: dict[int, tuple[Any, tuple[str, ...], ViewVotes]] = {}  # id(field) -> (weakref, cameras, votes)
+
+
+def gaussian_view_votes(
+    field: Any,
+    cameras: Sequence[Any],
+    *,
+    maps: Mapping[str, np.ndarray] | None = None,
+    max_size: int = VOTE_MAX_SIZE,
+) -> ViewVotes:
+    """How the views `cameras` draw each Gaussian of the language field `field`, and, with `maps` (frame
+    name -> the index map the field was trained on, LanguageFieldSource.training_maps), what their
+    training maps had where it shows.
+
+    A view renders the field's features, decodes every pixel's class, and gives a vote to each Gaussian
+    whose centre projects on a pixel where the field is opaque (alpha >= VOTE_MIN_ALPHA) and whose front
+    is not behind the surface drawn there: the field's transmittance (render_transmittance) at the front,
+    brought VOTE_DEPTH_TOL of its depth nearer along the Gaussian's ray, is at least
+    VOTE_MIN_TRANSMITTANCE. That is the class the field shows at the place the Gaussian shows. The first
+    surface, not the expected depth: faint blobs near a camera, which pull the expected depth forward, let
+    most of the light through. The training map is read at the same place, at its own resolution. Kept
+    per field for the process (queries reuse them; a call with maps recomputes votes kept without)."""
     import weakref
 
     import torch
@@ -324,12 +360,25 @@ def gaussian_class_votes(field: Any, cameras: Sequence[Any], *, max_size: int = 
 
     key = tuple(c.name for c in cameras)
     hit = _VOTES.get(id(field))
-    if hit is not None and hit[0]() is field and hit[1] == key:
+    if hit is not None and hit[0]() is field and hit[1] == key and (maps is None or hit[2].labels is not None):
         return hit[2]
+    taught = None
+    if maps is not None:
+        from ccl.splat.train_language import maps_of_cameras
+
+        taught = maps_of_cameras(cameras, dict(maps), source="the field's training maps")
+        for m, full in zip(taught, cameras, strict=True):  # all of them, before any view is rendered
+            if m.shape != (full.height, full.width):
+                raise ValueError(
+                    f"the field's training map of {full.name} is {m.shape[1]}x{m.shape[0]}, its camera "
+                    f"{full.width}x{full.height}: the masks were made at another image size; rerun the workflow"
+                )
     xyz = field.gaussians.means.detach().cpu().numpy().astype(np.float64)
     radius = field.gaussians.log_scales.detach().amax(dim=1).exp().cpu().numpy()
     votes = np.zeros((len(xyz), field.n_classes), np.float32)
-    for cam in (_vote_camera(c, max_size) for c in cameras):
+    labels = None if taught is None else np.zeros_like(votes)
+    for v, full in enumerate(cameras):
+        cam = _vote_camera(full, max_size)
         with torch.no_grad():
             out = render_channels(field.gaussians, cam, rgb=False, features=field.features)
             feat = out.colors[0]
@@ -348,10 +397,17 @@ def gaussian_class_votes(field: Any, cameras: Sequence[Any], *, max_size: int = 
         t = render_transmittance(field.gaussians, cam, torch.from_numpy(fronts))
         seen = idx[t.cpu().numpy() >= VOTE_MIN_TRANSMITTANCE]
         np.add.at(votes, (seen, cls[row[seen], col[seen]]), 1.0)
+        if taught is not None:
+            # the Gaussian's pixel in the view at the size training saw it
+            u = np.floor(full.project(xyz[seen])[0]).astype(np.int64)
+            taught_cls = taught[v][np.clip(u[:, 1], 0, full.height - 1), np.clip(u[:, 0], 0, full.width - 1)]
+            has = taught_cls >= 0
+            np.add.at(labels, (seen[has], taught_cls[has]), 1.0)
     for k in [k for k, v in _VOTES.items() if v[0]() is None]:
         del _VOTES[k]  # fields gone since
-    _VOTES[id(field)] = (weakref.ref(field), key, votes)
-    return votes
+    result = ViewVotes(votes, labels)
+    _VOTES[id(field)] = (weakref.ref(field), key, result)
+    return result
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,23 +444,29 @@ def choose_gaussians(
     whose Gaussians reach the highest relevance; those below `min_opacity` left out.
 
     `rule` (SELECTION_RULES): "views" reads each Gaussian's class from the training views `cameras`
-    (gaussian_class_votes: a Gaussian drawn in no view is not selected); "own" decodes its own feature.
+    (gaussian_view_votes: a Gaussian drawn in no view is not selected); "own" decodes its own feature.
     bench/selection_quality.py measures both against the synthetic scene's ground truth.
     `classes` (rule "own"): a function of a field giving its decode_gaussian_classes, for a caller that
     keeps them (ccl view asks many queries of the same fields); by default each field is decoded here.
-    `clean` (CLEAN_MODES): "components" keeps, per query, the pieces of its (visible) selection read about
-    as strongly as the main body (clean_selection); "none" keeps every Gaussian above the threshold.
+    `clean` (CLEAN_MODES): "labels" keeps, per query, the selected Gaussians whose training maps had the
+    query's class in at least LABEL_SUPPORT_MIN of the views `cameras` that see them (label_support; the
+    maps are LanguageFieldSource.training_maps); "components" keeps the pieces of its (visible) selection
+    read about as strongly as the main body (clean_selection); "labels+components" both, in that order;
+    "none" keeps every Gaussian above the threshold.
     """
     check_selection_rule(rule)
     check_clean(clean)
-    if rule == "views" and not cameras:
-        raise ValueError("choose_gaussians: rule 'views' needs the scene's training cameras")
+    by_labels = cleans_by_labels(clean)
+    if (rule == "views" or by_labels) and not cameras:
+        need = "rule 'views'" if rule == "views" else f"clean {clean!r}"
+        raise ValueError(f"choose_gaussians: {need} needs the scene's training cameras")
     best, read = None, []
     for s in source.scales:
         f = source.language_field(s)
         if rule == "views":
-            votes = gaussian_class_votes(f, cameras)  # type: ignore[arg-type]
-            sel = select_gaussians_voted(votes, source.prototypes(s), emb, cfg=query_cfg)
+            maps = source.training_maps(s) if by_labels else None  # read before any view is rendered
+            votes = gaussian_view_votes(f, cameras, maps=maps)  # type: ignore[arg-type]
+            sel = select_gaussians_voted(votes.classes, source.prototypes(s), emb, cfg=query_cfg)
         else:
             own = classes(f) if classes is not None else decode_gaussian_classes(f)
             sel = select_gaussians(own, source.prototypes(s), emb, cfg=query_cfg)
@@ -417,21 +479,33 @@ def choose_gaussians(
     opacity = 1.0 / (1.0 + np.exp(-f.gaussians.opacity_logits.detach().cpu().numpy()))
     visible = opacity >= min_opacity
     above = sel.selected & visible
-    chosen = clean_selection(f, sel, visible, read) if clean == "components" else above
-    n_cleaned = int(above.sum() - chosen.sum())
-    if n_cleaned:
-        log.info("query3d %s: %d Gaussians in pieces apart from the selection's main body dropped",
-                 list(sel.queries), n_cleaned)  # fmt: skip
-    return ChosenGaussians(s, f, sel, visible, chosen, peak, rule, clean, n_cleaned)
+    keep = sel.per_query & visible  # [Q, G]
+    if by_labels:
+        votes = gaussian_view_votes(f, cameras, maps=source.training_maps(s))  # type: ignore[arg-type]
+        assert votes.labels is not None
+        taught = label_support(votes.labels, votes.seen, source.prototypes(s), emb, cfg=query_cfg)
+        # a Gaussian no view sees (rule own selects such) has no training map to speak against it
+        keep &= (taught >= LABEL_SUPPORT_MIN) | (votes.seen == 0)
+        if n := int(above.sum() - keep.any(axis=0).sum()):
+            log.info("query3d %s: %d Gaussians the training maps seldom had as the query dropped "
+                     "(in under %.0f%% of the views that see them)", list(sel.queries), n,
+                     100 * LABEL_SUPPORT_MIN)  # fmt: skip
+    if clean in ("components", "labels+components"):
+        chosen = clean_selection(f, sel, keep, read)
+        if n := int(keep.any(axis=0).sum() - chosen.sum()):
+            log.info("query3d %s: %d Gaussians in pieces apart from the selection's main body dropped",
+                     list(sel.queries), n)  # fmt: skip
+    else:
+        chosen = keep.any(axis=0)
+    return ChosenGaussians(s, f, sel, visible, chosen, peak, rule, clean, int(above.sum() - chosen.sum()))
 
 
-def clean_selection(
-    field: Any, sel: GaussianSelection, visible: np.ndarray, read: Sequence[Any]
-) -> np.ndarray:
-    """[G] bool: the Gaussians of `field` that `sel` selects (and `visible`), less, for each query, the pieces
-    of its selection (ccl.query.components.keep_supported_components; voxels of CLEAN_LINK × the field's
-    median largest radius) whose relevance, averaged over the scales `read` ((field, selection) per scale,
-    those on the same Gaussians as `field`), falls short of CLEAN_KEEP × that of the main body."""
+def clean_selection(field: Any, sel: GaussianSelection, keep: np.ndarray, read: Sequence[Any]) -> np.ndarray:
+    """[G] bool: the Gaussians of `field` that `sel` selects and `keep` ([G], or [Q, G] per query) lets
+    through, less, for each query, the pieces of its selection (ccl.query.components.keep_supported_components;
+    voxels of CLEAN_LINK × the field's median largest radius) whose relevance, averaged over the scales
+    `read` ((field, selection) per scale, those on the same Gaussians as `field`), falls short of
+    CLEAN_KEEP × that of the main body."""
     from ccl.query.components import keep_supported_components, link_voxel
 
     g = field.gaussians
@@ -445,7 +519,7 @@ def clean_selection(
     ]  # fields of other scales count where they hold the same Gaussians (a run's fields share them)
     support = np.mean(same, axis=0) if same else sel.relevance  # [Q, G]
     chosen = np.zeros(len(xyz), bool)
-    for mine, query_support in zip(sel.per_query & visible, support, strict=True):
+    for mine, query_support in zip(sel.per_query & keep, support, strict=True):
         chosen |= keep_supported_components(mine, xyz, query_support, voxel=voxel)
     return chosen
 
@@ -542,11 +616,14 @@ def query_gaussians(
     queries = validate_queries(queries, where="query text")
     run = as_run(run)
     cameras = None
-    if rule == "views":
+    source = language_source(run, variant, scale=scale, device=device)
+    if cleans_by_labels(clean):
+        for s in source.scales:
+            source.masks_file(s)  # here, before the fields, the text encoder and the views
+    if rule == "views" or cleans_by_labels(clean):
         from ccl.scene import SceneLoadConfig
 
         cameras = _scene_and_manifest(run.scene_dir, scene_cfg or SceneLoadConfig())[1].cameras
-    source = language_source(run, variant, scale=scale, device=device)
     emb = text_embeddings(queries, cfg=query_cfg, features_cfg=features_cfg, device=device)
     chosen = choose_gaussians(source, emb, query_cfg=query_cfg, min_opacity=min_opacity, rule=rule,
                               cameras=cameras, clean=clean)  # fmt: skip
@@ -555,6 +632,7 @@ def query_gaussians(
         made_by = {
             "command": "ccl query3d", "queries": list(queries), "variant": variant, "scale": chosen.scale,
             "mode": query_cfg.mode, "threshold": query_cfg.threshold, "select": rule, "clean": clean,
+            **({"label_support_min": LABEL_SUPPORT_MIN} if cleans_by_labels(clean) else {}),
             "min_opacity": min_opacity,
             "context": context, "field": file_record(source.fields[chosen.scale]),
         }  # fmt: skip

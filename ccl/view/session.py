@@ -413,11 +413,13 @@ class ViewSession:
             return Answer((), scale, threshold, None, str(e))
         emb = self._text_embeddings(queries, cfg)
         classes = self._gaussian_classes_of if self.keep_views else None
-        # rule own, not query3d's default (views): an answer typed on the page comes in a fraction of a
-        # second, and the votes render every training view of each field (seconds, again at each partial
-        # checkpoint the page picks up while the workflow trains)
+        # rule own and clean components, not query3d's defaults (views, labels+components): an answer
+        # typed on the page comes in a fraction of a second, and the votes and the label support render
+        # every training view of each field (seconds, again at each partial checkpoint the page picks up
+        # while the workflow trains)
         chosen = choose_gaussians(
-            self.sources[scale], emb, query_cfg=cfg, rule="own", cameras=self.cameras, classes=classes
+            self.sources[scale], emb, query_cfg=cfg, rule="own", cameras=self.cameras, classes=classes,
+            clean="components",
         )
         n, total = chosen.n_chosen, len(chosen.chosen)
         if n == 0:

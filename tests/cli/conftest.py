@@ -41,6 +41,42 @@ def _point_categories(scene, gt_path) -> np.ndarray:
     return cat
 
 
+def _object_masks(scene, gt_path) -> dict[str, np.ndarray]:
+    """Frame name -> [H, W] int32 segmentation: mask i covers the i-th object category in view (in id
+    order), -1 elsewhere (the background has no mask, as at the synthetic scene's finest scale)."""
+    import h5py
+
+    out = {}
+    with h5py.File(gt_path, "r") as f:
+        for name in scene.frame_names:
+            cid = f[name]["category_id"][()]
+            present = np.unique(cid[cid >= 0])
+            seg = np.full(cid.shape, -1, np.int32)
+            for i, c in enumerate(present):
+                seg[cid == c] = i
+            out[name] = seg
+    return out
+
+
+def _mask_categories(seg: np.ndarray, gt_path, name: str) -> np.ndarray:
+    """[M] the category of each mask of `seg` (_object_masks)."""
+    import h5py
+
+    with h5py.File(gt_path, "r") as f:
+        cid = f[name]["category_id"][()]
+    return np.array([int(cid[seg == i][0]) for i in range(int(seg.max()) + 1)], np.int64)
+
+
+def _frame_masks(name: str, seg: np.ndarray):
+    from ccl.io.masks_h5 import FrameMasks, boxes_from_masks
+
+    m = int(seg.max()) + 1
+    masks = seg[None] == np.arange(m, dtype=np.int32)[:, None, None]
+    one = np.ones(m, np.float32)
+    return FrameMasks(name, seg, one, one.copy(), one.copy(), masks.sum(axis=(1, 2)).astype(np.int64),
+                      boxes_from_masks(masks).astype(np.float32), np.full(m, 2, np.int8))  # fmt: skip
+
+
 def build_language_field(scene, classes: np.ndarray, n_classes: int, scene_name: str):
     import torch
 
@@ -64,12 +100,14 @@ def build_language_field(scene, classes: np.ndarray, n_classes: int, scene_name:
 
 @pytest.fixture(scope="session")
 def tiny_results(tmp_path_factory, tiny_scene_dir):
-    """results/tiny with scene.json and features/, and its one run, seed0/ (`run_dir`), with
-    gaussians/full/{sp,wp}.safetensors and codebook/full/{sp,wp}.h5."""
+    """results/tiny with scene.json, features/ and masks/ (a mask per object in view, from the ground truth),
+    and its one run, seed0/ (`run_dir`), with gaussians/full/{sp,wp}.safetensors and codebook/full/{sp,wp}.h5
+    (each mask indexing its object's class)."""
     from ccl.config import as_params
     from ccl.features import FeaturesConfig, encode_text
-    from ccl.io import write_h5
+    from ccl.io.codebook_h5 import write_codebook
     from ccl.io.features_h5 import features_writer
+    from ccl.io.masks_h5 import write_masks
     from ccl.scene import SceneLoadConfig, load_scene_from_manifest, write_manifest
     from ccl.splat.checkpoint import save_language_field
 
@@ -100,10 +138,17 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
         ) as writer:  # fmt: skip
             for name in scene.frame_names:
                 writer.add(name, np.zeros((0, prototypes.shape[1]), np.float32))
-        with write_h5(
-            run_dir / "codebook" / "full" / f"{scale}.h5", kind="codebook", format_version=1, params={}
-        ) as f:
-            f.create_dataset("prototypes", data=prototypes)
+        segmentations = _object_masks(scene, gt)
+        write_masks(
+            scene_dir / "masks" / f"{scale}.h5", (_frame_masks(n, seg) for n, seg in segmentations.items()),
+            frame_names=scene.frame_names, scale=scale, params={}, model={"backend": "ground truth"},
+        )  # fmt: skip
+        # each object's mask taught as its class (its category + 1), the background left without a mask
+        write_codebook(
+            run_dir / "codebook" / "full" / f"{scale}.h5", variant="full", prototypes=prototypes,
+            prototype_index={n: _mask_categories(seg, gt, n) + 1 for n, seg in segmentations.items()},
+            frame_names=scene.frame_names, params={}, model={}, inputs={},
+        )  # fmt: skip
     yield {
         "scene_dir": scene_dir,
         "run_dir": run_dir,

@@ -30,8 +30,10 @@ def test_query3d_selects_exactly_the_gaussians_of_the_category(tiny_results, tmp
     k = cats.index("red mug")
     out = tmp_path / "mug.ply"
     # own: this hand-built field's features give each Gaussian its class exactly (views, the default,
-    # reads the classes drawn where a Gaussian shows: test_query3d_select_views.py)
-    own = ["--select", "own"]
+    # reads the classes drawn where a Gaussian shows: test_query3d_select_views.py); clean components:
+    # the labels cleaning would also judge the field against its maps, where a point or two at the mug's
+    # rim was labelled otherwise (test_query3d_clean_labels.py)
+    own = ["--select", "own", "--clean", "components"]
     assert main(["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out), *own]) == 0
     xyz, rgb = _read_ply(out)
     assert len(xyz) == int((classes == k + 1).sum()) > 0

@@ -22,9 +22,10 @@ def test_query3d_3dgs_writes_exactly_the_gaussians_of_the_category(tiny_results,
     cats, classes = tiny_results["categories"], tiny_results["classes"]
     want = classes == cats.index("red mug") + 1
     out = tmp_path / "mug.ply"
-    # own: this hand-built field's features give each Gaussian its class exactly
+    # own: this hand-built field's features give each Gaussian its class exactly (and the cleaning that
+    # judges them against the training maps left out: test_query3d_clean_labels.py)
     args = ["query3d", str(tiny_results["scene_dir"]), "red mug", "-o", str(out), "--format", "3dgs"]
-    assert main([*args, "--select", "own"]) == 0
+    assert main([*args, "--select", "own", "--clean", "components"]) == 0
     assert "(3dgs)" in capsys.readouterr().out
     vertex = plyfile.PlyData.read(str(out))["vertex"]
     assert vertex.count == int(want.sum()) > 0
@@ -60,6 +61,8 @@ def test_query3d_3dgs_context_keeps_every_gaussian_and_greys_the_others(tiny_res
         "--context",
         "--select",
         "own",  # the category exactly, on this hand-built field
+        "--clean",
+        "components",  # not judged against its maps
     ]
     assert main(args) == 0
     got, field = read_gaussians_ply(out), _field(tiny_results)

@@ -1,5 +1,5 @@
 """3D selection by the classes Gaussians are drawn as in the training views (`ccl query3d --select views`,
-ccl.query.view.gaussian_class_votes) against the decoder on each Gaussian's own feature (`own`), on the
+ccl.query.view.gaussian_view_votes) against the decoder on each Gaussian's own feature (`own`), on the
 tiny scene: stray Gaussians whose own feature says "red mug" but which sit inside the Rubik's cube,
 faint, behind its opaque surface (what issue 25 found on trained fields) are chosen by `own` and not by
 `views`, which still chooses the mug."""
@@ -63,7 +63,10 @@ def _chosen(tiny_results, field, rule):
 
     cameras = _scene_and_manifest(tiny_results["scene_dir"], SceneLoadConfig())[1].cameras
     emb = text_embeddings(["red mug"], cfg=QueryConfig(), features_cfg=FeaturesConfig())
-    return choose_gaussians(OneField(), emb, query_cfg=QueryConfig(), rule=rule, cameras=cameras)
+    # the rules compared on their own, and with the cleaning by pieces (no training maps in this stand-in)
+    return choose_gaussians(
+        OneField(), emb, query_cfg=QueryConfig(), rule=rule, cameras=cameras, clean="components"
+    )
 
 
 def test_views_drop_strays_hidden_in_another_object(tiny_results, field_with_strays):
@@ -101,7 +104,8 @@ def test_query3d_select_own_and_views(tiny_results, tmp_path, capsys):
     assert main(["query3d", d, "red mug", "-o", str(views), "--format", "3dgs"]) == 0
     from ccl.io.gaussians_ply import gaussians_ply_made_by, read_gaussians_ply
 
-    assert gaussians_ply_made_by(views)["select"] == "views"
+    made_by = gaussians_ply_made_by(views)
+    assert (made_by["select"], made_by["clean"]) == ("views", "labels+components")
     from ccl.splat.checkpoint import load_language_field
 
     means = load_language_field(
@@ -112,9 +116,11 @@ def test_query3d_select_own_and_views(tiny_results, tmp_path, capsys):
     assert len(got) > 0.3 * mug.sum() and got <= {tuple(p) for p in means.numpy()[mug].tolist()}
     assert main(["query3d", d, "red mug", "-o", str(tmp_path / "x.ply"), "--select", "nearest"]) == 2
     assert "--select nearest: unknown" in capsys.readouterr().err
-    # --clean: components (the default) or none; another word refused before any work, naming both
-    assert main(["query3d", d, "red mug", "-o", str(tmp_path / "raw.ply"), "--clean", "none"]) == 0
+    # --clean: labels+components (the default), labels, components or none; another word refused before
+    # any work, naming each
+    for clean in ("labels", "components", "none"):
+        assert main(["query3d", d, "red mug", "-o", str(tmp_path / f"{clean}.ply"), "--clean", clean]) == 0
     assert main(["query3d", d, "red mug", "-o", str(tmp_path / "x.ply"), "--clean", "tidy"]) == 2
     err = capsys.readouterr().err
-    assert "--clean tidy: unknown; accepted: components" in err and "; none (" in err
+    assert "--clean tidy: unknown; accepted: labels+components" in err and "; none (" in err
     assert not (tmp_path / "x.ply").exists()

@@ -22,7 +22,7 @@ def travelled(tiny_results, tiny_scene_dir, tmp_path):
     clone = tmp_path / "clone"
     shutil.copytree(tiny_scene_dir, clone / "results" / "tiny" / "scene")
     results = clone / "results" / "tiny"
-    for part in ("seed0", "features"):
+    for part in ("seed0", "features", "masks"):
         shutil.copytree(tiny_results["scene_dir"] / part, results / part)
     write_manifest(
         results / "scene.json", name="tiny", entry={"source": "synthetic", "protocol": "lerf_ovs"},
@@ -57,6 +57,19 @@ def test_render_query_and_query3d_run_on_a_results_folder_without_its_scene(trav
         == 0
     )
     assert main(["query3d", str(scene_dir), "red mug", "-o", str(tmp_path / "mug.ply")]) == 0
+
+
+def test_query3d_without_the_masks_names_them_and_the_cleaning_that_does_without(travelled, tmp_path, capsys):
+    # the default cleaning reads the training maps, painted on results/<scene>/masks: a results folder
+    # copied without them is told so before any work, and --clean components needs them not
+    scene_dir, _ = travelled
+    shutil.rmtree(scene_dir / "masks")
+    out = tmp_path / "mug.ply"
+    assert main(["query3d", str(scene_dir), "red mug", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{scene_dir / 'masks' / 'sp.h5'}: not found" in err and "--clean components" in err
+    assert not out.exists()
+    assert main(["query3d", str(scene_dir), "red mug", "-o", str(out), "--clean", "components"]) == 0
 
 
 def test_what_needs_the_images_names_where_they_were(travelled):

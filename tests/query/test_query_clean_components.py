@@ -148,5 +148,5 @@ def test_a_single_scale_reads_both_pieces_alike_and_keeps_them(tea_and_cube):
 
 def test_an_unknown_clean_is_refused_naming_the_choices(tea_and_cube):
     source, emb, cfg, _ = tea_and_cube
-    with pytest.raises(ValueError, match="--clean tidy: unknown; accepted: components .*; none "):
+    with pytest.raises(ValueError, match="--clean tidy: unknown; accepted: labels\\+components .*; labels .*; components .*; none "):
         _choose(source, emb, cfg, "tidy")

@@ -1,4 +1,4 @@
-"""`gaussian_class_votes` (`ccl query3d --select views`) reads a Gaussian's class where it lies on the first
+"""`gaussian_view_votes` (`ccl query3d --select views`) reads a Gaussian's class where it lies on the first
 surface a view draws: faint wide blobs near the camera, which pull the rendered expected depth far in front
 of an object, do not keep the object's Gaussians from their votes (the tests' tiny field, where the
 expected depth made `--select views` choose nothing for "red mug"), and a Gaussian behind the object's
@@ -65,10 +65,10 @@ CAMERAS = [_camera("frame_00000"), _camera("frame_00001", x=0.2)]
 
 
 def _votes(field):
-    from ccl.query.view import gaussian_class_votes
+    from ccl.query.view import gaussian_view_votes
 
     with host_tensors_fail_on_meeting_the_device():  # every tensor made on the device of the field's
-        return gaussian_class_votes(field, CAMERAS)
+        return gaussian_view_votes(field, CAMERAS).classes
 
 
 @pytest.mark.parametrize("blobs", [False, True])
