@@ -26,7 +26,7 @@ merges them); pull then makes those two prototypes alike.
 from ccl.codebook.config import VARIANT_TERMS, CodebookConfig, variant_terms
 from ccl.codebook.data import CodebookInputs, load_inputs
 from ccl.codebook.fit import diagnostics_path, fit_codebook, loss_plot_path
-from ccl.codebook.index_maps import iter_index_maps
+from ccl.codebook.index_maps import FrameIndexMaps, iter_index_maps
 from ccl.codebook.ops import paint_index_map
 from ccl.codebook.train import LossTerms, TrainResult, train_prototypes
 from ccl.io.codebook_h5 import CodebookFile, read_codebook
@@ -40,6 +40,7 @@ __all__ = [
     "TrainResult",
     "diagnostics_path",
     "fit_codebook",
+    "FrameIndexMaps",
     "iter_index_maps",
     "load_inputs",
     "loss_plot_path",

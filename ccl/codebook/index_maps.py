@@ -11,9 +11,10 @@ another masks file (another scale or run) whose masks 0..M−1 are different mas
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,31 +53,71 @@ def iter_index_maps(
     yield from _paint_frames(read_codebook(codebook_path), masks_path)
 
 
+def _same_frames(f: Any, codebook: CodebookFile, masks_path: Path) -> list[str]:
+    """The frame names of the open masks file `f`, refused unless they are the codebook's."""
+    names = frame_names_of(f)
+    if names != codebook.frame_names:
+        raise ValueError(
+            f"the masks file {masks_path} ({len(names)} frames) and the codebook {codebook.path} "
+            f"({len(codebook.frame_names)} frames) are not of the same scene: frame names differ"
+        )
+    return names
+
+
+def _paint_frame(f: Any, name: str, codebook: CodebookFile, masks_path: Path) -> np.ndarray:
+    """Frame `name`'s index map from the open masks file `f` (of `masks_path`) and `codebook`."""
+    n_prototypes = codebook.n_prototypes
+    seg = f[name]["segmentation"][:]
+    idx = codebook.prototype_index[name]
+    # M is the length of the per-mask arrays; every mask owns a pixel, so seg.max() + 1 equals it
+    n_masks = int(f[name]["score"].shape[0]) if "score" in f[name] else int(seg.max()) + 1
+    if n_masks != idx.shape[0]:
+        raise ValueError(
+            f"frame {name!r}: the masks file {masks_path} has {n_masks} masks but the codebook "
+            f"{codebook.path} indexes {idx.shape[0]}: they are of different scales or runs; "
+            "rerun the codebook from this masks file's features and tracks"
+        )
+    if idx.size and (idx.min() < 0 or idx.max() >= n_prototypes):
+        raise ValueError(
+            f"frame {name!r}: the codebook {codebook.path} has prototype indices "
+            f"{int(idx.min())}..{int(idx.max())}, outside 0..{n_prototypes - 1} (its {n_prototypes} "
+            f"prototypes), for the masks of {masks_path}; the codebook is damaged: rerun its rule"
+        )
+    return paint_index_map(seg, idx)
+
+
 def _paint_frames(codebook: CodebookFile, masks_path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray]]:
     masks_path = Path(masks_path)
-    n_prototypes = codebook.n_prototypes
     with open_h5_for_read(masks_path, kind="masks") as f:
-        names = frame_names_of(f)
-        if names != codebook.frame_names:
-            raise ValueError(
-                f"the masks file {masks_path} ({len(names)} frames) and the codebook {codebook.path} "
-                f"({len(codebook.frame_names)} frames) are not of the same scene: frame names differ"
-            )
-        for name in names:
-            seg = f[name]["segmentation"][:]
-            idx = codebook.prototype_index[name]
-            # M is the length of the per-mask arrays; every mask owns a pixel, so seg.max() + 1 equals it
-            n_masks = int(f[name]["score"].shape[0]) if "score" in f[name] else int(seg.max()) + 1
-            if n_masks != idx.shape[0]:
-                raise ValueError(
-                    f"frame {name!r}: the masks file {masks_path} has {n_masks} masks but the codebook "
-                    f"{codebook.path} indexes {idx.shape[0]}: they are of different scales or runs; "
-                    "rerun the codebook from this masks file's features and tracks"
-                )
-            if idx.size and (idx.min() < 0 or idx.max() >= n_prototypes):
-                raise ValueError(
-                    f"frame {name!r}: the codebook {codebook.path} has prototype indices "
-                    f"{int(idx.min())}..{int(idx.max())}, outside 0..{n_prototypes - 1} (its {n_prototypes} "
-                    f"prototypes), for the masks of {masks_path}; the codebook is damaged: rerun its rule"
-                )
-            yield name, paint_index_map(seg, idx)
+        for name in _same_frames(f, codebook, masks_path):
+            yield name, _paint_frame(f, name, codebook, masks_path)
+
+
+class FrameIndexMaps(Mapping[str, np.ndarray]):
+    """A scale's index maps painted one frame at a time, when asked (frame name -> [H, W] int64, −1
+    where no mask): for a reader that visits each frame once, where holding them all would take 8 bytes
+    a pixel of every frame (1.7 GB for 300 frames of 988×731). The frames are checked at once; each
+    frame's masks against the codebook when it is painted (as read_index_maps does)."""
+
+    def __init__(self, codebook_path: str | os.PathLike, masks_path: str | os.PathLike):
+        self.codebook = read_codebook(codebook_path)
+        self.masks_path = Path(masks_path)
+        with open_h5_for_read(self.masks_path, kind="masks") as f:
+            names = _same_frames(f, self.codebook, self.masks_path)
+            self._shapes = {n: tuple(int(x) for x in f[n]["segmentation"].shape) for n in names}
+
+    def frame_shape(self, name: str) -> tuple[int, int]:
+        """(H, W) of frame `name`'s map, without painting it."""
+        return self._shapes[name]  # type: ignore[return-value]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._shapes:
+            raise KeyError(name)
+        with open_h5_for_read(self.masks_path, kind="masks") as f:
+            return _paint_frame(f, name, self.codebook, self.masks_path)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)

@@ -36,7 +36,7 @@ class LanguageFieldSource:
     masks: Mapping[str, Path] | None = None
     _fields: dict[str, Any] = field(default_factory=dict, repr=False)
     _protos: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    _maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _maps: dict[str, Mapping[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if set(self.fields) != set(self.codebooks):
@@ -90,14 +90,14 @@ class LanguageFieldSource:
             )
         return masks
 
-    def training_maps(self, scale: str) -> dict[str, np.ndarray]:
+    def training_maps(self, scale: str) -> Mapping[str, np.ndarray]:
         """The index maps the field of `scale` was trained on: frame name -> [H, W] int64, the class each
-        pixel was taught (-1: no mask there). Refused unless the masks file is the one the field records
-        (its header's inputs), naming both files."""
+        pixel was taught (-1: no mask there), each painted when asked (ccl.codebook.FrameIndexMaps).
+        Refused unless the masks file is the one the field records (its header's inputs), naming both."""
         if scale in self._maps:
             return self._maps[scale]
         masks = self.masks_file(scale)
-        from ccl.codebook.index_maps import read_index_maps
+        from ccl.codebook.index_maps import FrameIndexMaps
         from ccl.io.provenance import check_made_from
 
         f = self.language_field(scale)
@@ -106,7 +106,7 @@ class LanguageFieldSource:
             fix="the field was trained on the maps of other masks; use the masks and field of one run "
             "(rerun the workflow)",
         )  # fmt: skip
-        self._maps[scale] = read_index_maps(self.codebooks[scale], masks).maps
+        self._maps[scale] = FrameIndexMaps(self.codebooks[scale], masks)
         return self._maps[scale]
 
     def class_map(self, scale: str, camera) -> np.ndarray:

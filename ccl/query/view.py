@@ -362,22 +362,24 @@ def gaussian_view_votes(
     hit = _VOTES.get(id(field))
     if hit is not None and hit[0]() is field and hit[1] == key and (maps is None or hit[2].labels is not None):
         return hit[2]
-    taught = None
-    if maps is not None:
-        from ccl.splat.train_language import maps_of_cameras
-
-        taught = maps_of_cameras(cameras, dict(maps), source="the field's training maps")
-        for m, full in zip(taught, cameras, strict=True):  # all of them, before any view is rendered
-            if m.shape != (full.height, full.width):
+    if maps is not None:  # every view's map there and of its size, before any view is rendered
+        for full in cameras:
+            if full.name not in maps:
                 raise ValueError(
-                    f"the field's training map of {full.name} is {m.shape[1]}x{m.shape[0]}, its camera "
+                    f"the field's training maps have no frame {full.name!r} (the scene has it): the masks "
+                    "were made for another frame set; rerun the workflow"
+                )
+            shape = maps.frame_shape(full.name) if hasattr(maps, "frame_shape") else maps[full.name].shape
+            if tuple(shape) != (full.height, full.width):
+                raise ValueError(
+                    f"the field's training map of {full.name} is {shape[1]}x{shape[0]}, its camera "
                     f"{full.width}x{full.height}: the masks were made at another image size; rerun the workflow"
                 )
     xyz = field.gaussians.means.detach().cpu().numpy().astype(np.float64)
     radius = field.gaussians.log_scales.detach().amax(dim=1).exp().cpu().numpy()
     votes = np.zeros((len(xyz), field.n_classes), np.float32)
-    labels = None if taught is None else np.zeros_like(votes)
-    for v, full in enumerate(cameras):
+    labels = None if maps is None else np.zeros_like(votes)
+    for full in cameras:
         cam = _vote_camera(full, max_size)
         with torch.no_grad():
             out = render_channels(field.gaussians, cam, rgb=False, features=field.features)
@@ -397,10 +399,11 @@ def gaussian_view_votes(
         t = render_transmittance(field.gaussians, cam, torch.from_numpy(fronts))
         seen = idx[t.cpu().numpy() >= VOTE_MIN_TRANSMITTANCE]
         np.add.at(votes, (seen, cls[row[seen], col[seen]]), 1.0)
-        if taught is not None:
-            # the Gaussian's pixel in the view at the size training saw it
+        if labels is not None:
+            # the Gaussian's pixel in the view at the size training saw it; one view's map at a time
             u = np.floor(full.project(xyz[seen])[0]).astype(np.int64)
-            taught_cls = taught[v][np.clip(u[:, 1], 0, full.height - 1), np.clip(u[:, 0], 0, full.width - 1)]
+            taught = maps[full.name]  # type: ignore[index]
+            taught_cls = taught[np.clip(u[:, 1], 0, full.height - 1), np.clip(u[:, 0], 0, full.width - 1)]
             has = taught_cls >= 0
             np.add.at(labels, (seen[has], taught_cls[has]), 1.0)
     for k in [k for k, v in _VOTES.items() if v[0]() is None]:

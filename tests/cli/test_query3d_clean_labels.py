@@ -109,3 +109,22 @@ def test_masks_other_than_those_the_field_was_trained_on_are_refused(tiny_result
     source = language_source(results / "seed0", "full", scale="sp")
     with pytest.raises(ValueError, match=r"sp\.safetensors was made from another masks file \(/elsewhere/"):
         source.training_maps("sp")
+
+
+def test_maps_painted_when_asked_count_as_the_maps_held(tiny_results):
+    # LanguageFieldSource.training_maps paints a frame when the votes ask for it (one frame in memory at
+    # a time); the counts are those of every map held at once, and a Gaussian has a label in at most the
+    # views that see it
+    from ccl.query.view import gaussian_view_votes, language_source
+
+    cameras = _cameras(tiny_results)
+    lazy_source = language_source(tiny_results["run_dir"], "full", scale="sp")
+    lazy = lazy_source.training_maps("sp")
+    held = {name: lazy[name] for name in lazy}
+    a = gaussian_view_votes(lazy_source.language_field("sp"), cameras, maps=lazy)
+    b = gaussian_view_votes(language_source(tiny_results["run_dir"], "full", scale="sp").language_field("sp"),
+                            cameras, maps=held)  # fmt: skip
+    assert a.labels is not None and b.labels is not None and a.labels.sum() > 0
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    assert (a.labels.sum(axis=1) <= a.seen).all()

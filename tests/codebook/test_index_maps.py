@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ccl.codebook.index_maps import iter_index_maps, read_index_maps
+from ccl.codebook.index_maps import FrameIndexMaps, iter_index_maps, read_index_maps
 from ccl.io.codebook_h5 import write_codebook
 from ccl.io.h5 import put_array, write_h5
 
@@ -45,11 +45,17 @@ def test_read_index_maps_paints_every_frame_with_the_codebooks_prototypes(tmp_pa
     np.testing.assert_array_equal(got.maps[FRAMES[0]], [[3, 0, 0], [2, -1, 2]])
     np.testing.assert_array_equal(got.maps[FRAMES[1]], [[-1, 1, 1], [1, 1, -1]])
     assert all(m.dtype == np.int64 for m in got.maps.values())
-    # the streaming form yields the same maps from the same checks
+    # the streaming form, and the one painting a frame when asked (ccl query3d's label support), give
+    # the same maps from the same checks
     streamed = dict(iter_index_maps(tmp_path / "cb.h5", tmp_path / "sp.h5"))
-    assert list(streamed) == FRAMES
+    lazy = FrameIndexMaps(tmp_path / "cb.h5", tmp_path / "sp.h5")
+    assert list(streamed) == list(lazy) == FRAMES and len(lazy) == 2
     for name in FRAMES:
         np.testing.assert_array_equal(streamed[name], got.maps[name])
+        np.testing.assert_array_equal(lazy[name], got.maps[name])
+        assert lazy.frame_shape(name) == got.maps[name].shape
+    with pytest.raises(KeyError):
+        lazy["frame_00009"]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +77,8 @@ def test_a_prototype_index_count_other_than_the_mask_count_is_refused_naming_bot
     with pytest.raises(ValueError, match=want) as e:
         read_index_maps(cb, masks)
     assert str(masks) in str(e.value) and str(cb) in str(e.value)
+    with pytest.raises(ValueError, match=want):  # painted when asked, refused the same way
+        FrameIndexMaps(cb, masks)[frame]
 
 
 def test_mask_count_is_the_per_mask_arrays_length_not_the_painted_maximum(tmp_path):
@@ -92,6 +100,8 @@ def test_a_masks_file_of_other_frames_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"are not of the same scene: frame names differ") as e:
         read_index_maps(cb, masks)
     assert str(masks) in str(e.value) and str(cb) in str(e.value)
+    with pytest.raises(ValueError, match=r"are not of the same scene: frame names differ"):
+        FrameIndexMaps(cb, masks)  # at once, before any frame is asked for
 
 
 def test_prototype_indices_outside_the_codebook_are_refused(tmp_path):
