@@ -72,3 +72,15 @@ def test_tiny_dag_runs_every_stage_and_writes_tables(tmp_path):
 
     again = _snakemake(tmp_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # what a user asks next, with the command's defaults: the Gaussians of an object, read over the
+    # training views and checked against the maps the field was trained on (whose masks file the field
+    # records: a real provenance check here, unlike the hand-built fields of tests/cli)
+    ply = tmp_path / "mug.ply"
+    q = subprocess.run(
+        [str(Path(sys.executable).with_name("ccl")), "query3d", str(results), "red mug", "-o", str(ply)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert q.returncode == 0, q.stdout[-2000:] + q.stderr[-3000:]
+    n_selected = int(q.stdout.split(" of ")[0].split()[-1])  # "N of G Gaussians selected (…)"
+    assert ply.is_file() and "Gaussians selected" in q.stdout and n_selected > 0, q.stdout
