@@ -9,6 +9,8 @@ from ccl.cli import common
 
 
 def add_parser(sub) -> None:
+    from ccl.query.relevance import LABEL_SUPPORT_MIN
+
     q3 = sub.add_parser("query3d", help="Gaussians chosen by text from their decoded features, as a PLY")
     q3.add_argument("scene_dir", help=common.SCENE_DIR_HELP)
     q3.add_argument(
@@ -33,8 +35,8 @@ def add_parser(sub) -> None:
         "--clean",
         default="labels+components",
         help="labels+components (default): labels, then components; labels: drop the Gaussians the field "
-        "draws as the query where its training maps seldom had it (in under a quarter of the views that "
-        "see them; reads results/SCENE/masks); components: drop the pieces of the selection that lie "
+        f"draws as the query where its training maps seldom had it (in under {100 * LABEL_SUPPORT_MIN:.0f}%% of the "
+        "views that see them; reads results/SCENE/masks); components: drop the pieces of the selection that lie "
         "apart from its main body and are read more weakly than it, averaged over the scales (another "
         "object drawn with the query's class at one scale); none: keep every Gaussian above the threshold",
     )

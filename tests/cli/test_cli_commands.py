@@ -196,3 +196,14 @@ def test_weights_and_the_sam2_backend_do_not_import_each_other():
     code = "import sys, ccl.weights; print('ccl.tracks.backends.sam2' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["query", "query3d", "render", "view", "export", "evaluate", "tables"])
+def test_every_command_prints_its_help(command, capsys):
+    # argparse formats each help with %: a help text with a bare % (a share written as "25%") raised
+    # TypeError at `ccl <command> --help` and nowhere else
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ccl {command}") and "--help" in out
