@@ -147,7 +147,6 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
         CLEAN_MODES,
         SELECTION_RULES,
         choose_gaussians,
-        cleans_by_labels,
         gaussian_view_votes,
         language_source,
     )
@@ -161,10 +160,9 @@ def measure(results: Path, config: dict, *, seed: int) -> dict:
     source = language_source(results / f"seed{seed}", VARIANT, scale="auto")
     objects = scene_objects(results / "scene" / "gt.h5")
     votes_s = {}
-    for s in source.scales:  # the votes (with the training maps) once per field; choose_gaussians reuses them
-        t0 = time.perf_counter()
-        maps = source.training_maps(s) if any(cleans_by_labels(c) for c in CLEAN_MODES) else None
-        gaussian_view_votes(source.language_field(s), scene.cameras, maps=maps)
+    for s in source.scales:  # the votes, with the labels cleaning's maps, once per field (choose_gaussians
+        t0 = time.perf_counter()  # reuses them)
+        gaussian_view_votes(source.language_field(s), scene.cameras, maps=source.training_maps(s))
         votes_s[s] = round(time.perf_counter() - t0, 2)
     truth: dict[str, np.ndarray] = {}
     looser: dict[tuple[str, float], np.ndarray] = {}

@@ -288,9 +288,9 @@ VOTE_MIN_TRANSMITTANCE = 0.5  # "in front of the first surface": the field lets 
 # opacity crosses 0.5 (a median depth), which faint blobs nearer the camera do not move
 
 
-def cleans_by_labels(clean: str) -> bool:
-    """Whether cleaning `clean` (CLEAN_MODES) reads the field's training maps."""
-    return check_clean(clean) in ("labels", "labels+components")
+def clean_steps(clean: str) -> tuple[str, ...]:
+    """The steps cleaning `clean` (CLEAN_MODES) runs, in order: its name, "+"-joined ("none": none)."""
+    return () if check_clean(clean) == "none" else tuple(clean.split("+"))
 
 
 def check_selection_rule(rule: str) -> str:
@@ -363,13 +363,11 @@ def gaussian_view_votes(
     if hit is not None and hit[0]() is field and hit[1] == key and (maps is None or hit[2].labels is not None):
         return hit[2]
     if maps is not None:  # every view's map there and of its size, before any view is rendered
-        for full in cameras:
-            if full.name not in maps:
-                raise ValueError(
-                    f"the field's training maps have no frame {full.name!r} (the scene has it): the masks "
-                    "were made for another frame set; rerun the workflow"
-                )
-            shape = maps.frame_shape(full.name) if hasattr(maps, "frame_shape") else maps[full.name].shape
+        from ccl.splat.train_language import maps_of_cameras
+
+        sizes = {n: maps.frame_shape(n) if hasattr(maps, "frame_shape") else maps[n].shape for n in maps}
+        for full, shape in zip(cameras, maps_of_cameras(cameras, sizes, source="the field's training maps"),
+                               strict=True):  # fmt: skip
             if tuple(shape) != (full.height, full.width):
                 raise ValueError(
                     f"the field's training map of {full.name} is {shape[1]}x{shape[0]}, its camera "
@@ -459,7 +457,8 @@ def choose_gaussians(
     """
     check_selection_rule(rule)
     check_clean(clean)
-    by_labels = cleans_by_labels(clean)
+    steps = clean_steps(clean)
+    by_labels = "labels" in steps
     if (rule == "views" or by_labels) and not cameras:
         need = "rule 'views'" if rule == "views" else f"clean {clean!r}"
         raise ValueError(f"choose_gaussians: {need} needs the scene's training cameras")
@@ -486,14 +485,15 @@ def choose_gaussians(
     if by_labels:
         votes = gaussian_view_votes(f, cameras, maps=source.training_maps(s))  # type: ignore[arg-type]
         assert votes.labels is not None
-        taught = label_support(votes.labels, votes.seen, source.prototypes(s), emb, cfg=query_cfg)
+        seen = votes.seen
+        taught = label_support(votes.labels, seen, source.prototypes(s), emb, cfg=query_cfg)
         # a Gaussian no view sees (rule own selects such) has no training map to speak against it
-        keep &= (taught >= LABEL_SUPPORT_MIN) | (votes.seen == 0)
+        keep &= (taught >= LABEL_SUPPORT_MIN) | (seen == 0)
         if n := int(above.sum() - keep.any(axis=0).sum()):
             log.info("query3d %s: %d Gaussians the training maps seldom had as the query dropped "
                      "(in under %.0f%% of the views that see them)", list(sel.queries), n,
                      100 * LABEL_SUPPORT_MIN)  # fmt: skip
-    if clean in ("components", "labels+components"):
+    if "components" in steps:
         chosen = clean_selection(f, sel, keep, read)
         if n := int(keep.any(axis=0).sum() - chosen.sum()):
             log.info("query3d %s: %d Gaussians in pieces apart from the selection's main body dropped",
@@ -620,10 +620,11 @@ def query_gaussians(
     run = as_run(run)
     cameras = None
     source = language_source(run, variant, scale=scale, device=device)
-    if cleans_by_labels(clean):
+    by_labels = "labels" in clean_steps(clean)
+    if by_labels:
         for s in source.scales:
             source.masks_file(s)  # here, before the fields, the text encoder and the views
-    if rule == "views" or cleans_by_labels(clean):
+    if rule == "views" or by_labels:
         from ccl.scene import SceneLoadConfig
 
         cameras = _scene_and_manifest(run.scene_dir, scene_cfg or SceneLoadConfig())[1].cameras
@@ -635,7 +636,7 @@ def query_gaussians(
         made_by = {
             "command": "ccl query3d", "queries": list(queries), "variant": variant, "scale": chosen.scale,
             "mode": query_cfg.mode, "threshold": query_cfg.threshold, "select": rule, "clean": clean,
-            **({"label_support_min": LABEL_SUPPORT_MIN} if cleans_by_labels(clean) else {}),
+            **({"label_support_min": LABEL_SUPPORT_MIN} if by_labels else {}),
             "min_opacity": min_opacity,
             "context": context, "field": file_record(source.fields[chosen.scale]),
         }  # fmt: skip

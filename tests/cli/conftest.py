@@ -41,9 +41,10 @@ def _point_categories(scene, gt_path) -> np.ndarray:
     return cat
 
 
-def _object_masks(scene, gt_path) -> dict[str, np.ndarray]:
-    """Frame name -> [H, W] int32 segmentation: mask i covers the i-th object category in view (in id
-    order), -1 elsewhere (the background has no mask, as at the synthetic scene's finest scale)."""
+def _object_masks(scene, gt_path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Frame name -> ([H, W] int32 segmentation, [M] category of each mask): mask i covers the i-th object
+    category in view (in id order), -1 elsewhere (the background has no mask, as at the synthetic scene's
+    finest scale)."""
     import h5py
 
     out = {}
@@ -54,17 +55,8 @@ def _object_masks(scene, gt_path) -> dict[str, np.ndarray]:
             seg = np.full(cid.shape, -1, np.int32)
             for i, c in enumerate(present):
                 seg[cid == c] = i
-            out[name] = seg
+            out[name] = (seg, present.astype(np.int64))
     return out
-
-
-def _mask_categories(seg: np.ndarray, gt_path, name: str) -> np.ndarray:
-    """[M] the category of each mask of `seg` (_object_masks)."""
-    import h5py
-
-    with h5py.File(gt_path, "r") as f:
-        cid = f[name]["category_id"][()]
-    return np.array([int(cid[seg == i][0]) for i in range(int(seg.max()) + 1)], np.int64)
 
 
 def _frame_masks(name: str, seg: np.ndarray):
@@ -138,15 +130,15 @@ def tiny_results(tmp_path_factory, tiny_scene_dir):
         ) as writer:  # fmt: skip
             for name in scene.frame_names:
                 writer.add(name, np.zeros((0, prototypes.shape[1]), np.float32))
-        segmentations = _object_masks(scene, gt)
+        masks = _object_masks(scene, gt)
         write_masks(
-            scene_dir / "masks" / f"{scale}.h5", (_frame_masks(n, seg) for n, seg in segmentations.items()),
+            scene_dir / "masks" / f"{scale}.h5", (_frame_masks(n, seg) for n, (seg, _) in masks.items()),
             frame_names=scene.frame_names, scale=scale, params={}, model={"backend": "ground truth"},
         )  # fmt: skip
         # each object's mask taught as its class (its category + 1), the background left without a mask
         write_codebook(
             run_dir / "codebook" / "full" / f"{scale}.h5", variant="full", prototypes=prototypes,
-            prototype_index={n: _mask_categories(seg, gt, n) + 1 for n, seg in segmentations.items()},
+            prototype_index={n: categories + 1 for n, (_, categories) in masks.items()},
             frame_names=scene.frame_names, params={}, model={}, inputs={},
         )  # fmt: skip
     yield {
