@@ -114,14 +114,17 @@ def test_masks_other_than_those_the_field_was_trained_on_are_refused(tiny_result
 def test_maps_painted_when_asked_count_as_the_maps_held(tiny_results):
     # LanguageFieldSource.training_maps paints a frame when the votes ask for it (one frame in memory at
     # a time); the counts are those of every map held at once, and a Gaussian has a label in at most the
-    # views that see it
+    # views that see it. Under the host tensor guard: what the labels add to the votes makes no tensor
+    # off the field's device
+    from ccl.host_tensor_guard import host_tensors_fail_on_meeting_the_device
     from ccl.query.view import gaussian_view_votes, language_source
 
     cameras = _cameras(tiny_results)
     lazy_source = language_source(tiny_results["run_dir"], "full", scale="sp")
     lazy = lazy_source.training_maps("sp")
     held = {name: lazy[name] for name in lazy}
-    a = gaussian_view_votes(lazy_source.language_field("sp"), cameras, maps=lazy)
+    with host_tensors_fail_on_meeting_the_device():
+        a = gaussian_view_votes(lazy_source.language_field("sp"), cameras, maps=lazy)
     b = gaussian_view_votes(language_source(tiny_results["run_dir"], "full", scale="sp").language_field("sp"),
                             cameras, maps=held)  # fmt: skip
     assert a.labels is not None and b.labels is not None and a.labels.sum() > 0
